@@ -1,0 +1,36 @@
+# auxrun: `make demo` and `make test` set everything up from scratch in .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch 2.13.0 is available offline on the development machines;
+# pyproject.toml states the range of torch versions the code supports.
+TORCH_PIN ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+DEMO_DIR := outputs/demo
+
+demo: setup
+	rm -rf $(DEMO_DIR)
+	$(BIN)/auxrun mtl -m weighting=none seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)/none
+	$(BIN)/auxrun mtl -m weighting=fixed aux=helpful,harmful seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)/fixed
+	$(BIN)/auxrun compare --outputs $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) outputs/* .pytest_cache

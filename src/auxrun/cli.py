@@ -1,0 +1,134 @@
+"""The ``auxrun`` command line.
+
+``pretrain``, ``finetune`` and ``mtl`` hand everything after the command name to Hydra:
+``GROUP=OPTION`` and ``key=value`` overrides, ``-m/--multirun`` sweeps, launchers
+(``hydra/launcher=joblib``, ``hydra/launcher=submitit_local``), ``hydra.run.dir=DIR``,
+``--cfg job`` and the rest of Hydra's flags. ``compare`` reads finished runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from .errors import AuxrunError
+
+CONF_DIR = Path(__file__).parent / "conf"
+err = Console(stderr=True)
+out = Console()
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="markdown",
+                  help="auxrun: auxiliary-task transfer learning on graph neural networks.")
+
+
+def groups_help(command: str) -> str:
+    """The config groups, their options and this command's defaults, for ``--help``."""
+    defaults: dict[str, str] = {}
+    for item in OmegaConf.load(CONF_DIR / f"{command}.yaml").get("defaults", []):
+        if isinstance(item, DictConfig) or isinstance(item, dict):
+            defaults.update({str(k): str(v) for k, v in item.items()})
+    lines = ["**Config groups** (choose with GROUP=OPTION):", ""]
+    for group in sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        options = group_options(group)
+        lines.append(f"- **{group}**: {', '.join(options)} (default: {defaults.get(group, '-')})")
+    lines += ["", "Set any key with key=value (e.g. trainer.max_epochs=20 seed=3). "
+              "Sweep with -m, e.g. -m weighting=none,fixed seed=0,1,2. "
+              "Show the composed config with --cfg job."]
+    return "\n".join(lines)
+
+
+def _job(cfg: DictConfig) -> None:
+    """Hydra task function: one run in Hydra's output folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .train.schemes import run
+
+    try:
+        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except AuxrunError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(f.stem for f in (CONF_DIR / group).glob("*.yaml") if not f.stem.startswith("_"))
+
+
+def check_group_overrides(args: list[str]) -> None:
+    """Reject ``group=option`` overrides (sweep lists included) naming no config file, with
+    one line listing the options, before Hydra prints its longer report."""
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or "." in key or "/" in key or not (CONF_DIR / key).is_dir():
+            continue
+        options = group_options(key)
+        for choice in value.split(","):
+            if choice and choice not in options and not any(c in choice for c in "()[]{}$"):
+                raise AuxrunError(f"unknown {key} {choice!r}; available: {', '.join(options)}")
+
+
+def _hydra(command: str, args: list[str]) -> None:
+    import hydra
+
+    check_group_overrides(args)
+    sys.argv = [f"auxrun-{command}", *args]
+    hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
+
+
+RUN = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
+
+
+@app.command(context_settings=RUN, epilog=groups_help("pretrain"))
+def pretrain(ctx: typer.Context) -> None:
+    """Pre-train the shared encoder on auxiliary (self-supervised) tasks only; saves encoder.pt."""
+    _hydra("pretrain", ctx.args)
+
+
+@app.command(context_settings=RUN, epilog=groups_help("finetune"))
+def finetune(ctx: typer.Context) -> None:
+    """Fine-tune a pre-trained encoder (pretrained=PATH|auto) on the target with auxiliary tasks."""
+    _hydra("finetune", ctx.args)
+
+
+@app.command(context_settings=RUN, epilog=groups_help("mtl"))
+def mtl(ctx: typer.Context) -> None:
+    """Multi-task learning: target and auxiliary tasks from a random initialisation."""
+    _hydra("mtl", ctx.args)
+
+
+@app.command()
+def compare(
+    outputs: Path = typer.Option(Path("outputs"), "--outputs", "-o", help="folder searched for result.json files"),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | csv | latex"),
+    split: str = typer.Option("test", "--split", help="test | val"),
+) -> None:
+    """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none."""
+    from .report.compare import FORMATS, compare as build, render
+
+    if fmt not in FORMATS:
+        raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if split not in ("test", "val"):
+        raise AuxrunError(f"unknown split {split!r}; use test or val")
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    result = build(outputs, split)
+    for status, n in result.skipped.items():
+        err.print(f"[yellow]skipped {n} run(s): {status}[/]")
+    table = render(result, fmt)
+    if isinstance(table, str):
+        print(table)
+    else:
+        out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one message and exit code 2."""
+    try:
+        app()
+    except AuxrunError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(exc.exit_code) from None

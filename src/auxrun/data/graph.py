@@ -1,0 +1,130 @@
+"""The one data interface every loader returns: :class:`GraphData`.
+
+A heterogeneous graph (node features per type, message-passing edges per relation), the
+target task's labels and splits, and the raw material auxiliary tasks are built from
+(held-out edges for edge generation, planted labelled pairs). A sampled loader for large
+graphs implements the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+EdgeType = tuple[str, str, str]
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class TargetSpec:
+    """What the target task predicts and on which examples.
+
+    ``node_cls``: ``labels[node]`` for nodes of ``node_type``; ``split[s]`` are node indices.
+    ``link_pred``: ``split[s]`` is a (2, n) tensor of positive ``edge_type`` edges and
+    ``negatives[s]`` (val/test) a fixed (2, n) tensor of sampled non-edges for evaluation.
+    """
+
+    kind: Literal["node_cls", "link_pred"]
+    split: dict[str, Tensor]
+    node_type: str | None = None
+    labels: Tensor | None = None
+    num_classes: int = 0
+    edge_type: EdgeType | None = None
+    negatives: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class PairLabels:
+    """Labelled node pairs planted by a generator: ``pairs`` (2, P) and 0/1 ``labels`` (P,)."""
+
+    src_type: str
+    dst_type: str
+    pairs: Tensor
+    labels: Tensor
+
+
+@dataclass
+class GraphData:
+    """A heterogeneous graph with its target task.
+
+    Attributes:
+        name: dataset registry name.
+        x: node features per node type, (num_nodes_t, feat_dim_t).
+        edge_index: message-passing edges per relation (src_type, rel, dst_type), (2, E);
+            every relation has its reverse ``rev_<rel>`` so information flows both ways.
+        target: the target task specification.
+        heldout: per base relation, edges removed from ``edge_index`` for edge generation.
+        pair_labels: planted labelled pairs, keyed by relation name.
+        info: free-form description (sizes, generator parameters) for logs and results.
+    """
+
+    name: str
+    x: dict[str, Tensor]
+    edge_index: dict[EdgeType, Tensor]
+    target: TargetSpec
+    heldout: dict[EdgeType, Tensor] = field(default_factory=dict)
+    pair_labels: dict[str, PairLabels] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    @property
+    def node_types(self) -> list[str]:
+        return list(self.x)
+
+    @property
+    def edge_types(self) -> list[EdgeType]:
+        return list(self.edge_index)
+
+    def num_nodes(self, node_type: str) -> int:
+        return int(self.x[node_type].shape[0])
+
+    def schema(self) -> dict:
+        """What an encoder's shape depends on: feature sizes per node type and relations.
+
+        A pretrained encoder can be reused on any graph with the same schema.
+        """
+        return {
+            "features": {t: int(v.shape[1]) for t, v in self.x.items()},
+            "relations": ["__".join(e) for e in self.edge_index],
+        }
+
+    def to(self, device: torch.device) -> "GraphData":
+        """Move every tensor to ``device`` (in place; returns self)."""
+        self.x = {k: v.to(device) for k, v in self.x.items()}
+        self.edge_index = {k: v.to(device) for k, v in self.edge_index.items()}
+        self.heldout = {k: v.to(device) for k, v in self.heldout.items()}
+        t = self.target
+        t.split = {k: v.to(device) for k, v in t.split.items()}
+        t.negatives = {k: v.to(device) for k, v in t.negatives.items()}
+        if t.labels is not None:
+            t.labels = t.labels.to(device)
+        for p in self.pair_labels.values():
+            p.pairs, p.labels = p.pairs.to(device), p.labels.to(device)
+        return self
+
+    def relations_between(self, src: str, dst: str) -> list[EdgeType]:
+        """Message-passing relations from node type ``src`` to ``dst``."""
+        return [e for e in self.edge_index if e[0] == src and e[2] == dst]
+
+
+def add_reverse(edges: dict[EdgeType, Tensor]) -> dict[EdgeType, Tensor]:
+    """Return ``edges`` plus ``(dst, rev_rel, src)`` for every relation."""
+    out = dict(edges)
+    for (s, r, d), ei in edges.items():
+        out[(d, f"rev_{r}", s)] = ei.flip(0)
+    return out
+
+
+def random_split(n: int, fractions: tuple[float, float], gen: torch.Generator) -> dict[str, Tensor]:
+    """Seeded random split of ``range(n)`` into train/val/test with the given train and val
+    fractions (test takes the rest). Each part gets at least one element."""
+    perm = torch.randperm(n, generator=gen)
+    n_train = max(1, int(round(fractions[0] * n)))
+    n_val = max(1, int(round(fractions[1] * n)))
+    return {
+        "train": perm[:n_train].sort().values,
+        "val": perm[n_train : n_train + n_val].sort().values,
+        "test": perm[n_train + n_val :].sort().values,
+    }

@@ -1,0 +1,36 @@
+"""Pair-sampling helpers shared by loaders and tasks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def pair_keys(pairs: Tensor, num_dst: int) -> Tensor:
+    """Encode (2, n) pairs as sorted-able int64 keys ``src * num_dst + dst``."""
+    return pairs[0].long() * num_dst + pairs[1].long()
+
+
+def sample_non_edges(
+    num: int, num_src: int, num_dst: int, forbidden: Tensor, gen: torch.Generator, src: Tensor | None = None
+) -> Tensor:
+    """Sample ``num`` (src, dst) pairs that are not in ``forbidden`` (sorted key tensor).
+
+    When ``src`` is given, those sources are kept and only destinations are corrupted (the
+    usual negative sampling for link prediction). Rejected draws are redrawn a few times;
+    on a dense graph a handful of positives may slip through, which is harmless for training.
+    """
+    device = forbidden.device
+    if src is None:
+        src = torch.randint(num_src, (num,), generator=gen)
+    src = src.cpu()
+    dst = torch.randint(num_dst, (num,), generator=gen)
+    forbidden_cpu = forbidden.cpu()
+    for _ in range(5):
+        if forbidden_cpu.numel() == 0:
+            break
+        bad = torch.isin(src * num_dst + dst, forbidden_cpu)
+        if not bool(bad.any()):
+            break
+        dst[bad] = torch.randint(num_dst, (int(bad.sum()),), generator=gen)
+    return torch.stack([src, dst]).to(device)

@@ -1,0 +1,14 @@
+"""User-facing errors.
+
+Anything a user can cause (bad option, missing file, unreadable checkpoint, empty outputs
+folder) raises :class:`AuxrunError`; the CLI prints its message and exits non-zero without a
+traceback. Programming errors keep their tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class AuxrunError(Exception):
+    """An error caused by the user's input, with a message naming the problem and the fix."""
+
+    exit_code: int = 2

@@ -1,0 +1,93 @@
+"""Shared GNN encoders: ``backbone=gcn|gat|gin|sage|rgcn|hgt``.
+
+Every encoder starts with a *typed input projection*: node type ``t`` has its own linear map
+``h_v^0 = W_t x_v + b_t + e_t`` into a common ``hidden`` space (``e_t`` is a learned type
+embedding), so node types with different feature sizes and meanings share one space.
+
+* ``gcn``, ``gat``, ``gin``, ``sage`` then run on the homogeneous view (all relations merged),
+  which is how SELAR and AUX-TS apply these layers to knowledge graphs; it keeps one weight
+  set per layer (a ``to_hetero`` copy per relation would multiply parameters by the number
+  of relations) and keeps the model a plain function of its parameters for look-ahead steps.
+* ``rgcn`` uses one weight per relation on the same homogeneous view (``edge_type``).
+* ``hgt`` runs PyG's ``HGTConv`` on the per-relation edges (type-aware attention).
+
+``h^{l+1} = dropout(act(conv_l(h^l)))`` between layers; the last layer is linear so the
+embeddings can be scored by dot products.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric import nn as gnn
+
+from ..errors import AuxrunError
+from .graph_view import GraphView
+
+HOMOGENEOUS = ("gcn", "gat", "gin", "sage", "rgcn")
+BACKBONES = (*HOMOGENEOUS, "hgt")
+
+
+def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.Module:
+    heads = int(cfg.get("heads", 4))
+    if name == "gcn":
+        return gnn.GCNConv(hidden, hidden)
+    if name == "gat":
+        if hidden % heads:
+            raise AuxrunError(f"backbone.hidden ({hidden}) must be divisible by backbone.heads ({heads})")
+        return gnn.GATConv(hidden, hidden // heads, heads=heads)
+    if name == "gin":
+        mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        return gnn.GINConv(mlp, train_eps=True)
+    if name == "sage":
+        return gnn.SAGEConv(hidden, hidden)
+    if name == "rgcn":
+        return gnn.RGCNConv(hidden, hidden, num_relations, num_bases=cfg.get("num_bases"))
+    if name == "hgt":
+        return gnn.HGTConv(hidden, hidden, metadata, heads=heads)
+    raise AuxrunError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
+
+
+class Encoder(nn.Module):
+    """Typed input projection followed by ``num_layers`` message-passing layers."""
+
+    def __init__(self, cfg: Any, schema: dict) -> None:
+        super().__init__()
+        self.name = str(cfg.name)
+        self.hidden = int(cfg.hidden)
+        self.dropout = float(cfg.dropout)
+        feats: dict[str, int] = schema["features"]
+        relations = [tuple(r.split("__")) for r in schema["relations"]]
+        self.inputs = nn.ModuleDict({t: nn.Linear(f, self.hidden) for t, f in feats.items()})
+        self.type_embedding = nn.Parameter(torch.zeros(len(feats), self.hidden))
+        self.type_index = {t: i for i, t in enumerate(feats)}
+        metadata = (list(feats), relations)
+        self.convs = nn.ModuleList(
+            _conv(self.name, self.hidden, cfg, len(relations), metadata) for _ in range(int(cfg.num_layers))
+        )
+        self.act = nn.ReLU()
+
+    def embed_inputs(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {t: self.inputs[t](v) + self.type_embedding[self.type_index[t]] for t, v in x.items()}
+
+    def forward(self, x: dict[str, Tensor], graph: GraphView) -> dict[str, Tensor]:
+        """Embeddings per node type, each (num_nodes_t, hidden)."""
+        h_dict = self.embed_inputs(x)
+        last = len(self.convs) - 1
+        if self.name == "hgt":
+            for i, conv in enumerate(self.convs):
+                h_dict = conv(h_dict, graph.edge_index_dict)
+                if i < last:
+                    h_dict = {t: self._between(h) for t, h in h_dict.items()}
+            return h_dict
+        h = torch.cat([h_dict[t] for t in graph.node_types])
+        for i, conv in enumerate(self.convs):
+            h = conv(h, graph.edge_index, graph.edge_type) if self.name == "rgcn" else conv(h, graph.edge_index)
+            if i < last:
+                h = self._between(h)
+        return graph.split(h)
+
+    def _between(self, h: Tensor) -> Tensor:
+        return nn.functional.dropout(self.act(h), self.dropout, self.training)

@@ -1,0 +1,1 @@
+"""Results I/O and the comparison table."""

@@ -1,0 +1,55 @@
+"""Run results: the ``result.json`` contract and reading results back.
+
+``result.json`` (schema 1)::
+
+    {"schema": 1, "status": "completed" | "diverged" | "failed", "command", "dataset",
+     "backbone", "aux", "weighting", "seed", "metrics": {"val": {...}, "test": {...}},
+     "primary_metric", "higher_is_better", "best_epoch", "runtime_s", "device",
+     "config": {...}}
+
+Metric names are lower-case. Written atomically, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..io import write_json
+
+SCHEMA = 1
+STATUSES = ("completed", "diverged", "failed")
+REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weighting", "seed", "metrics")
+log = logging.getLogger(__name__)
+
+
+def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
+    return write_json(run_dir / "result.json", {"schema": SCHEMA, **result})
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The parsed result, or ``None`` (with a warning naming the file) if it is unusable."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("skipping %s: not readable JSON (%s)", path, exc)
+        return None
+    if not isinstance(result, dict) or any(k not in result for k in REQUIRED):
+        log.warning("skipping %s: missing fields of the result contract", path)
+        return None
+    if result["schema"] != SCHEMA:
+        log.warning("skipping %s: result schema %s, expected %s", path, result["schema"], SCHEMA)
+        return None
+    return result
+
+
+def find_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every readable ``result.json`` below ``root`` (sorted by path)."""
+    out = []
+    for path in sorted(root.rglob("result.json")):
+        result = read_result(path)
+        if result is not None:
+            out.append((path.parent, result))
+    return out

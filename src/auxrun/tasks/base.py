@@ -1,0 +1,69 @@
+"""The task interface: a head, per-example losses and a metric.
+
+A task never runs the encoder itself: the engine runs it once per step on (possibly
+corrupted) inputs and hands every task the embeddings, so all tasks' losses share one graph
+forward pass and the weighting strategy can differentiate them with respect to the shared
+parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+Batch = dict[str, Tensor]
+Embeddings = dict[str, Tensor]
+
+
+class Task(nn.Module):
+    """Base class.
+
+    Attributes:
+        name: ``target`` or the auxiliary task's config name.
+        primary_metric: the metric used for model selection and in ``compare``.
+        higher_is_better: direction of ``primary_metric``.
+        head: the task's own parameters (never shared with other tasks).
+    """
+
+    name: str
+    primary_metric: str = "auc"
+    higher_is_better: bool = True
+    head: nn.Module
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+        """A random training batch (auxiliary tasks draw one per step)."""
+        raise NotImplementedError
+
+    def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
+        """Per-example losses ``l_j`` (shape ``(n,)``) on ``batch``; ``x`` are the clean features."""
+        raise NotImplementedError
+
+    def corrupt(self, x: dict[str, Tensor], batch: Batch) -> dict[str, Tensor] | None:
+        """Inputs to use for this step's forward pass, or ``None`` to leave them alone."""
+        return None
+
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
+        """Metrics on ``split`` (auxiliary tasks use a fixed evaluation sample)."""
+        raise NotImplementedError
+
+    def eval_batch(self) -> Batch | None:
+        """The fixed batch ``evaluate`` scores, when it needs a corrupted forward pass."""
+        return None
+
+
+class TargetTask(Task):
+    """A target task iterates over its training split in shuffled mini-batches."""
+
+    def num_train(self) -> int:
+        raise NotImplementedError
+
+    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+def shuffled_chunks(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
+    """Indices ``0..n-1`` in a random order, cut into chunks of ``batch_size``."""
+    perm = torch.randperm(n, generator=gen)
+    yield from perm.split(batch_size)

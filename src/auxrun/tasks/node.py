@@ -1,0 +1,93 @@
+"""Node-level tasks: target node classification and auxiliary attribute generation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.graph import TargetSpec
+from ..models.heads import ClassifierHead, FeatureHead
+from .base import Batch, Embeddings, Task, TargetTask, shuffled_chunks
+from .metrics import f1_scores
+
+
+class NodeClassification(TargetTask):
+    """Target: ``l_j = CE(W h_j, y_j)`` for labelled nodes ``j``; metric micro/macro-F1."""
+
+    primary_metric = "f1_micro"
+
+    def __init__(self, spec: TargetSpec, hidden: int) -> None:
+        super().__init__()
+        self.name = "target"
+        self.node_type = str(spec.node_type)
+        self.labels = spec.labels
+        self.split = spec.split
+        self.num_classes = spec.num_classes
+        self.head = ClassifierHead(hidden, spec.num_classes)
+
+    def num_train(self) -> int:
+        return len(self.split["train"])
+
+    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+        nodes = self.split["train"]
+        for idx in shuffled_chunks(len(nodes), batch_size, gen):
+            yield {"nodes": nodes[idx.to(nodes.device)]}
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+        nodes = self.split["train"]
+        return {"nodes": nodes[torch.randint(len(nodes), (batch_size,), generator=gen).to(nodes.device)]}
+
+    def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
+        nodes = batch["nodes"]
+        return F.cross_entropy(self.head(emb[self.node_type][nodes]), self.labels[nodes], reduction="none")
+
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
+        nodes = self.split[split]
+        logits = self.head(emb[self.node_type][nodes])
+        out = f1_scores(logits.argmax(-1), self.labels[nodes], self.num_classes)
+        out["loss"] = float(F.cross_entropy(logits, self.labels[nodes]))
+        return out
+
+
+class AttributeGeneration(Task):
+    """Auxiliary: hide the features of sampled nodes and reconstruct them.
+
+    For a batch ``B`` of nodes of type ``t`` the step's input has ``x_j = 0`` for ``j in B``;
+    ``l_j = mean_k (f(h_j)_k - x_jk)^2``. Metric: ``mse`` on a fixed evaluation sample.
+    """
+
+    primary_metric = "mse"
+    higher_is_better = False
+
+    def __init__(self, name: str, node_type: str, x: Tensor, hidden: int, eval_size: int, seed: int) -> None:
+        super().__init__()
+        self.name = name
+        self.node_type = node_type
+        self.num_nodes, feat_dim = x.shape
+        self.head = FeatureHead(hidden, feat_dim)
+        g = torch.Generator().manual_seed(seed)
+        k = min(eval_size, self.num_nodes)
+        self._eval = {"nodes": torch.randperm(self.num_nodes, generator=g)[:k].to(x.device)}
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+        k = min(batch_size, self.num_nodes)
+        device = self._eval["nodes"].device
+        return {"nodes": torch.randperm(self.num_nodes, generator=gen)[:k].to(device)}
+
+    def corrupt(self, x: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        masked = x[self.node_type].clone()
+        masked[batch["nodes"]] = 0.0
+        return {**x, self.node_type: masked}
+
+    def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
+        nodes = batch["nodes"]
+        return (self.head(emb[self.node_type][nodes]) - x[self.node_type][nodes]).pow(2).mean(-1)
+
+    def eval_batch(self) -> Batch:
+        return self._eval
+
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
+        return {"mse": float(self.losses(emb, self._eval, x).mean())}

@@ -1,0 +1,1 @@
+"""Training: the engine (one loop for all schemes) and the schemes."""

@@ -1,0 +1,146 @@
+"""The three training schemes behind ``auxrun pretrain | finetune | mtl``.
+
+* ``pretrain``: auxiliary (self-supervised) tasks only; saves ``encoder.pt``.
+* ``finetune``: loads a pre-trained encoder (``pretrained=PATH`` or ``auto``), then trains the
+  target and auxiliary tasks under the chosen weighting.
+* ``mtl``: target and auxiliary tasks from a random initialisation.
+
+:func:`run` executes one composed config in one run folder and writes ``result.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from .. import data as datasets
+from ..errors import AuxrunError
+from ..io import write_text
+from ..models import Encoder
+from ..report.results import write_result
+from ..seed import resolve_device, seed_everything
+from ..tasks import build_aux, build_target
+from ..weighting import build as build_weighting
+from .engine import fit
+from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
+
+COMMANDS = ("pretrain", "finetune", "mtl")
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+
+def _validate(cfg: DictConfig) -> None:
+    if cfg.command not in COMMANDS:
+        raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
+    t = cfg.trainer
+    for key in ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"):
+        if int(t[key]) < 1:
+            raise AuxrunError(f"trainer.{key} must be at least 1 (got {t[key]})")
+    if float(t.lr) <= 0:
+        raise AuxrunError(f"trainer.lr must be positive (got {t.lr})")
+    if cfg.command == "pretrain":
+        if not cfg.aux.tasks:
+            raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")
+        if cfg.weighting.name == "none":
+            raise AuxrunError("pretrain trains auxiliary tasks only; weighting=none would train nothing")
+
+
+def _compose_pretrain(cfg: DictConfig) -> DictConfig:
+    """The dataset's default pretrain config for this run's dataset and backbone."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [f"aux={cfg.dataset.pretrain_aux}"]
+    if GlobalHydra.instance().is_initialized():
+        pre = compose(config_name="pretrain", overrides=overrides)
+    else:
+        with initialize_config_module("auxrun.conf", version_base="1.3"):
+            pre = compose(config_name="pretrain", overrides=overrides)
+    keep = {k: cfg[k] for k in ("dataset", "backbone", "seed", "device", "paths")}
+    return OmegaConf.merge(pre, keep)
+
+
+def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, Path]:
+    choice = str(cfg.pretrained)
+    outputs = Path(cfg.paths.outputs)
+    if choice != "auto":
+        path = Path(choice).expanduser()
+        return load_encoder(path, cfg.backbone, schema, device), path
+    found = find_pretrained(outputs, cfg.backbone, schema)
+    if found is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        found = outputs / "pretrain" / "auto" / f"{cfg.dataset.name}-{cfg.backbone.name}-{stamp}"
+        console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {outputs}; "
+                      f"pre-training one first in {found} (reused by later finetune runs).[/]")
+        result = run(_compose_pretrain(cfg), found)
+        if result["status"] != "completed":
+            raise AuxrunError(f"automatic pre-training in {found} ended with status {result['status']}")
+    else:
+        console.print(f"Using pre-trained encoder {found / FILENAME}")
+    return load_encoder(found, cfg.backbone, schema, device), found
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one job of ``cfg.command`` in ``run_dir``; returns the written result."""
+    _validate(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    start = time.time()
+    gen = seed_everything(int(cfg.seed))
+    device = resolve_device(str(cfg.device))
+    data = datasets.load(cfg.dataset, int(cfg.seed)).to(device)
+    schema = data.schema()
+    hidden = int(cfg.backbone.hidden)
+    extra: dict = {}
+    if cfg.command == "finetune":
+        encoder, source = _finetune_encoder(cfg, schema, device)
+        extra["pretrained"] = str(source)
+        seed_everything(int(cfg.seed))  # the same heads/sampling whether or not we pre-trained now
+    else:
+        encoder = Encoder(cfg.backbone, schema).to(device)
+    target = None if cfg.command == "pretrain" else build_target(data, hidden, int(cfg.aux.head_dim))
+    with torch.random.fork_rng(devices=[]):  # aux heads do not shift the RNG: `none` ignores aux
+        aux = build_aux(cfg.aux, data, hidden, int(cfg.seed))
+    strategy = build_weighting(cfg.weighting)
+    base = {
+        "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
+        "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
+        "primary_metric": target.primary_metric if target else None,
+        "higher_is_better": target.higher_is_better if target else None,
+        "device": str(device), "data_schema": schema, "data_info": data.info, **extra,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    try:
+        out = fit(data=data, encoder=encoder, target=target, aux=aux, strategy=strategy, trainer=cfg.trainer,
+                  run_dir=run_dir, gen=gen, console=console)
+    except Exception as exc:
+        write_result(run_dir, {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                               "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
+        raise
+    if cfg.command == "pretrain" and out.state.status == "completed":
+        save_encoder(run_dir / FILENAME, encoder, cfg.backbone, schema)
+    result = {
+        **base, "status": out.state.status, "message": out.state.message,
+        "metrics": {"val": out.val, "test": out.test}, "best_epoch": out.state.best_epoch,
+        "epochs_run": out.state.epoch + 1, "steps": out.state.step,
+        "seconds_per_step": out.seconds_per_step, "runtime_s": round(time.time() - start, 3),
+    }
+    write_result(run_dir, result)
+    _report(result, run_dir)
+    return result
+
+
+def _report(result: dict, run_dir: Path) -> None:
+    test = result["metrics"]["test"]
+    key = result["primary_metric"]
+    shown = f"test {key}={test[key]:.4f}" if key and key in test else \
+        ", ".join(f"{k}={v:.4f}" for k, v in list(test.items())[:4])
+    console.print(f"[bold]{result['command']}[/] {result['dataset']}/{result['backbone']}/"
+                  f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown} -> {run_dir}")

@@ -1,0 +1,1 @@
+"""Zero-shot cross-type transfer (KTN): see its issue."""
