@@ -1,0 +1,5 @@
+"""``python -m auxrun`` = the ``auxrun`` command."""
+
+from .cli import main
+
+main()

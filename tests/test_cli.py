@@ -1,0 +1,109 @@
+"""The command line as a user meets it: run folders, reproducibility, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import read_result, run_cli
+
+FAST = ["trainer.max_epochs=2", "trainer.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cli") / "D"
+    proc = run_cli("mtl", "dataset=synthetic", "backbone=gcn", "weighting=fixed", *FAST, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+def test_run_writes_result_json_per_contract(one_run):
+    r = read_result(one_run)
+    assert r["schema"] == 1 and r["status"] == "completed"
+    assert (r["command"], r["dataset"], r["backbone"], r["aux"], r["weighting"], r["seed"]) == \
+        ("mtl", "synthetic", "gcn", "planted", "fixed", 0)
+    assert set(r["metrics"]) == {"val", "test"}
+    assert r["primary_metric"] == "f1_micro" and 0.0 <= r["metrics"]["test"]["f1_micro"] <= 1.0
+    assert all(k == k.lower() for split in r["metrics"].values() for k in split)
+    assert isinstance(r["best_epoch"], int) and r["best_epoch"] in (0, 1)
+    assert r["runtime_s"] > 0 and r["device"] == "cpu"
+    assert r["config"]["trainer"]["max_epochs"] == 2 and r["config"]["weighting"]["name"] == "fixed"
+    assert not list(one_run.glob(".result.json.*")), "no temporary file left behind"
+    assert (one_run / ".hydra" / "config.yaml").exists() and (one_run / "checkpoints" / "best.pt").exists()
+
+
+def test_trace_has_one_row_per_step_and_task(one_run):
+    rows = list(csv.DictReader((one_run / "trace.csv").open()))
+    assert list(rows[0]) == ["step", "epoch", "task", "loss", "weight", "weight_std", "cos"]
+    steps = read_result(one_run)["steps"]
+    assert len(rows) == steps * 4  # target + helpful + noise + harmful
+    assert {r["task"] for r in rows} == {"target", "helpful", "noise", "harmful"}
+    assert all(r["cos"] == "" and float(r["weight"]) == 1.0 for r in rows)
+
+
+def test_same_seed_gives_identical_metrics(one_run, tmp_path):
+    proc = run_cli("mtl", "dataset=synthetic", "backbone=gcn", "weighting=fixed", *FAST, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert read_result(tmp_path)["metrics"] == read_result(one_run)["metrics"]
+
+
+def test_help_lists_config_groups_and_options():
+    proc = run_cli("finetune", "--help")
+    assert proc.returncode == 0
+    for text in ("Config groups", "weighting", "fixed, none", "backbone", "gat, gcn, gin, hgt, rgcn, sage",
+                 "dataset", "synthetic", "aux", "trainer", "-m"):
+        assert text in proc.stdout, text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["mtl", "weighting=nope"], "unknown weighting 'nope'; available: fixed, none"),
+        (["mtl", "-m", "weighting=none,nope"], "unknown weighting 'nope'"),
+        (["mtl", "trainer.nope=1"], "Key 'nope' is not in struct"),
+        (["finetune", "pretrained=/no/such/run"], "pretrained checkpoint not found: /no/such/run"),
+        (["mtl", "trainer.max_epochs=0"], "trainer.max_epochs must be at least 1"),
+        (["compare", "--outputs", "/no/such/folder"], "does not exist"),
+    ],
+)
+def test_bad_input_gives_one_message_no_traceback(args, message, tmp_path):
+    proc = run_cli(*args, *([f"hydra.run.dir={tmp_path / 'r'}"] if args[0] != "compare" else []))
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_unreadable_checkpoint_and_empty_outputs(tmp_path):
+    bad = tmp_path / "encoder.pt"
+    bad.write_text("not a checkpoint")
+    proc = run_cli("finetune", f"pretrained={bad}", "trainer.progress=false", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode == 2 and "cannot read pretrained checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("compare", "--outputs", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "no finished runs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_multirun_2x2_through_each_launcher_then_compare(launcher, tmp_path):
+    extra = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+             "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"]}[launcher]
+    sweep = tmp_path / "sweep"
+    proc = run_cli("mtl", "-m", "weighting=none,fixed", "seed=0,1", *FAST, *extra, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in sweep.rglob("result.json")]
+    assert len(results) == 4
+    assert sorted((r["weighting"], r["seed"]) for r in results) == [("fixed", 0), ("fixed", 1), ("none", 0), ("none", 1)]
+    proc = run_cli("compare", "--outputs", str(sweep), "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "row,column,mean,std,n,avg_gain_pct"
+    by_row = {line.split(",")[0]: line.split(",") for line in lines[1:]}
+    assert set(by_row) == {"none", "fixed"} and by_row["none"][4] == "2" and by_row["fixed"][4] == "2"
+    for row, cells in by_row.items():
+        mean = sum(r["metrics"]["test"]["f1_micro"] for r in results if r["weighting"] == row) / 2
+        assert float(cells[2]) == pytest.approx(mean)

@@ -1,0 +1,38 @@
+"""Engine behaviour: divergence is recorded, early stopping keeps the best epoch, writes are atomic."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from auxrun.io import atomic_write, write_json
+from auxrun.train.schemes import run
+
+
+def test_divergence_is_recorded_not_crashed(make_cfg, tmp_path):
+    r = run(make_cfg("mtl", "trainer.lr=1e12", "trainer.max_epochs=30", "trainer.patience=0"), tmp_path)
+    assert r["status"] == "diverged" and "non-finite loss" in r["message"]
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "diverged"
+
+
+def test_early_stopping_reports_the_best_validation_epoch(make_cfg, tmp_path):
+    r = run(make_cfg("mtl", "weighting=none", "trainer.max_epochs=200", "trainer.patience=5"), tmp_path)
+    assert r["epochs_run"] == r["best_epoch"] + 6 or r["epochs_run"] == 200
+    rows = list(csv.DictReader((tmp_path / "trace.csv").open()))
+    assert int(rows[-1]["epoch"]) == r["epochs_run"] - 1
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "result.json"
+    write_json(path, {"a": 1})
+
+    def half_then_crash(fh):
+        fh.write(b'{"a": 2, "trunc')
+        raise KeyboardInterrupt  # e.g. the user pressing Ctrl-C mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, half_then_crash)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "temporary file removed"

@@ -1,0 +1,58 @@
+"""pretrain -> finetune: checkpoints saved, found, loaded, and refused when they do not fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from auxrun.errors import AuxrunError
+from auxrun.train.pretrained import FILENAME, find_pretrained
+from auxrun.train.schemes import run
+
+SMALL = ["trainer=fast", "trainer.checkpoint=false"]
+
+
+def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypatch):
+    out = tmp_path / "outputs"
+    pre = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
+    assert pre["status"] == "completed" and (out / "pre" / FILENAME).exists()
+    assert {"uiu_auc", "edge_rates_auc", "attr_user_mse"} <= set(pre["metrics"]["val"])
+    saved = torch.load(out / "pre" / FILENAME, weights_only=True)
+
+    loaded = {}
+    import auxrun.train.schemes as schemes
+    original = schemes.fit
+
+    def spy(**kwargs):
+        loaded.update({k: v.detach().clone() for k, v in kwargs["encoder"].state_dict().items()})
+        return original(**kwargs)
+
+    monkeypatch.setattr(schemes, "fit", spy)
+    ft = run(make_cfg("finetune", *SMALL, f"paths.outputs={out}"), out / "ft")  # pretrained=auto
+    assert ft["pretrained"] == str(out / "pre")
+    assert all(torch.equal(loaded[k], v) for k, v in saved["state_dict"].items())
+    explicit = run(make_cfg("finetune", *SMALL, f"pretrained={out / 'pre' / FILENAME}"), out / "ft2")
+    assert explicit["metrics"] == ft["metrics"]
+
+
+def test_auto_pretrains_once_when_nothing_matches(make_cfg, tmp_path):
+    out = tmp_path / "outputs"
+    first = run(make_cfg("finetune", *SMALL, "backbone=sage", f"paths.outputs={out}"), out / "a")
+    made = list((out / "pretrain" / "auto").iterdir())
+    assert len(made) == 1 and first["pretrained"] == str(made[0])
+    second = run(make_cfg("finetune", *SMALL, "backbone=sage", f"paths.outputs={out}"), out / "b")
+    assert second["pretrained"] == first["pretrained"]
+    assert len(list((out / "pretrain" / "auto").iterdir())) == 1
+    cfg = make_cfg("finetune", "backbone=gcn")
+    assert find_pretrained(out, cfg.backbone, {"features": {}, "relations": []}) is None
+
+
+def test_checkpoint_of_another_backbone_is_refused(make_cfg, tmp_path):
+    run(make_cfg("pretrain", *SMALL, "backbone=gin", "trainer.max_epochs=1"), tmp_path / "gin")
+    with pytest.raises(AuxrunError, match="holds a gin encoder"):
+        run(make_cfg("finetune", *SMALL, "backbone=gcn", f"pretrained={tmp_path / 'gin'}"), tmp_path / "ft")
+
+
+def test_pretrain_without_auxiliary_tasks_is_refused(make_cfg, tmp_path):
+    with pytest.raises(AuxrunError, match="needs auxiliary tasks"):
+        run(make_cfg("pretrain", "aux=none"), tmp_path)

@@ -1,0 +1,80 @@
+"""The weighting interface on a hand-built model: shared gradients follow each strategy's
+formula, heads get their own unweighted gradient, per-task gradients are computed once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from auxrun.errors import AuxrunError
+from auxrun.weighting import Step, build
+
+
+class Tiny(nn.Module):
+    """theta (shared, 3x2) feeding two heads; l_ij = (head_i(theta x_j) - y_ij)^2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.theta = nn.Linear(3, 2)
+        self.heads = nn.ModuleDict({"target": nn.Linear(2, 1), "aux": nn.Linear(2, 1)})
+
+    def step(self) -> Step:
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.randn(5, 3, generator=g), torch.randn(5, 2, generator=g)
+        h = self.theta(x)
+        losses = {t: (self.heads[t](h).squeeze(-1) - y[:, i]).pow(2) for i, t in enumerate(["target", "aux"])}
+        return Step(losses=losses, shared=list(self.theta.parameters()),
+                    heads={t: list(m.parameters()) for t, m in self.heads.items()})
+
+
+def flat_grad(loss, params):
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params, retain_graph=True)])
+
+
+def shared_grad(model):
+    return torch.cat([p.grad.reshape(-1) for p in model.theta.parameters()])
+
+
+def test_task_grads_rows_are_each_tasks_mean_loss_gradient_and_cached():
+    model = Tiny()
+    step = model.step()
+    G = step.task_grads()
+    for i, t in enumerate(step.tasks):
+        assert torch.allclose(G[i], flat_grad(step.losses[t].mean(), step.shared))
+    assert step.task_grads() is G
+
+
+@pytest.mark.parametrize("lambdas", [{}, {"aux": 0.25}, {"target": 2.0, "aux": -1.0}])
+def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_own_gradient(lambdas):
+    model = Tiny()
+    step = model.step()
+    G = step.task_grads()
+    strategy = build(OmegaConf.create({"name": "fixed", "default": 1.0, "weights": lambdas}))
+    diag = strategy.backward(step)
+    lam = torch.tensor([lambdas.get("target", 1.0), lambdas.get("aux", 1.0)])
+    assert torch.allclose(shared_grad(model), (lam[:, None] * G).sum(0), atol=1e-6)
+    for t, head in model.heads.items():
+        expected = flat_grad(step.losses[t].mean(), list(head.parameters()))
+        got = torch.cat([p.grad.reshape(-1) for p in head.parameters()])
+        assert torch.allclose(got, expected), f"head {t} must get its unweighted gradient"
+    assert diag["aux"]["weight"] == pytest.approx(float(lam[1]))
+    assert diag["aux"]["weight_std"] == 0.0 and diag["aux"]["cos"] is None
+
+
+def test_none_uses_target_gradient_only_and_leaves_aux_untouched():
+    model = Tiny()
+    step = model.step()
+    g0 = step.task_grads()[0]
+    strategy = build(OmegaConf.create({"name": "none"}))
+    assert strategy.trains_aux is False
+    strategy.backward(step)
+    assert torch.allclose(shared_grad(model), g0)
+    assert all(p.grad is None for p in model.heads["aux"].parameters())
+
+
+def test_unknown_strategy_is_a_user_error():
+    with pytest.raises(AuxrunError, match="available: none, fixed"):
+        build(OmegaConf.create({"name": "nope"}))
