@@ -12,15 +12,18 @@ def pair_keys(pairs: Tensor, num_dst: int) -> Tensor:
 
 
 def sample_non_edges(
-    num: int, num_src: int, num_dst: int, forbidden: Tensor, gen: torch.Generator, src: Tensor | None = None
+    num: int, num_src: int, num_dst: int, forbidden: Tensor, gen: torch.Generator, src: Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> Tensor:
     """Sample ``num`` (src, dst) pairs that are not in ``forbidden`` (sorted key tensor).
 
     When ``src`` is given, those sources are kept and only destinations are corrupted (the
-    usual negative sampling for link prediction). Rejected draws are redrawn a few times;
+    usual negative sampling for link prediction). The pairs are returned on ``device`` (default:
+    that of ``src``, else of ``forbidden``); sampling itself runs on the CPU generator. Rejected draws are redrawn a few times;
     on a dense graph a handful of positives may slip through, which is harmless for training.
     """
-    device = forbidden.device
+    if device is None:
+        device = src.device if src is not None else forbidden.device
     if src is None:
         src = torch.randint(num_src, (num,), generator=gen)
     src = src.cpu()

@@ -80,7 +80,7 @@ class _PositivesVsNegatives(PairTask):
     def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
         k = max(1, batch_size // 2)
         pos = self.positives[:, torch.randint(self.positives.shape[1], (k,), generator=gen).to(self.positives.device)]
-        neg = sample_non_edges(k, self.num_src, self.num_dst, self.known, gen)
+        neg = sample_non_edges(k, self.num_src, self.num_dst, self.known, gen, device=self.positives.device)
         return _labelled(pos, neg)
 
 

@@ -131,6 +131,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "metrics": {"val": out.val, "test": out.test}, "best_epoch": out.state.best_epoch,
         "epochs_run": out.state.epoch + 1, "steps": out.state.step,
         "seconds_per_step": out.seconds_per_step, "runtime_s": round(time.time() - start, 3),
+        "val_history": out.state.history,
     }
     write_result(run_dir, result)
     _report(result, run_dir)
