@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 import typer
@@ -18,7 +19,7 @@ from rich.console import Console
 
 from .errors import AuxrunError
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(str(files("auxrun.conf")))
 err = Console(stderr=True)
 out = Console()
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="markdown",
