@@ -52,7 +52,7 @@ def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_own_gradient(la
     model = Tiny()
     step = model.step()
     G = step.task_grads()
-    strategy = build(OmegaConf.create({"name": "fixed", "default": 1.0, "weights": lambdas}))
+    strategy = build(OmegaConf.create({"name": "fixed", "default": 1.0, "weights": lambdas}), ["target", "aux"])
     diag = strategy.backward(step)
     lam = torch.tensor([lambdas.get("target", 1.0), lambdas.get("aux", 1.0)])
     assert torch.allclose(shared_grad(model), (lam[:, None] * G).sum(0), atol=1e-6)
@@ -61,14 +61,16 @@ def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_own_gradient(la
         got = torch.cat([p.grad.reshape(-1) for p in head.parameters()])
         assert torch.allclose(got, expected), f"head {t} must get its unweighted gradient"
     assert diag["aux"]["weight"] == pytest.approx(float(lam[1]))
-    assert diag["aux"]["weight_std"] == 0.0 and diag["aux"]["cos"] is None
+    assert diag["aux"]["weight_std"] == 0.0
+    # the test computed G, so the trace reports cos(g_0, g_aux) at no extra cost
+    assert diag["aux"]["cos"] == pytest.approx(float(G[0] @ G[1] / (G[0].norm() * G[1].norm())), rel=1e-5)
 
 
 def test_none_uses_target_gradient_only_and_leaves_aux_untouched():
     model = Tiny()
     step = model.step()
     g0 = step.task_grads()[0]
-    strategy = build(OmegaConf.create({"name": "none"}))
+    strategy = build(OmegaConf.create({"name": "none"}), ["target", "aux"])
     assert strategy.trains_aux is False
     strategy.backward(step)
     assert torch.allclose(shared_grad(model), g0)
@@ -77,4 +79,4 @@ def test_none_uses_target_gradient_only_and_leaves_aux_untouched():
 
 def test_unknown_strategy_is_a_user_error():
     with pytest.raises(AuxrunError, match="available: none, fixed"):
-        build(OmegaConf.create({"name": "nope"}))
+        build(OmegaConf.create({"name": "nope"}), ["target", "aux"])

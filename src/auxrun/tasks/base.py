@@ -54,13 +54,36 @@ class Task(nn.Module):
 
 
 class TargetTask(Task):
-    """A target task iterates over its training split in shuffled mini-batches."""
+    """A target task: training examples ``0..num_train()-1`` that :meth:`batch` turns into a
+    batch. Shuffled epochs, random batches and meta batches from one fold of the training
+    split are all built from it."""
 
     def num_train(self) -> int:
         raise NotImplementedError
 
-    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    def batch(self, idx: Tensor, gen: torch.Generator) -> Batch:
+        """The batch of training examples at positions ``idx`` (CPU long tensor)."""
         raise NotImplementedError
+
+    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+        for idx in shuffled_chunks(self.num_train(), batch_size, gen):
+            yield self.batch(idx, gen)
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+        return self.batch(torch.randint(self.num_train(), (batch_size,), generator=gen), gen)
+
+    def fold_batch(self, fold: int, num_folds: int, batch_size: int, gen: torch.Generator) -> Batch:
+        """A random batch (with replacement) from fold ``fold`` of a fixed ``num_folds``-way
+        partition of the training examples: the held-out batches of meta strategies."""
+        folds = fold_partition(self.num_train(), num_folds)
+        members = folds[fold % len(folds)]
+        return self.batch(members[torch.randint(len(members), (batch_size,), generator=gen)], gen)
+
+
+def fold_partition(n: int, num_folds: int, seed: int = 0) -> list[Tensor]:
+    """A fixed random partition of ``range(n)`` into ``min(num_folds, n)`` non-empty folds."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return [f for f in perm.tensor_split(max(1, min(num_folds, n))) if len(f)]
 
 
 def shuffled_chunks(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.graph import TargetSpec
 from ..models.heads import ClassifierHead, FeatureHead
-from .base import Batch, Embeddings, Task, TargetTask, shuffled_chunks
+from .base import Batch, Embeddings, Task, TargetTask
 from .metrics import f1_scores
 
 
@@ -31,14 +29,9 @@ class NodeClassification(TargetTask):
     def num_train(self) -> int:
         return len(self.split["train"])
 
-    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    def batch(self, idx: Tensor, gen: torch.Generator) -> Batch:
         nodes = self.split["train"]
-        for idx in shuffled_chunks(len(nodes), batch_size, gen):
-            yield {"nodes": nodes[idx.to(nodes.device)]}
-
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
-        nodes = self.split["train"]
-        return {"nodes": nodes[torch.randint(len(nodes), (batch_size,), generator=gen).to(nodes.device)]}
+        return {"nodes": nodes[idx.to(nodes.device)]}
 
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         nodes = batch["nodes"]

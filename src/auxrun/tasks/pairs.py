@@ -13,8 +13,6 @@ differ only in where their labelled pairs come from:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import warnings
 
 import torch
@@ -25,7 +23,7 @@ from ..data.graph import EdgeType, GraphData
 from ..data.sampling import pair_keys, sample_non_edges
 from ..errors import AuxrunError
 from ..models.heads import PairHead
-from .base import Batch, Embeddings, Task, TargetTask, shuffled_chunks
+from .base import Batch, Embeddings, Task, TargetTask
 from .metrics import roc_auc
 
 
@@ -187,18 +185,11 @@ class LinkPrediction(PairTask, TargetTask):
     def num_train(self) -> int:
         return int(self.split["train"].shape[1])
 
-    def _with_negatives(self, pos: Tensor, gen: torch.Generator) -> Batch:
+    def batch(self, idx: Tensor, gen: torch.Generator) -> Batch:
+        """Training edges at ``idx`` plus as many non-edges with the same sources."""
+        pos = self.split["train"][:, idx.to(self.split["train"].device)]
         neg = sample_non_edges(pos.shape[1], self.num_src, self.num_dst, self.known, gen, src=pos[0])
         return _labelled(pos, neg)
-
-    def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
-        pos = self.split["train"]
-        for idx in shuffled_chunks(pos.shape[1], batch_size, gen):
-            yield self._with_negatives(pos[:, idx.to(pos.device)], gen)
-
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
-        pos = self.split["train"]
-        return self._with_negatives(pos[:, torch.randint(pos.shape[1], (batch_size,), generator=gen).to(pos.device)], gen)
 
     def _eval_pairs(self, split: str) -> Batch:
         return _labelled(self.split[split], self.negatives[split])

@@ -24,13 +24,14 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from torch import nn
+from torch import Tensor, nn
 
 from ..data.graph import GraphData
 from ..io import save_torch, write_text
 from ..models import Encoder, GraphView
 from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
+from .lookahead import lookahead_names, make_lookahead, rng_snapshot
 
 log = logging.getLogger(__name__)
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
@@ -43,6 +44,13 @@ class TaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.tasks = nn.ModuleDict(tasks)
+
+    def forward(self, x: dict[str, Tensor], x_clean: dict[str, Tensor], graph: GraphView,
+                batches: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Per-example losses of every task in ``batches``: one encoder pass on ``x`` (the
+        step's possibly corrupted inputs), reconstruction targets from ``x_clean``."""
+        emb = self.encoder(x, graph)
+        return {name: self.tasks[name].losses(emb, batch, x_clean) for name, batch in batches.items()}
 
 
 @dataclass
@@ -66,6 +74,39 @@ class FitResult:
     val: dict[str, float]
     test: dict[str, float]
     seconds_per_step: float
+
+
+class StepContext:
+    """Builds the :class:`Step` of one optimisation step (the engine's inner loop body, kept
+    separate so tests can build exactly the steps the engine trains on)."""
+
+    def __init__(self, model: TaskModel, data: GraphData, graph: GraphView, target: TargetTask | None,
+                 aux: dict[str, Task], strategy: Weighting, trainer: Any) -> None:
+        self.model, self.data, self.graph = model, data, graph
+        self.target, self.aux, self.strategy, self.trainer = target, aux, strategy, trainer
+        self.shared = [p for p in model.encoder.parameters() if p.requires_grad]
+        self.heads = {name: [p for p in t.parameters() if p.requires_grad] for name, t in model.tasks.items()}
+        self.theta_names = lookahead_names(model)
+        self.device = next(model.parameters()).device
+
+    def step(self, batch: dict | None, gen: torch.Generator, index: int) -> Step:
+        """Sample the auxiliary batches, corrupt inputs, one forward pass; attach the
+        look-ahead closures (with a meta batch from fold ``index mod folds``) when the
+        strategy needs them."""
+        batches = {TARGET: batch} if self.target is not None else {}
+        batches |= {n: t.sample(int(self.trainer.aux_batch_size), gen) for n, t in self.aux.items()}
+        x = self.data.x
+        for n, t in self.aux.items():
+            x = t.corrupt(x, batches[n]) or x
+        rng_step = rng_snapshot(self.device)
+        losses = self.model(x, self.data.x, self.graph, batches)
+        lookahead = None
+        if self.strategy.needs_lookahead:
+            assert self.target is not None
+            meta_batch = self.target.fold_batch(index, self.strategy.folds, int(self.trainer.batch_size), gen)
+            lookahead = make_lookahead(self.model, self.theta_names, x, self.data.x, self.graph, batches, rng_step,
+                                       meta_batch, rng_snapshot(self.device))
+        return Step(losses=losses, shared=self.shared, heads=self.heads, batches=batches, lookahead=lookahead)
 
 
 def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:
@@ -127,8 +168,7 @@ def fit(
     tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
     model = TaskModel(encoder, tasks).to(device)
     strategy.to(device)
-    shared = [p for p in encoder.parameters() if p.requires_grad]
-    heads = {name: [p for p in t.parameters() if p.requires_grad] for name, t in tasks.items()}
+    ctx = StepContext(model, data, graph, target, active_aux, strategy, trainer)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
     state = RunState()
     best_model = copy.deepcopy(model.state_dict())
@@ -148,28 +188,19 @@ def fit(
             model.train()
             for batch in _batches(target, trainer, gen):
                 t0 = time.perf_counter()
-                aux_batches = {n: t.sample(int(trainer.aux_batch_size), gen) for n, t in active_aux.items()}
-                x = data.x
-                for n, t in active_aux.items():
-                    x = t.corrupt(x, aux_batches[n]) or x
-                emb = encoder(x, graph)
-                losses = {}
-                if target is not None:
-                    losses[TARGET] = target.losses(emb, batch, data.x)
-                for n, t in active_aux.items():
-                    losses[n] = t.losses(emb, aux_batches[n], data.x)
-                if not all(bool(torch.isfinite(v).all()) for v in losses.values()):
-                    bad = [n for n, v in losses.items() if not bool(torch.isfinite(v).all())]
+                step = ctx.step(batch, gen, state.step)
+                bad = [n for n, v in step.losses.items() if not bool(torch.isfinite(v).all())]
+                if bad:
                     state.status, state.message = "diverged", f"non-finite loss in {', '.join(bad)} at step {state.step}"
                     break
                 optimizer.zero_grad(set_to_none=True)
-                diag = strategy.backward(Step(losses=losses, shared=shared, heads=heads))
+                diag = strategy.backward(step)
                 if trainer.grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), float(trainer.grad_clip))
                 optimizer.step()
                 step_time += time.perf_counter() - t0
                 steps_timed += 1
-                for n, loss in losses.items():
+                for n, loss in step.losses.items():
                     d = diag.get(n, {})
                     state.trace.append({"step": state.step, "epoch": epoch, "task": n, "loss": float(loss.detach().mean()),
                                         "weight": d.get("weight"), "weight_std": d.get("weight_std"), "cos": d.get("cos")})

@@ -108,7 +108,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     target = None if cfg.command == "pretrain" else build_target(data, hidden, int(cfg.aux.head_dim))
     with torch.random.fork_rng(devices=[]):  # aux heads do not shift the RNG: `none` ignores aux
         aux = build_aux(cfg.aux, data, hidden, int(cfg.seed))
-    strategy = build_weighting(cfg.weighting)
+    tasks = ([] if target is None else ["target"]) + list(aux)
+    strategy = build_weighting(cfg.weighting, tasks)
+    if target is None and strategy.needs_target:
+        raise AuxrunError(f"weighting={cfg.weighting.name} needs a target task; pretrain with weighting=fixed")
     base = {
         "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
         "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),

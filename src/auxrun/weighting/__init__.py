@@ -7,17 +7,22 @@ from typing import Any
 from ..errors import AuxrunError
 from .base import TARGET, Diagnostics, LossWeighting, Step, Weighting
 from .fixed import Fixed, NoAux
+from .gradient import Cosine
+from .meta import AuxTS, Selar
 
-REGISTRY: dict[str, type[Weighting]] = {"none": NoAux, "fixed": Fixed}
+REGISTRY: dict[str, type[Weighting]] = {
+    "none": NoAux, "fixed": Fixed, "cosine": Cosine, "selar": Selar, "auxts": AuxTS,
+}
 
 
-def build(cfg: Any) -> Weighting:
-    """Instantiate the strategy named by ``cfg.name`` with its config."""
+def build(cfg: Any, tasks: list[str]) -> Weighting:
+    """Instantiate the strategy named by ``cfg.name`` for ``tasks`` (``"target"`` first, as the
+    engine orders a step's losses)."""
     try:
         cls = REGISTRY[cfg.name]
     except KeyError:
         raise AuxrunError(f"unknown weighting {cfg.name!r}; available: {', '.join(REGISTRY)}") from None
-    return cls(cfg)
+    return cls(cfg, tasks)
 
 
 __all__ = ["TARGET", "Diagnostics", "LossWeighting", "Step", "Weighting", "REGISTRY", "build"]

@@ -8,6 +8,9 @@ The engine builds one :class:`Step` per optimisation step and calls
 update direction, every head receives its own task's unweighted gradient ``grad L_i``
 (strategies act on the shared parameters only), and the engine then calls
 ``optimizer.step()``. Strategies with parameters of their own own their optimiser.
+
+Meta strategies also need the step's losses at *other* parameter values: the engine then
+attaches a :class:`Lookahead` (``needs_lookahead = True`` on the strategy).
 """
 
 from __future__ import annotations
@@ -30,6 +33,25 @@ def flatten(grads: Iterable[Tensor | None], params: list[nn.Parameter]) -> Tenso
 
 
 @dataclass
+class Lookahead:
+    """The step as a function of the look-ahead parameters ``theta`` (shared encoder and
+    target head), for one-step look-ahead meta-gradients.
+
+    Attributes:
+        params: the current look-ahead parameters, in a fixed order.
+        losses_at: ``theta -> {task: per-example losses}`` on this step's batches and inputs,
+            with the same dropout masks as the step's own forward pass (so
+            ``losses_at(params)`` equals ``Step.losses``).
+        meta_loss_at: ``theta -> mean target loss`` on a held-out batch from a fold of the
+            training split (never validation), with fixed dropout masks.
+    """
+
+    params: list[nn.Parameter]
+    losses_at: Callable[[list[Tensor]], dict[str, Tensor]]
+    meta_loss_at: Callable[[list[Tensor]], Tensor]
+
+
+@dataclass
 class Step:
     """Everything a strategy sees for one step.
 
@@ -38,14 +60,15 @@ class Step:
             pre-training).
         shared: the encoder parameters shared by all tasks (``theta``).
         heads: task -> that task's head parameters.
-        meta_loss: for meta strategies, the target loss on a held-out batch at given
-            parameter values (``None`` when the engine provides none).
+        batches: task -> the batch its losses were computed on (labels for SELAR's input).
+        lookahead: for meta strategies, the functional view of this step (else ``None``).
     """
 
     losses: dict[str, Tensor]
     shared: list[nn.Parameter]
     heads: dict[str, list[nn.Parameter]]
-    meta_loss: Callable[[dict[str, Tensor]], Tensor] | None = None
+    batches: dict[str, dict[str, Tensor]] = field(default_factory=dict)
+    lookahead: Lookahead | None = None
     _task_grads: Tensor | None = field(default=None, repr=False)
 
     @property
@@ -70,6 +93,13 @@ class Step:
         if self._task_grads is None:
             self._task_grads = torch.stack([self.grad_of(loss.mean()) for loss in self.losses.values()])
         return self._task_grads
+
+    def cosines(self) -> Tensor:
+        """``c_i = cos(g_0, g_i)`` for every auxiliary task ``i`` (from :meth:`task_grads`);
+        0 where a gradient vanishes."""
+        G = self.task_grads()
+        norms = G.norm(dim=1)
+        return (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
 
     def set_shared_grad(self, flat: Tensor) -> None:
         """Write the flat update direction into ``.grad`` of the shared parameters."""
@@ -105,6 +135,8 @@ class Weighting(nn.Module):
 
     name: str = "base"
     trains_aux: bool = True
+    needs_target: bool = False
+    needs_lookahead: bool = False
 
     def backward(self, step: Step) -> Diagnostics:
         """Fill ``.grad`` of shared and head parameters; return per-task diagnostics
@@ -128,10 +160,18 @@ class LossWeighting(Weighting):
         objective = torch.stack([(w[t] * step.losses[t]).mean() for t in w]).sum()
         step.set_shared_grad(step.grad_of(objective))
         step.backward_heads(w)
-        return {t: _weight_stats(w[t], step.losses[t]) for t in w}
+        return diagnostics(step, w)
 
 
-def _weight_stats(w: Tensor, loss: Tensor) -> dict[str, float | None]:
-    w = w.detach().expand_as(loss) if w.dim() == 0 else w.detach()
-    std = float(w.std()) if w.numel() > 1 else 0.0
-    return {"weight": float(w.mean()), "weight_std": std, "cos": None}
+def diagnostics(step: Step, weights: dict[str, Tensor]) -> Diagnostics:
+    """Mean and std of each task's (per-example or per-task) weights, and ``cos(g_0, g_i)``
+    where the step computed per-task gradients anyway (never computed just for the trace)."""
+    cos: dict[str, float | None] = {}
+    if step._task_grads is not None and TARGET in step.losses:
+        cos = {t: float(c) for t, c in zip(step.aux_tasks, step.cosines())}
+    out: Diagnostics = {}
+    for t, w in weights.items():
+        w = w.detach().expand_as(step.losses[t]) if w.dim() == 0 else w.detach()
+        std = float(w.std()) if w.numel() > 1 else 0.0
+        out[t] = {"weight": float(w.mean()), "weight_std": std, "cos": cos.get(t)}
+    return out

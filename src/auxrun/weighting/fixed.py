@@ -19,7 +19,7 @@ class NoAux(LossWeighting):
     name = "none"
     trains_aux = False
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
 
     def weights(self, step: Step) -> dict[str, Tensor]:
@@ -29,7 +29,7 @@ class NoAux(LossWeighting):
 class Fixed(LossWeighting):
     name = "fixed"
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
         self.default = float(cfg.get("default", 1.0))
         self.lambdas = {str(k): float(v) for k, v in (cfg.get("weights") or {}).items()}

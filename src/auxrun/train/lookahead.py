@@ -1,0 +1,63 @@
+"""Building a :class:`~auxrun.weighting.base.Lookahead`: the step's losses as a pure function
+of the look-ahead parameters ``theta`` (encoder + target head), via
+``torch.func.functional_call``.
+
+Dropout must draw the same masks when a step is re-evaluated (forward-mode product, unrolled
+reference, finite differences): each closure replays a snapshot of the RNG state inside
+``torch.random.fork_rng``, so calling it neither sees nor advances the global RNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..weighting import TARGET
+from ..weighting.base import Lookahead
+
+RngState = tuple[Tensor, Tensor | None]
+
+
+def rng_snapshot(device: torch.device) -> RngState:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+@contextmanager
+def replay(state: RngState, device: torch.device) -> Iterator[None]:
+    cpu, cuda = state
+    with torch.random.fork_rng(devices=[device] if cuda is not None else []):
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+        yield
+
+
+def lookahead_names(model: nn.Module) -> list[str]:
+    """Names of ``theta``: every encoder parameter and the target head's."""
+    return [n for n, p in model.named_parameters()
+            if p.requires_grad and (n.startswith("encoder.") or n.startswith(f"tasks.{TARGET}."))]
+
+
+def make_lookahead(model: nn.Module, names: list[str], x: dict[str, Tensor], x_clean: dict[str, Tensor],
+                   graph, batches: dict, rng_step: RngState, meta_batch: dict,
+                   rng_meta: RngState) -> Lookahead:
+    """Closures over this step's inputs; ``model(x, x_clean, graph, batches)`` must return the
+    per-example losses of every task in ``batches``."""
+    device = x_clean[next(iter(x_clean))].device
+    named = dict(model.named_parameters())
+
+    def losses_at(values: list[Tensor]) -> dict[str, Tensor]:
+        with replay(rng_step, device):
+            return functional_call(model, dict(zip(names, values)), (x, x_clean, graph, batches))
+
+    def meta_loss_at(values: list[Tensor]) -> Tensor:
+        with replay(rng_meta, device):
+            out = functional_call(model, dict(zip(names, values)), (x_clean, x_clean, graph, {TARGET: meta_batch}))
+        return out[TARGET].mean()
+
+    return Lookahead(params=[named[n] for n in names], losses_at=losses_at, meta_loss_at=meta_loss_at)
