@@ -1,0 +1,132 @@
+"""The meta-gradient of SELAR / AUX-TS: the forward-mode (jvp) version, the unrolled
+create_graph reference and a central finite difference of the meta loss all agree."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from auxrun.data import load
+from auxrun.models import Encoder, GraphView
+from auxrun.tasks import build_aux, build_target
+from auxrun.train.engine import StepContext, TaskModel
+from auxrun.weighting import build
+
+VARIANTS = [("selar", []), ("auxts", ["weighting.sims=one"]), ("auxts", ["weighting.sims=all"])]
+SMALL = ["dataset.num_users=60", "dataset.num_items=40", "dataset.num_tags=8", "dataset.train_frac=0.3",
+         "aux=ssl", "+aux.tasks.helpful={kind: planted, relation: helpful}", "trainer.aux_batch_size=16",
+         "trainer.batch_size=12", "backbone.dropout=0.3", "weighting.hidden=16"]
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def make_step(make_cfg, weighting: str, overrides: list[str], seed: int = 0):
+    """A step exactly as the engine builds it: attribute generation hides inputs, dropout is
+    on (the look-ahead closures must replay its masks), meta batch from a training fold."""
+    cfg = make_cfg("mtl", f"weighting={weighting}", *SMALL, *overrides)
+    torch.manual_seed(seed)
+    data = load(cfg.dataset, seed)
+    hidden = int(cfg.backbone.hidden)
+    target = build_target(data, hidden, int(cfg.aux.head_dim))
+    aux = build_aux(cfg.aux, data, hidden, seed)
+    strategy = build(cfg.weighting, ["target", *aux])
+    model = TaskModel(Encoder(cfg.backbone, data.schema()), {"target": target, **aux})
+    model.train()
+    ctx = StepContext(model, data, GraphView.from_data(data), target, aux, strategy, cfg.trainer)
+    gen = torch.Generator().manual_seed(seed)
+    return strategy, ctx.step(next(target.train_batches(int(cfg.trainer.batch_size), gen)), gen, 1)
+
+
+def meta_loss(strategy, step) -> torch.Tensor:
+    """The definition: M(phi) = target loss at theta - alpha grad_theta sum_i mean_j w_ij l_ij."""
+    la = step.lookahead
+    losses, scale = strategy._flat(step)
+    w = strategy.net(strategy.features(step))
+    g = torch.autograd.grad((w * scale * losses).sum(), la.params, retain_graph=True, allow_unused=True)
+    return la.meta_loss_at([p - strategy.step_size * (gi if gi is not None else 0) for p, gi in zip(la.params, g)])
+
+
+@pytest.mark.parametrize(("weighting", "overrides"), VARIANTS)
+def test_jvp_unrolled_and_finite_difference_agree(make_cfg, float64, weighting, overrides):
+    strategy, step = make_step(make_cfg, weighting, overrides)
+    assert set(step.losses) == {"target", "uiu", "iti", "edge_rates", "attr_user", "helpful"}
+    la = step.lookahead
+    before = {t: v.detach().clone() for t, v in la.losses_at([p.detach() for p in la.params]).items()}
+    assert all(torch.equal(before[t], step.losses[t].detach()) for t in before), "dropout masks replayed"
+
+    strategy.meta_grad = "jvp"
+    fast = strategy.meta_gradient(step)
+    strategy.meta_grad = "unrolled"
+    slow = strategy.meta_gradient(step)
+    for a, b in zip(fast, slow):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert max(float(g.abs().max()) for g in fast) > 1e-8, "a vanishing meta-gradient would test nothing"
+
+    # Finite differences are valid only where M is smooth: probe, in every tensor of V_phi, the
+    # largest-|gradient| entry whose +-eps perturbation leaves V_phi's ReLU pattern unchanged
+    # (a dead unit's zero entry would test nothing). Richardson extrapolation of central
+    # differences at eps and eps/2 has O(eps^4) truncation error; eps = 1e-3 keeps float64
+    # round-off (~1e-13 / eps) far below the tolerance.
+    eps = 1e-3
+    feats = strategy.features(step)
+    pattern = lambda: strategy.net.net[0](feats) > 0  # noqa: E731
+    base = pattern()
+
+    def perturbed(param, index, shift, fn):
+        with torch.no_grad():
+            param[index] += shift
+        try:
+            return fn()
+        finally:
+            with torch.no_grad():
+                param[index] -= shift
+
+    def central(param, index, h):
+        value = lambda: float(meta_loss(strategy, step))  # noqa: E731
+        return (perturbed(param, index, h, value) - perturbed(param, index, -h, value)) / (2 * h)
+
+    def smooth_at(param, index):
+        return all(perturbed(param, index, shift, lambda: torch.equal(pattern(), base)) for shift in (eps, -eps))
+
+    for param, grad in zip(strategy.net.parameters(), fast):
+        order = grad.abs().flatten().argsort(descending=True)
+        index = next(i for i in (torch.unravel_index(k, grad.shape) for k in order[:50]) if smooth_at(param, i))
+        fd = (4 * central(param, index, eps / 2) - central(param, index, eps)) / 3
+        assert float(grad[index]) == pytest.approx(fd, rel=1e-5)
+
+
+@pytest.mark.parametrize(("weighting", "overrides"), VARIANTS)
+def test_jvp_and_unrolled_agree_in_float32(make_cfg, weighting, overrides):
+    strategy, step = make_step(make_cfg, weighting, overrides, seed=1)
+    strategy.meta_grad = "jvp"
+    fast = torch.cat([g.reshape(-1) for g in strategy.meta_gradient(step)])
+    strategy.meta_grad = "unrolled"
+    slow = torch.cat([g.reshape(-1) for g in strategy.meta_gradient(step)])
+    assert float((fast - slow).abs().max()) <= 1e-5 * max(1.0, float(slow.abs().max()))
+
+
+def test_input_rows_follow_each_papers_layout(make_cfg):
+    for weighting, overrides, dim in [("selar", [], 1 + 5 + 1), ("auxts", ["weighting.sims=one"], 1 + 6 + 1),
+                                      ("auxts", ["weighting.sims=all"], 1 + 6 + 5)]:
+        strategy, step = make_step(make_cfg, weighting, overrides)
+        feats = strategy.features(step)
+        assert feats.shape == (sum(len(v) for v in step.losses.values()), dim)
+        assert torch.equal(feats[:, 0], torch.cat([step.losses[t].detach() for t in step.tasks]))
+        n0 = len(step.losses["target"])
+        helpful = slice(feats.shape[0] - len(step.losses["helpful"]), feats.shape[0])
+        if weighting == "selar":
+            assert feats[:n0, 1:6].abs().sum() == 0, "SELAR: the target's one-hot is all zeros"
+            assert torch.equal(feats[helpful, 6], step.batches["helpful"]["labels"]), "SELAR: the label column"
+        else:
+            assert torch.equal(feats[:n0, 1], torch.ones(n0)) and feats[:n0, 2:7].abs().sum() == 0
+            cos = step.cosines()
+            if overrides == ["weighting.sims=one"]:
+                assert torch.equal(feats[:n0, 7], torch.ones(n0)), "c_target = 1"
+                assert torch.allclose(feats[helpful, 7], cos[4].expand(len(step.losses["helpful"])))
+            else:
+                assert torch.allclose(feats[0, 7:], cos)
