@@ -22,8 +22,7 @@ DEMO_DIR := outputs/demo
 
 demo: setup
 	rm -rf $(DEMO_DIR)
-	$(BIN)/auxrun mtl -m weighting=none seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)/none
-	$(BIN)/auxrun mtl -m weighting=fixed aux=helpful,harmful seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)/fixed
+	$(BIN)/auxrun mtl -m weighting=none,fixed,cosine,selar,auxts aux=mixed seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)
 	$(BIN)/auxrun compare --outputs $(DEMO_DIR)
 
 test: setup
@@ -31,6 +30,10 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+# Speed and memory of the weighting strategies (ratios to fixed); writes bench/results.json.
+bench: setup
+	$(BIN)/python -m auxrun.bench --out bench/results.json
 
 clean:
 	rm -rf $(VENV) outputs/* .pytest_cache

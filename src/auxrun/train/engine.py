@@ -149,6 +149,33 @@ def _batches(target: TargetTask | None, trainer: Any, gen: torch.Generator) -> I
         yield from target.train_batches(int(trainer.batch_size), gen)
 
 
+def setup(data: GraphData, encoder: Encoder, target: TargetTask | None, aux: dict[str, Task],
+          strategy: Weighting, trainer: Any) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
+    """The model (encoder + the heads the strategy trains), its step builder and optimiser."""
+    device = next(encoder.parameters()).device
+    active_aux = aux if strategy.trains_aux else {}
+    tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
+    model = TaskModel(encoder, tasks).to(device)
+    strategy.to(device)
+    ctx = StepContext(model, data, GraphView.from_data(data), target, active_aux, strategy, trainer)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
+    return model, ctx, optimizer
+
+
+def train_step(ctx: StepContext, optimizer: torch.optim.Optimizer, batch: dict | None, gen: torch.Generator,
+               index: int, grad_clip: float | None = None) -> tuple[Step, dict] | None:
+    """One optimisation step; ``None`` (and no update) when a loss is not finite."""
+    step = ctx.step(batch, gen, index)
+    if not all(bool(torch.isfinite(v).all()) for v in step.losses.values()):
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    diag = ctx.strategy.backward(step)
+    if grad_clip:
+        nn.utils.clip_grad_norm_(ctx.model.parameters(), float(grad_clip))
+    optimizer.step()
+    return step, diag
+
+
 def fit(
     *,
     data: GraphData,
@@ -162,14 +189,8 @@ def fit(
     console: Console | None = None,
 ) -> FitResult:
     """Train ``encoder`` and the task heads under ``strategy``; see the module docstring."""
-    device = next(encoder.parameters()).device
-    graph = GraphView.from_data(data)
-    active_aux = aux if strategy.trains_aux else {}
-    tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
-    model = TaskModel(encoder, tasks).to(device)
-    strategy.to(device)
-    ctx = StepContext(model, data, graph, target, active_aux, strategy, trainer)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
+    model, ctx, optimizer = setup(data, encoder, target, aux, strategy, trainer)
+    graph, active_aux = ctx.graph, ctx.aux
     state = RunState()
     best_model = copy.deepcopy(model.state_dict())
     ckpt_dir = run_dir / "checkpoints"
@@ -188,16 +209,11 @@ def fit(
             model.train()
             for batch in _batches(target, trainer, gen):
                 t0 = time.perf_counter()
-                step = ctx.step(batch, gen, state.step)
-                bad = [n for n, v in step.losses.items() if not bool(torch.isfinite(v).all())]
-                if bad:
-                    state.status, state.message = "diverged", f"non-finite loss in {', '.join(bad)} at step {state.step}"
+                done = train_step(ctx, optimizer, batch, gen, state.step, trainer.grad_clip)
+                if done is None:
+                    state.status, state.message = "diverged", f"non-finite loss at step {state.step}"
                     break
-                optimizer.zero_grad(set_to_none=True)
-                diag = strategy.backward(step)
-                if trainer.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), float(trainer.grad_clip))
-                optimizer.step()
+                step, diag = done
                 step_time += time.perf_counter() - t0
                 steps_timed += 1
                 for n, loss in step.losses.items():

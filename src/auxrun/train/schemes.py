@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from .. import data as datasets
+from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..io import write_text
 from ..models import Encoder
 from ..report.results import write_result
 from ..seed import resolve_device, seed_everything
-from ..tasks import build_aux, build_target
+from ..tasks import Task, TargetTask, build_aux, build_target
+from ..weighting import Weighting
 from ..weighting import build as build_weighting
 from .engine import fit
 from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
@@ -86,13 +89,22 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
     return load_encoder(found, cfg.backbone, schema, device), found
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one job of ``cfg.command`` in ``run_dir``; returns the written result."""
-    _validate(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    start = time.time()
+@dataclass
+class Prepared:
+    """Everything a run trains, built from its config (shared by :func:`run` and the benchmark)."""
+
+    data: GraphData
+    encoder: Encoder
+    target: TargetTask | None
+    aux: dict[str, Task]
+    strategy: Weighting
+    device: torch.device
+    gen: torch.Generator
+    extra: dict = field(default_factory=dict)
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Seed, load the data, build (or load) the encoder, the tasks and the strategy."""
     gen = seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
     data = datasets.load(cfg.dataset, int(cfg.seed)).to(device)
@@ -108,27 +120,38 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     target = None if cfg.command == "pretrain" else build_target(data, hidden, int(cfg.aux.head_dim))
     with torch.random.fork_rng(devices=[]):  # aux heads do not shift the RNG: `none` ignores aux
         aux = build_aux(cfg.aux, data, hidden, int(cfg.seed))
-    tasks = ([] if target is None else ["target"]) + list(aux)
-    strategy = build_weighting(cfg.weighting, tasks)
+    strategy = build_weighting(cfg.weighting, ([] if target is None else ["target"]) + list(aux))
     if target is None and strategy.needs_target:
         raise AuxrunError(f"weighting={cfg.weighting.name} needs a target task; pretrain with weighting=fixed")
+    return Prepared(data, encoder, target, aux, strategy, device, gen, extra)
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict:
+    """Run one job of ``cfg.command`` in ``run_dir``; returns the written result."""
+    _validate(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    start = time.time()
+    p = prepare(cfg)
+    data, target, strategy = p.data, p.target, p.strategy
     base = {
         "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
         "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
         "primary_metric": target.primary_metric if target else None,
         "higher_is_better": target.higher_is_better if target else None,
-        "device": str(device), "data_schema": schema, "data_info": data.info, **extra,
+        "device": str(p.device), "data_schema": data.schema(), "data_info": data.info, **p.extra,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     try:
-        out = fit(data=data, encoder=encoder, target=target, aux=aux, strategy=strategy, trainer=cfg.trainer,
-                  run_dir=run_dir, gen=gen, console=console)
+        out = fit(data=data, encoder=p.encoder, target=target, aux=p.aux, strategy=strategy, trainer=cfg.trainer,
+                  run_dir=run_dir, gen=p.gen, console=console)
     except Exception as exc:
         write_result(run_dir, {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                                "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
         raise
     if cfg.command == "pretrain" and out.state.status == "completed":
-        save_encoder(run_dir / FILENAME, encoder, cfg.backbone, schema)
+        save_encoder(run_dir / FILENAME, p.encoder, cfg.backbone, data.schema())
     result = {
         **base, "status": out.state.status, "message": out.state.message,
         "metrics": {"val": out.val, "test": out.test}, "best_epoch": out.state.best_epoch,

@@ -1,0 +1,209 @@
+"""``make bench``: time per training step and peak memory of each weighting strategy, as
+ratios to ``fixed``, on the synthetic benchmark preset with K = 2 and K = 5 auxiliary tasks.
+
+Each (strategy, K) is measured in a fresh process, so peak-memory readings do not leak
+between configurations: on CUDA the peak of ``torch.cuda.max_memory_allocated`` during the
+steps minus the memory held before them. On CPU the process runs with
+``MALLOC_MMAP_THRESHOLD_=65536``, so every tensor-sized block is mapped on allocation and
+returned on free and the resident set tracks live memory; a thread samples the resident set
+(``/proc/self/statm``) every 0.2 ms during the steps, and the peak minus the level before the
+steps is what the steps needed beyond data and model.
+Time per step is the median over the timed steps, after warm-up steps, of exactly what the
+engine does per step (sampling, forward, the strategy's backward, optimiser step).
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import nullcontext
+import json
+import platform
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from .io import write_json
+
+AUX_SETS = {
+    2: {"helpful": {"kind": "planted", "relation": "helpful"},
+        "harmful": {"kind": "planted", "relation": "harmful"}},
+    5: {"helpful": {"kind": "planted", "relation": "helpful"},
+        "noise": {"kind": "planted", "relation": "noise"},
+        "harmful": {"kind": "planted", "relation": "harmful"},
+        "uiu": {"kind": "metapath", "path": "user-item-user"},
+        "edge_rates": {"kind": "edge_gen", "relation": "user-rates-item"}},
+}
+STRATEGIES = {
+    "none": ["weighting=none"],
+    "fixed": ["weighting=fixed"],
+    "cosine": ["weighting=cosine"],
+    "selar": ["weighting=selar"],
+    "auxts_jvp": ["weighting=auxts", "weighting.meta_grad=jvp"],
+    "auxts_unrolled": ["weighting=auxts", "weighting.meta_grad=unrolled"],
+}
+
+
+class ResidentPeak:
+    """Samples the process's resident set size in a background thread (torch ops release the
+    GIL, so the sampler runs while they do)."""
+
+    def __init__(self, interval_s: float = 2e-4) -> None:
+        self.interval_s = interval_s
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def current(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * self.page
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> "ResidentPeak":
+        self.base = self.current()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: str, backbone: str = "gcn",
+            what: str = "time") -> dict:
+    """Run ``warmup + steps`` engine steps of one configuration in this process, measuring
+    ``what``: ``time`` (median seconds per step) or ``memory`` (peak MiB beyond the start)."""
+    from hydra import compose, initialize_config_module
+
+    from .train.engine import setup, train_step
+    from .train.schemes import prepare
+
+    with initialize_config_module("auxrun.conf", version_base="1.3"):
+        cfg = compose("mtl", overrides=[*STRATEGIES[name], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed",
+                                        f"device={device}",
+                                        "trainer.progress=false"])
+    cfg.aux.tasks = OmegaConf.create(AUX_SETS[k])
+    p = prepare(cfg)
+    assert p.target is not None
+    _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer)
+    ctx.model.train()
+    cuda = p.device.type == "cuda"
+    batch_size = int(cfg.trainer.batch_size)
+    for i in range(warmup):
+        train_step(ctx, optimizer, p.target.sample(batch_size, p.gen), p.gen, i)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    sample = what == "memory" and not cuda  # no sampler thread competing with the timed steps
+    times = []
+    with ResidentPeak() if sample else nullcontext() as rss:
+        for i in range(warmup, warmup + steps):
+            t0 = time.perf_counter()
+            train_step(ctx, optimizer, p.target.sample(batch_size, p.gen), p.gen, i)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    if what == "time":
+        return {"step_s": statistics.median(times), "device": str(p.device)}
+    if cuda:
+        peak_mib = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    else:
+        peak_mib = (rss.peak - rss.base) / 2**20
+    return {"peak_mib": peak_mib}
+
+
+def _in_subprocess(name: str, k: int, args: argparse.Namespace) -> dict:
+    """Time in one fresh process, memory in another (with every tensor-sized block mmapped,
+    which slows allocation down too much to time in the same run)."""
+    row = {"strategy": name, "k": k}
+    for what, steps, env in (("time", args.steps, {}), ("memory", 3, {"MALLOC_MMAP_THRESHOLD_": "65536"})):
+        cmd = [sys.executable, "-m", "auxrun.bench", "--one", name, "--what", what, "--k", str(k),
+               "--dataset", args.dataset, "--backbone", args.backbone, "--steps", str(steps),
+               "--warmup", str(args.warmup), "--device", args.device]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **env})
+        if proc.returncode != 0:
+            raise SystemExit(f"benchmark of {name} (K={k}, {what}) failed:\n{proc.stderr[-3000:]}")
+        row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Ratios to ``fixed`` per K, and the issue's targets checked."""
+    out: dict = {}
+    for k in sorted({r["k"] for r in rows}):
+        by = {r["strategy"]: r for r in rows if r["k"] == k}
+        fixed = by["fixed"]
+        ratios = {n: {"time": r["step_s"] / fixed["step_s"],
+                      "memory": r["peak_mib"] / fixed["peak_mib"] if fixed["peak_mib"] > 0 else None}
+                  for n, r in by.items()}
+        jvp, unrolled = by["auxts_jvp"], by["auxts_unrolled"]
+        out[f"K={k}"] = {
+            "ratios_to_fixed": ratios,
+            "jvp_speedup_over_unrolled": unrolled["step_s"] / jvp["step_s"],
+            "jvp_memory_over_unrolled": jvp["peak_mib"] / unrolled["peak_mib"] if unrolled["peak_mib"] > 0 else None,
+            "targets": {
+                "jvp_at_least_1.5x_faster_than_unrolled": unrolled["step_s"] / jvp["step_s"] >= 1.5,
+                "jvp_no_more_memory_than_unrolled": jvp["peak_mib"] <= unrolled["peak_mib"],
+                f"auxts_at_most_{k + 3}x_fixed": jvp["step_s"] / fixed["step_s"] <= k + 3,
+            },
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m auxrun.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="bench/results.json")
+    ap.add_argument("--dataset", default="synthetic_large")
+    ap.add_argument("--backbone", default="gcn")
+    ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--k", type=int, nargs="*", default=[2, 5])
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--what", default="time", choices=["time", "memory"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, args.k[0], args.dataset, args.steps, args.warmup, args.device,
+                                args.backbone, args.what)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows = []
+    for k in args.k:
+        for name in STRATEGIES:
+            console.print(f"measuring {name} with K={k} ...")
+            rows.append(_in_subprocess(name, k, args))
+    summary = summarise(rows)
+    write_json(args.out, {"dataset": args.dataset, "backbone": args.backbone, "steps": args.steps, "warmup": args.warmup,
+                          "torch": torch.__version__, "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
+                          "rows": rows, "summary": summary})
+    table = Table(title=f"step time and peak memory, ratios to fixed ({args.dataset}, {args.backbone})")
+    for col in ("K", "strategy", "ms/step", "x fixed", "peak MiB", "x fixed (mem)"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        ratio = summary[f"K={r['k']}"]["ratios_to_fixed"][r["strategy"]]
+        mem = "-" if ratio["memory"] is None else f"{ratio['memory']:.2f}"
+        table.add_row(str(r["k"]), r["strategy"], f"{1000 * r['step_s']:.1f}", f"{ratio['time']:.2f}",
+                      f"{r['peak_mib']:.1f}", mem)
+    console.print(table)
+    for k, s in summary.items():
+        console.print(f"{k}: jvp is {s['jvp_speedup_over_unrolled']:.2f}x faster than unrolled; targets {s['targets']}")
+    console.print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
