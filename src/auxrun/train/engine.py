@@ -243,7 +243,7 @@ def fit(
                 break
 
     model.load_state_dict(best_model)
-    final = _evaluate(model, data, graph, target, aux if target is None else active_aux, ("val", "test"))
+    final = _evaluate(model, data, graph, target, active_aux, ("val", "test"))
     write_trace(run_dir / "trace.csv", state.trace)
     return FitResult(state=state, val=final["val"], test=final["test"],
                      seconds_per_step=step_time / max(1, steps_timed))
