@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.func import jvp
 
 from ..errors import AuxrunError
-from .base import TARGET, LossWeighting, Step
+from .base import TARGET, Lookahead, LossWeighting, Step
 
 ACTIVATIONS = {"softplus": nn.Softplus, "sigmoid": nn.Sigmoid}
 META_GRADS = ("jvp", "unrolled")
@@ -117,16 +117,12 @@ class MetaWeighting(LossWeighting):
         """``dM/dphi`` for this step (``phi`` = the weighting network's parameters)."""
         if step.lookahead is None:
             raise RuntimeError(f"{self.name} needs the engine's look-ahead closures")
-        feats = self.features(step)
-        if self.meta_grad == "jvp":
-            return self._meta_gradient_jvp(step, feats)
-        return self._meta_gradient_unrolled(step, feats)
-
-    def _meta_gradient_jvp(self, step: Step, feats: Tensor) -> list[Tensor]:
-        la = step.lookahead
-        assert la is not None
         losses, scale = self._flat(step)
-        w = self.net(feats)
+        w = self.net(self.features(step))
+        mode = self._meta_gradient_jvp if self.meta_grad == "jvp" else self._meta_gradient_unrolled
+        return mode(step, step.lookahead, losses, scale, w)
+
+    def _meta_gradient_jvp(self, step: Step, la: Lookahead, losses: Tensor, scale: Tensor, w: Tensor) -> list[Tensor]:
         theta = la.params
         g = torch.autograd.grad((w.detach() * scale * losses).sum(), theta, retain_graph=True, allow_unused=True)
         theta1 = [(p.detach() - self.step_size * gi).requires_grad_() for p, gi in zip(theta, _zeros_for_none(g, theta))]
@@ -137,15 +133,12 @@ class MetaWeighting(LossWeighting):
             return torch.cat([out[t] for t in step.tasks])
 
         _, directional = jvp(flat_losses, tuple(p.detach() for p in theta), tuple(h))
-        params = list(self.net.parameters())
-        grads = torch.autograd.grad(w, params, grad_outputs=-self.step_size * scale * directional.detach())
+        grads = torch.autograd.grad(w, list(self.net.parameters()),
+                                    grad_outputs=-self.step_size * scale * directional.detach())
         return list(grads)
 
-    def _meta_gradient_unrolled(self, step: Step, feats: Tensor) -> list[Tensor]:
-        la = step.lookahead
-        assert la is not None
-        losses, scale = self._flat(step)
-        w = self.net(feats)
+    def _meta_gradient_unrolled(self, step: Step, la: Lookahead, losses: Tensor, scale: Tensor,
+                                w: Tensor) -> list[Tensor]:
         theta = la.params
         g = torch.autograd.grad((w * scale * losses).sum(), theta, create_graph=True, allow_unused=True)
         theta1 = [p - self.step_size * gi for p, gi in zip(theta, _zeros_for_none(g, theta))]
