@@ -135,12 +135,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     start = time.time()
     p = prepare(cfg)
     data, target, strategy = p.data, p.target, p.strategy
+    schema = data.schema()
     base = {
         "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
         "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
         "primary_metric": target.primary_metric if target else None,
         "higher_is_better": target.higher_is_better if target else None,
-        "device": str(p.device), "data_schema": data.schema(), "data_info": data.info, **p.extra,
+        "device": str(p.device), "data_schema": schema, "data_info": data.info, **p.extra,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     try:
@@ -151,7 +152,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
                                "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
         raise
     if cfg.command == "pretrain" and out.state.status == "completed":
-        save_encoder(run_dir / FILENAME, p.encoder, cfg.backbone, data.schema())
+        save_encoder(run_dir / FILENAME, p.encoder, cfg.backbone, schema)
     result = {
         **base, "status": out.state.status, "message": out.state.message,
         "metrics": {"val": out.val, "test": out.test}, "best_epoch": out.state.best_epoch,
