@@ -36,3 +36,22 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(path, half_then_crash)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"], "temporary file removed"
+
+
+def test_a_finished_run_is_not_run_again_unless_asked(make_cfg, tmp_path, monkeypatch):
+    import auxrun.train.schemes as schemes
+
+    cfg = make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false")
+    first = run(cfg, tmp_path)
+
+    def must_not_train(**kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(schemes, "fit", must_not_train)
+    assert run(cfg, tmp_path) == first
+    changed = make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false", "seed=1")
+    with pytest.raises(AssertionError, match="trained again"):  # another config in the same folder runs
+        run(changed, tmp_path)
+    monkeypatch.undo()
+    again = run(make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false", "rerun=true"), tmp_path)
+    assert again["metrics"] == first["metrics"] and again["config"]["rerun"] is True

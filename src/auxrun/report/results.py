@@ -25,8 +25,11 @@ REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weight
 log = logging.getLogger(__name__)
 
 
-def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
-    return write_json(run_dir / "result.json", {"schema": SCHEMA, **result})
+def write_result(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Atomically write ``run_dir/result.json``; returns the record as written."""
+    record = {"schema": SCHEMA, **result}
+    write_json(run_dir / "result.json", record)
+    return record
 
 
 def read_result(path: Path) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..io import write_text
 from ..models import Encoder
-from ..report.results import write_result
+from ..report.results import read_result, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
@@ -126,10 +126,28 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(data, encoder, target, aux, strategy, device, gen, extra)
 
 
+def finished_result(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """The result already in ``run_dir`` when it finished (completed, or diverged, which a
+    deterministic rerun would repeat) with exactly this config; else ``None``."""
+    path = run_dir / "result.json"
+    result = read_result(path) if path.exists() else None
+    if result and result["status"] in ("completed", "diverged") and \
+            result.get("config") == OmegaConf.to_container(cfg, resolve=True):
+        return result
+    return None
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one job of ``cfg.command`` in ``run_dir``; returns the written result."""
+    """Run one job of ``cfg.command`` in ``run_dir``; returns the written result.
+
+    A run folder that already holds a finished result of the same config is not run again
+    (relaunching an interrupted sweep completes only the missing jobs) unless ``rerun=true``.
+    """
     _validate(cfg)
     run_dir = Path(run_dir)
+    if not cfg.get("rerun", False) and (done := finished_result(run_dir, cfg)) is not None:
+        console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     start = time.time()
@@ -160,7 +178,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "seconds_per_step": out.seconds_per_step, "runtime_s": round(time.time() - start, 3),
         "val_history": out.state.history,
     }
-    write_result(run_dir, result)
+    result = write_result(run_dir, result)
     _report(result, run_dir)
     return result
 
