@@ -59,3 +59,68 @@ def test_weighting_network_is_trained(make_cfg, tmp_path, monkeypatch, weighting
     per_step = trace[trace.task == "helpful"].weight
     assert per_step.nunique() > 1, "the weights the trace records change as the network learns"
     assert (trace[trace.task != "target"].weight_std > 0).all(), "per-example weights differ within a batch"
+
+
+VECTORS = {
+    "target": [3.0, 0.0, 0.0, 0.0],
+    "agree": [1.0, 2.0, 0.0, 0.0],
+    "conflict": [-2.0, 0.0, 1.0, 0.0],
+    "big": [12.0, 0.0, 0.0, 16.0],
+}
+
+
+def expected_update(name: str) -> torch.Tensor:
+    """The formulas of DESIGN.md, written out with plain tensor arithmetic."""
+    g0 = torch.tensor(VECTORS["target"])
+    out = g0.clone()
+    for t in ("agree", "conflict", "big"):
+        g = torch.tensor(VECTORS[t])
+        c = float(g @ g0 / (g.norm() * g0.norm()))
+        r = float(g0.norm() / g.norm())
+        if name == "gcs":
+            out += max(0.0, c) * g
+        elif name == "gns":
+            out += min(1.0, r) * g
+        elif name == "gcs_gns":
+            out += max(0.0, c * r) * g
+        elif name == "pcgrad":
+            out += g - (g @ g0) / (g0 @ g0) * g0 if c < 0 else g
+    return out
+
+
+@pytest.mark.parametrize("name", ["gcs", "gns", "gcs_gns", "pcgrad"])
+def test_surgery_strategies_produce_exactly_the_formulas_vector(name):
+    step, theta = hand_built_step(VECTORS)
+    build(OmegaConf.create({"name": name}), list(VECTORS)).backward(step)
+    assert torch.allclose(theta.grad, expected_update(name), atol=1e-6)
+    # hand-checked values for two of them: c = (1/sqrt5, -2/sqrt5, 0.6), r = (3/sqrt5, 3/sqrt5, 0.15)
+    if name == "gcs":
+        assert torch.allclose(theta.grad, torch.tensor([3 + 1 / 5**0.5 + 7.2, 2 / 5**0.5, 0.0, 9.6]), atol=1e-6)
+    if name == "pcgrad":  # conflict loses its g_0 component: [-2, 0, 1, 0] -> [0, 0, 1, 0]
+        assert torch.allclose(theta.grad, torch.tensor([3 + 1 + 12.0, 2.0, 1.0, 16.0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["pcgrad"])
+def test_projected_auxiliary_gradients_never_conflict_with_the_target(name):
+    from auxrun.weighting.gradient import project_conflicts
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        G = torch.randn(6, 10, generator=g, dtype=torch.float64)
+        A = project_conflicts(G[0], G[1:])
+        assert (A @ G[0] >= -1e-12).all()
+        keep = G[1:] @ G[0] >= 0
+        assert torch.equal(A[keep], G[1:][keep]), "agreeing gradients pass unchanged"
+
+
+@pytest.mark.parametrize("aggregator", ["upgrad", "mgda", "cagrad"])
+def test_jd_applies_the_torchjd_aggregator_to_the_task_gradients(aggregator):
+    from torchjd import aggregation
+
+    step, theta = hand_built_step(VECTORS)
+    cfg = OmegaConf.create({"name": "jd", "aggregator": aggregator, "options": {}})
+    diag = build(cfg, list(VECTORS)).backward(step)
+    reference = {"upgrad": aggregation.UPGrad(), "mgda": aggregation.MGDA(), "cagrad": aggregation.CAGrad(c=0.4)}
+    J = torch.tensor(list(VECTORS.values()))
+    assert torch.allclose(theta.grad, reference[aggregator](J), atol=1e-6)
+    assert diag["conflict"]["cos"] == pytest.approx(-2 / 5**0.5, rel=1e-6)

@@ -7,11 +7,12 @@ from typing import Any
 from ..errors import AuxrunError
 from .base import TARGET, Diagnostics, LossWeighting, Step, Weighting
 from .fixed import Fixed, NoAux
-from .gradient import Cosine
+from .gradient import GCS, GCSGNS, GNS, Cosine, Jd, PCGrad
 from .meta import AuxTS, Selar
 
 REGISTRY: dict[str, type[Weighting]] = {
     "none": NoAux, "fixed": Fixed, "cosine": Cosine, "selar": Selar, "auxts": AuxTS,
+    "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "jd": Jd,
 }
 
 
