@@ -15,7 +15,7 @@ from auxrun.weighting import build
 VARIANTS = [("selar", []), ("auxts", ["weighting.sims=one"]), ("auxts", ["weighting.sims=all"])]
 SMALL = ["dataset.num_users=60", "dataset.num_items=40", "dataset.num_tags=8", "dataset.train_frac=0.3",
          "aux=ssl", "+aux.tasks.helpful={kind: planted, relation: helpful}", "trainer.aux_batch_size=16",
-         "trainer.batch_size=12", "backbone.dropout=0.3", "weighting.hidden=16"]
+         "trainer.batch_size=12", "backbone.dropout=0.3"]
 
 
 @pytest.fixture
@@ -28,7 +28,8 @@ def float64():
 def make_step(make_cfg, weighting: str, overrides: list[str], seed: int = 0):
     """A step exactly as the engine builds it: attribute generation hides inputs, dropout is
     on (the look-ahead closures must replay its masks), meta batch from a training fold."""
-    cfg = make_cfg("mtl", f"weighting={weighting}", *SMALL, *overrides)
+    net = ["weighting.hidden=16"] if weighting in ("selar", "auxts") else []
+    cfg = make_cfg("mtl", f"weighting={weighting}", *SMALL, *net, *overrides)
     torch.manual_seed(seed)
     data = load(cfg.dataset, seed)
     hidden = int(cfg.backbone.hidden)
@@ -130,3 +131,31 @@ def test_input_rows_follow_each_papers_layout(make_cfg):
                 assert torch.allclose(feats[helpful, 7], cos[4].expand(len(step.losses["helpful"])))
             else:
                 assert torch.allclose(feats[0, 7:], cos)
+
+
+def test_rcgrad_meta_gradient_matches_closed_form_and_finite_difference(make_cfg, float64):
+    strategy, step = make_step(make_cfg, "rcgrad", ["weighting.learn=meta"])
+    G = step.task_grads()
+    g0, A = G[0], strategy.surgery(G[0], G[1:], step.cosines())
+    grad = strategy.meta_gradient(step, g0, A)
+    w0 = strategy.w.detach().double().clone()
+    # closed form: dM/dw_i = -(alpha / 2) <grad M(theta'), g~_i> on the shared parameters
+    w = w0.clone().requires_grad_()
+    meta = strategy.meta_loss(step, g0, A, w)
+    n = len(step.shared)
+    la = step.lookahead
+    theta1 = [p.detach() - strategy.step_size * u.view_as(p)
+              for p, u in zip(la.params[:n], (g0 + strategy.scales(g0, A, w0) @ A).split([p.numel() for p in la.params[:n]]))]
+    head = la.params[n:]
+    head_g = torch.autograd.grad(step.losses["target"].mean(), head, retain_graph=True)
+    theta1 = [t.requires_grad_() for t in theta1] + [p.detach() - strategy.step_size * g for p, g in zip(head, head_g)]
+    h = torch.cat([x.reshape(-1) for x in torch.autograd.grad(la.meta_loss_at(theta1), theta1[:n])])
+    assert torch.allclose(grad, -strategy.step_size / 2 * (A @ h), rtol=1e-9)
+    assert float(meta) == pytest.approx(float(la.meta_loss_at(theta1)), rel=1e-12)
+    # central differences (M is linear-in-w inside the GNN up to its ReLUs: small eps)
+    for i in range(len(w0)):
+        e = torch.zeros_like(w0)
+        e[i] = 1e-4
+        fd = (float(strategy.meta_loss(step, g0, A, w0 + e)) - float(strategy.meta_loss(step, g0, A, w0 - e))) / 2e-4
+        assert float(grad[i]) == pytest.approx(fd, rel=1e-5)
+    assert grad.abs().max() > 1e-8

@@ -83,15 +83,19 @@ def expected_update(name: str) -> torch.Tensor:
             out += min(1.0, r) * g
         elif name == "gcs_gns":
             out += max(0.0, c * r) * g
-        elif name == "pcgrad":
-            out += g - (g @ g0) / (g0 @ g0) * g0 if c < 0 else g
+        elif name in ("pcgrad", "rcgrad"):
+            g = g - (g @ g0) / (g0 @ g0) * g0 if c < 0 else g
+            out += g if name == "pcgrad" else (min(1.0, float(g0.norm() / g.norm())) + 1.0) / 2 * g  # w_i = 1
     return out
 
 
-@pytest.mark.parametrize("name", ["gcs", "gns", "gcs_gns", "pcgrad"])
+RCGRAD = {"name": "rcgrad", "learn": "decay", "lr": 0.1, "step_size": 0.005, "folds": 3}
+
+
+@pytest.mark.parametrize("name", ["gcs", "gns", "gcs_gns", "pcgrad", "rcgrad"])
 def test_surgery_strategies_produce_exactly_the_formulas_vector(name):
     step, theta = hand_built_step(VECTORS)
-    build(OmegaConf.create({"name": name}), list(VECTORS)).backward(step)
+    build(OmegaConf.create(RCGRAD if name == "rcgrad" else {"name": name}), list(VECTORS)).backward(step)
     assert torch.allclose(theta.grad, expected_update(name), atol=1e-6)
     # hand-checked values for two of them: c = (1/sqrt5, -2/sqrt5, 0.6), r = (3/sqrt5, 3/sqrt5, 0.15)
     if name == "gcs":
@@ -100,17 +104,39 @@ def test_surgery_strategies_produce_exactly_the_formulas_vector(name):
         assert torch.allclose(theta.grad, torch.tensor([3 + 1 + 12.0, 2.0, 1.0, 16.0]), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["pcgrad"])
-def test_projected_auxiliary_gradients_never_conflict_with_the_target(name):
-    from auxrun.weighting.gradient import project_conflicts
-
+@pytest.mark.parametrize("name", ["pcgrad", "rcgrad"])
+def test_after_surgery_no_auxiliary_term_conflicts_and_the_target_passes_unchanged(name):
     g = torch.Generator().manual_seed(0)
-    for _ in range(50):
-        G = torch.randn(6, 10, generator=g, dtype=torch.float64)
-        A = project_conflicts(G[0], G[1:])
-        assert (A @ G[0] >= -1e-12).all()
-        keep = G[1:] @ G[0] >= 0
-        assert torch.equal(A[keep], G[1:][keep]), "agreeing gradients pass unchanged"
+    for trial in range(30):
+        vectors = {t: torch.randn(8, generator=g).tolist() for t in ["target", "a", "b", "c", "d"]}
+        step, theta = hand_built_step(vectors)
+        strategy = build(OmegaConf.create(RCGRAD if name == "rcgrad" else {"name": name}), list(vectors))
+        diag = strategy.backward(step)
+        G = torch.tensor(list(vectors.values()))
+        aux_part = theta.grad - G[0]  # the update minus the unchanged target gradient
+        assert aux_part @ G[0] >= -1e-5
+        for i, t in enumerate(["a", "b", "c", "d"], start=1):
+            projected = strategy.surgery(G[0], G[1:], step.cosines())[i - 1]
+            assert projected @ G[0] >= -1e-5, f"{t} still conflicts"
+            if G[i] @ G[0] >= 0:
+                assert torch.equal(projected, G[i]), "agreeing gradients pass unchanged"
+        assert diag["target"]["weight"] == 1.0
+
+
+def test_rcgrad_decay_shrinks_w_by_the_loss_gradient_and_stays_in_unit_interval():
+    step, _ = hand_built_step(VECTORS)
+    strategy = build(OmegaConf.create(RCGRAD), list(VECTORS))
+    strategy.backward(step)
+    # the gradient of w_i is the loss value L_i; at theta = 0 every l_i = <theta, v_i> is 0,
+    # so nothing moves yet
+    losses = torch.stack([step.losses[t].mean() for t in strategy.aux])
+    assert torch.all(losses == 0) and torch.equal(strategy.w.detach(), torch.ones(3))
+    step, _ = hand_built_step(VECTORS)
+    step.losses = {t: loss + 2.0 for t, loss in step.losses.items()}  # positive losses: w must decay
+    for _ in range(30):
+        strategy.after_update(step)
+    assert torch.all(strategy.w < 1) and torch.all(strategy.w >= 0)
+    assert torch.allclose(strategy.w.detach(), torch.zeros(3), atol=1e-6), "clamped at 0 after decaying past it"
 
 
 @pytest.mark.parametrize("aggregator", ["upgrad", "mgda", "cagrad"])

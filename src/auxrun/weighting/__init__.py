@@ -9,10 +9,11 @@ from .base import TARGET, Diagnostics, LossWeighting, Step, Weighting
 from .fixed import Fixed, NoAux
 from .gradient import GCS, GCSGNS, GNS, Cosine, Jd, PCGrad
 from .meta import AuxTS, Selar
+from .rcgrad import RCGrad
 
 REGISTRY: dict[str, type[Weighting]] = {
     "none": NoAux, "fixed": Fixed, "cosine": Cosine, "selar": Selar, "auxts": AuxTS,
-    "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "jd": Jd,
+    "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "rcgrad": RCGrad, "jd": Jd,
 }
 
 

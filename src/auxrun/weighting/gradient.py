@@ -62,14 +62,22 @@ class GradientCombination(Weighting):
         """``(a_1, ..., a_K)`` for the auxiliary rows ``A`` (after surgery)."""
         return torch.ones(len(A), dtype=A.dtype, device=A.device)
 
+    def before_update(self, step: Step, g0: Tensor, A: Tensor, cos: Tensor) -> None:
+        """Hook for strategies that adapt parameters of their own before the update."""
+
+    def after_update(self, step: Step) -> None:
+        """Hook for strategies that adapt parameters of their own after the update."""
+
     def backward(self, step: Step) -> Diagnostics:
         G = step.task_grads()
         cos = step.cosines()
         g0 = G[0]
         A = self.surgery(g0, G[1:], cos)
+        self.before_update(step, g0, A, cos)
         coef = self.aux_coefficients(g0, A, cos)
         step.set_shared_grad(g0 + coef @ A)
         step.backward_heads()
+        self.after_update(step)
         return diagnostics(step, dict(zip(step.tasks, torch.cat([coef.new_ones(1), coef]))))
 
 

@@ -1,0 +1,94 @@
+"""``weighting=rcgrad`` (Dey & Ning 2024): PCGrad projection of the conflicting auxiliary
+gradients, then each projected ``g~_i`` scaled by
+
+``a_i = (min(1, ||g_0|| / ||g~_i||) + w_i) / 2``,  ``w_i in [0, 1]`` learnable per task,
+
+so the shared update is ``g_0 + sum_i a_i g~_i`` (no auxiliary term conflicts with ``g_0``).
+
+How ``w`` learns (``weighting.learn``):
+
+* ``decay`` (the authors' code, default): ``w_i`` starts at 1 and is trained by an optimiser
+  whose gradient for ``w_i`` is simply the auxiliary loss value ``L_i`` (that is what
+  back-propagating ``sum_i w_i L_i`` gives), then clamped to ``[0, 1]``: ``w_i`` only
+  decays, faster for tasks with larger losses, whatever they do to the target.
+* ``meta``: ``w`` is trained by the target-loss look-ahead of AUX-TS. With
+  ``theta' = theta - alpha (g_0 + sum_i a_i g~_i)`` (target head: ``- alpha grad L_0``) and
+  ``M`` the target loss at ``theta'`` on a held-out training batch,
+  ``dM/dw_i = -(alpha / 2) <grad M(theta'), g~_i>``: one backward at ``theta'``, exact,
+  since ``theta'`` is linear in ``w``. Adam on ``w``, clamped to ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import AuxrunError
+from .base import TARGET, Step
+from .gradient import GradientCombination, norm_ratio, project_conflicts
+
+LEARN = ("decay", "meta")
+
+
+class RCGrad(GradientCombination):
+    name = "rcgrad"
+
+    def __init__(self, cfg: Any, tasks: list[str]) -> None:
+        super().__init__(cfg, tasks)
+        if cfg.learn not in LEARN:
+            raise AuxrunError(f"weighting.learn must be one of {', '.join(LEARN)}, got {cfg.learn!r}")
+        self.learn = str(cfg.learn)
+        self.needs_lookahead = self.learn == "meta"
+        self.step_size = float(cfg.step_size)
+        self.folds = int(cfg.folds)
+        self.aux = [t for t in tasks if t != TARGET]
+        self.w = nn.Parameter(torch.ones(len(self.aux)))
+        self.optimizer = torch.optim.Adam([self.w], lr=float(cfg.lr))
+
+    def surgery(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
+        return project_conflicts(g0, A)
+
+    def scales(self, g0: Tensor, A: Tensor, w: Tensor) -> Tensor:
+        """``a_i = (min(1, ||g_0|| / ||g~_i||) + w_i) / 2``."""
+        return (norm_ratio(g0, A).clamp_max(1) + w) / 2
+
+    def aux_coefficients(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
+        return self.scales(g0, A, self.w.detach().to(A.dtype))
+
+    def meta_loss(self, step: Step, g0: Tensor, A: Tensor, w: Tensor) -> Tensor:
+        """``M(w)``: the target loss on the held-out batch after one step along the update."""
+        la = step.lookahead
+        assert la is not None
+        n = len(step.shared)
+        assert all(p is q for p, q in zip(la.params[:n], step.shared)), "look-ahead params start with shared"
+        head = la.params[n:]
+        head_grads = torch.autograd.grad(step.losses[TARGET].mean(), head, retain_graph=True, allow_unused=True)
+        update = g0 + self.scales(g0, A, w) @ A
+        theta1, offset = [], 0
+        for p in la.params[:n]:
+            theta1.append(p.detach() - self.step_size * update[offset: offset + p.numel()].view_as(p))
+            offset += p.numel()
+        theta1 += [p.detach() - self.step_size * (g if g is not None else 0) for p, g in zip(head, head_grads)]
+        return la.meta_loss_at(theta1)
+
+    def meta_gradient(self, step: Step, g0: Tensor, A: Tensor) -> Tensor:
+        w = self.w.detach().to(A.dtype).clone().requires_grad_()
+        (grad,) = torch.autograd.grad(self.meta_loss(step, g0.detach(), A.detach(), w), w)
+        return grad
+
+    def before_update(self, step: Step, g0: Tensor, A: Tensor, cos: Tensor) -> None:
+        if self.learn == "meta":
+            self._adam_step(self.meta_gradient(step, g0, A))
+
+    def after_update(self, step: Step) -> None:
+        if self.learn == "decay":
+            self._adam_step(torch.stack([step.losses[t].detach().mean() for t in self.aux]))
+
+    def _adam_step(self, grad: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.w.grad = grad.to(self.w.dtype)
+        self.optimizer.step()
+        with torch.no_grad():
+            self.w.clamp_(0.0, 1.0)
