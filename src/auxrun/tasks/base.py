@@ -56,7 +56,10 @@ class Task(nn.Module):
 class TargetTask(Task):
     """A target task: training examples ``0..num_train()-1`` that :meth:`batch` turns into a
     batch. Shuffled epochs, random batches and meta batches from one fold of the training
-    split are all built from it."""
+    split are all built from it. :meth:`hold_out` reserves the last part of the training
+    examples as an auxiliary split that training never sees (BLO's outer objective)."""
+
+    _heldout: int = 0
 
     def num_train(self) -> int:
         raise NotImplementedError
@@ -65,19 +68,35 @@ class TargetTask(Task):
         """The batch of training examples at positions ``idx`` (CPU long tensor)."""
         raise NotImplementedError
 
+    def hold_out(self, fraction: float) -> None:
+        """Reserve the last ``fraction`` of the training examples (at least one, and at least
+        one left to train on) for :meth:`heldout_batch`."""
+        n = self.num_train()
+        self._heldout = min(n - 1, max(1, int(round(fraction * n)))) if fraction > 0 else 0
+
+    def _trainable(self) -> int:
+        return self.num_train() - self._heldout
+
     def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
-        for idx in shuffled_chunks(self.num_train(), batch_size, gen):
+        for idx in shuffled_chunks(self._trainable(), batch_size, gen):
             yield self.batch(idx, gen)
 
     def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
-        return self.batch(torch.randint(self.num_train(), (batch_size,), generator=gen), gen)
+        return self.batch(torch.randint(self._trainable(), (batch_size,), generator=gen), gen)
 
     def fold_batch(self, fold: int, num_folds: int, batch_size: int, gen: torch.Generator) -> Batch:
         """A random batch (with replacement) from fold ``fold`` of a fixed ``num_folds``-way
         partition of the training examples: the held-out batches of meta strategies."""
-        folds = fold_partition(self.num_train(), num_folds)
+        folds = fold_partition(self._trainable(), num_folds)
         members = folds[fold % len(folds)]
         return self.batch(members[torch.randint(len(members), (batch_size,), generator=gen)], gen)
+
+    def heldout_batch(self, batch_size: int, gen: torch.Generator) -> Batch:
+        """A random batch (with replacement) from the examples reserved by :meth:`hold_out`."""
+        if not self._heldout:
+            raise RuntimeError("no training examples are held out")
+        start = self._trainable()
+        return self.batch(start + torch.randint(self._heldout, (batch_size,), generator=gen), gen)
 
 
 def fold_partition(n: int, num_folds: int, seed: int = 0) -> list[Tensor]:

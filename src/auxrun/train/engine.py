@@ -91,8 +91,9 @@ class StepContext:
 
     def step(self, batch: dict | None, gen: torch.Generator, index: int) -> Step:
         """Sample the auxiliary batches, corrupt inputs, one forward pass; attach the
-        look-ahead closures (with a meta batch from fold ``index mod folds``) when the
-        strategy needs them."""
+        look-ahead closures when the strategy needs them, with a meta batch from fold
+        ``index mod folds`` of the training split, or from the held-out tail of the training
+        split for strategies that reserve one (``meta_holdout``)."""
         batches = {TARGET: batch} if self.target is not None else {}
         batches |= {n: t.sample(int(self.trainer.aux_batch_size), gen) for n, t in self.aux.items()}
         x = self.data.x
@@ -103,7 +104,10 @@ class StepContext:
         lookahead = None
         if self.strategy.needs_lookahead:
             assert self.target is not None
-            meta_batch = self.target.fold_batch(index, self.strategy.folds, int(self.trainer.batch_size), gen)
+            if self.strategy.meta_holdout:
+                meta_batch = self.target.heldout_batch(int(self.trainer.batch_size), gen)
+            else:
+                meta_batch = self.target.fold_batch(index, self.strategy.folds, int(self.trainer.batch_size), gen)
             lookahead = make_lookahead(self.model, self.theta_names, x, self.data.x, self.graph, batches, rng_step,
                                        meta_batch, rng_snapshot(self.device))
         return Step(losses=losses, shared=self.shared, heads=self.heads, batches=batches, lookahead=lookahead)
@@ -153,6 +157,8 @@ def setup(data: GraphData, encoder: Encoder, target: TargetTask | None, aux: dic
           strategy: Weighting, trainer: Any) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
     """The model (encoder + the heads the strategy trains), its step builder and optimiser."""
     device = next(encoder.parameters()).device
+    if target is not None:
+        target.hold_out(strategy.meta_holdout)
     active_aux = aux if strategy.trains_aux else {}
     tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
     model = TaskModel(encoder, tasks).to(device)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import AuxrunError
 from .base import TARGET, Diagnostics, LossWeighting, Step, Weighting
+from .blo import BLO, BLORCGrad
 from .fixed import Fixed, NoAux
 from .gradient import GCS, GCSGNS, GNS, Cosine, Jd, PCGrad
 from .meta import AuxTS, Selar
@@ -13,7 +14,7 @@ from .rcgrad import RCGrad
 
 REGISTRY: dict[str, type[Weighting]] = {
     "none": NoAux, "fixed": Fixed, "cosine": Cosine, "selar": Selar, "auxts": AuxTS,
-    "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "rcgrad": RCGrad, "jd": Jd,
+    "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "rcgrad": RCGrad, "blo": BLO, "blo_rcgrad": BLORCGrad, "jd": Jd,
 }
 
 

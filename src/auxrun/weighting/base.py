@@ -130,13 +130,16 @@ class Weighting(nn.Module):
     """Base class of all strategies.
 
     ``trains_aux`` is ``False`` for strategies that ignore auxiliary tasks (``none``): the
-    engine then does not even compute their losses.
+    engine then does not even compute their losses. ``needs_lookahead`` asks the engine for
+    the :class:`Lookahead` closures; their meta batch comes from a fold of the training split,
+    or, when ``meta_holdout > 0``, from that fraction of it held out of training.
     """
 
     name: str = "base"
     trains_aux: bool = True
     needs_target: bool = False
     needs_lookahead: bool = False
+    meta_holdout: float = 0.0  # fraction of the target's training split reserved for meta batches
 
     def backward(self, step: Step) -> Diagnostics:
         """Fill ``.grad`` of shared and head parameters; return per-task diagnostics

@@ -68,14 +68,20 @@ class GradientCombination(Weighting):
     def after_update(self, step: Step) -> None:
         """Hook for strategies that adapt parameters of their own after the update."""
 
-    def backward(self, step: Step) -> Diagnostics:
-        G = step.task_grads()
+    def combine(self, step: Step, G: Tensor) -> tuple[Tensor, Tensor]:
+        """The update ``G_0 + sum_i a_i G~_i`` for task-gradient rows ``G`` (the step's own,
+        or rescaled ones) and the coefficients ``a``; cosines are the step's (invariant to
+        positive rescaling of the rows)."""
         cos = step.cosines()
         g0 = G[0]
         A = self.surgery(g0, G[1:], cos)
         self.before_update(step, g0, A, cos)
         coef = self.aux_coefficients(g0, A, cos)
-        step.set_shared_grad(g0 + coef @ A)
+        return g0 + coef @ A, coef
+
+    def backward(self, step: Step) -> Diagnostics:
+        update, coef = self.combine(step, step.task_grads())
+        step.set_shared_grad(update)
         step.backward_heads()
         self.after_update(step)
         return diagnostics(step, dict(zip(step.tasks, torch.cat([coef.new_ones(1), coef]))))

@@ -1,0 +1,117 @@
+"""BLO's implicit hypergradient on a quadratic problem whose exact answer is known, and the
+meta-update of blo_rcgrad's weights in training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from auxrun.weighting import Step, build
+from auxrun.weighting.base import Lookahead
+
+D = 4
+
+
+def spd(seed: int, low: float, high: float) -> torch.Tensor:
+    """A random symmetric matrix with eigenvalues in [low, high]."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
+    return q @ torch.diag(torch.linspace(low, high, D, dtype=torch.float64)) @ q.T
+
+
+A = {"target": spd(1, 0.5, 1.5), "aux": spd(2, 0.5, 1.5)}
+C = {t: torch.randn(D, generator=torch.Generator().manual_seed(10 + i), dtype=torch.float64)
+     for i, t in enumerate(A)}
+B, C_VAL = spd(3, 1.0, 2.0), torch.randn(D, generator=torch.Generator().manual_seed(20), dtype=torch.float64)
+
+
+def inner(theta: torch.Tensor, t: str) -> torch.Tensor:
+    """L_i(theta) = 1/2 (theta - c_i)^T A_i (theta - c_i)."""
+    d = theta - C[t]
+    return 0.5 * d @ A[t] @ d
+
+
+def outer(theta: torch.Tensor) -> torch.Tensor:
+    d = theta - C_VAL
+    return 0.5 * d @ B @ d
+
+
+def optimum(lam: torch.Tensor) -> torch.Tensor:
+    """theta*(lambda) = (sum lambda_i A_i)^{-1} sum lambda_i A_i c_i, differentiable in lambda."""
+    H = lam[0] * A["target"] + lam[1] * A["aux"]
+    return torch.linalg.solve(H, lam[0] * A["target"] @ C["target"] + lam[1] * A["aux"] @ C["aux"])
+
+
+def blo(terms: int, step_size: float):
+    cfg = OmegaConf.create({"name": "blo", "adapt_every": 1, "aux_split": 0.2, "neumann_terms": terms,
+                            "neumann_step": step_size, "lr": 0.1, "momentum": 0.0})
+    strategy = build(cfg, ["target", "aux"]).double()
+    with torch.no_grad():
+        strategy.nu.copy_(torch.tensor([0.7, 0.4], dtype=torch.float64))
+    return strategy
+
+
+def quadratic_step(lam: torch.Tensor) -> Step:
+    theta = torch.nn.Parameter(optimum(lam).detach().clone())  # the IFT holds at the inner optimum
+    losses = {t: inner(theta, t)[None] for t in A}
+    la = Lookahead(params=[theta], losses_at=lambda v: {t: inner(v[0], t)[None] for t in A},
+                   meta_loss_at=lambda v: outer(v[0]))
+    return Step(losses=losses, shared=[theta], heads={t: [] for t in A}, lookahead=la)
+
+
+def test_hypergradient_matches_the_exact_answer_and_a_finite_difference():
+    lam = torch.tensor([0.7, 0.4], dtype=torch.float64)
+    exact = torch.autograd.functional.jacobian(lambda l: outer(optimum(l)), lam)
+    fd = torch.stack([(outer(optimum(lam + e)) - outer(optimum(lam - e))) / 2e-6
+                      for e in torch.eye(2, dtype=torch.float64) * 1e-6])
+    assert torch.allclose(exact, fd, rtol=1e-6)
+    # H = 0.7 A_0 + 0.4 A_1 has eigenvalues in [0.55, 1.65]; eta = 0.8 contracts I - eta H
+    # by at most 0.56 per term, so 80 Neumann terms leave an error below 1e-18
+    strategy = blo(terms=80, step_size=0.8)
+    got = strategy.hypergradient(quadratic_step(lam))
+    assert torch.allclose(got, exact, rtol=1e-9, atol=1e-12)
+
+
+def test_three_neumann_terms_give_exactly_the_truncated_series():
+    lam = torch.tensor([0.7, 0.4], dtype=torch.float64)
+    strategy = blo(terms=3, step_size=0.3)
+    got = strategy.hypergradient(quadratic_step(lam))
+    theta = optimum(lam)
+    H = lam[0] * A["target"] + lam[1] * A["aux"]
+    v = B @ (theta - C_VAL)
+    M = torch.eye(D, dtype=torch.float64) - 0.3 * H
+    p = 0.3 * sum(torch.linalg.matrix_power(M, j) @ v for j in range(4))
+    expected = -torch.stack([A[t] @ (theta - C[t]) @ p for t in A])
+    assert torch.allclose(got, expected, rtol=1e-9)
+    exact = torch.autograd.functional.jacobian(lambda l: outer(optimum(l)), lam)
+    assert torch.sign(got).tolist() == torch.sign(exact).tolist()
+
+
+def test_adapt_takes_a_clamped_sgd_step_every_adapt_every_steps():
+    lam = torch.tensor([0.7, 0.4], dtype=torch.float64)
+    strategy = blo(terms=80, step_size=0.8)
+    strategy.adapt_every = 2
+    step = quadratic_step(lam)
+    strategy.adapt(step)
+    assert torch.equal(strategy.nu.detach(), torch.tensor([0.7, 0.4], dtype=torch.float64)), "no update on the first step"
+    hyper = strategy.hypergradient(step)
+    strategy.adapt(step)
+    expected = (torch.tensor([0.7, 0.4], dtype=torch.float64) - 0.1 * hyper).clamp_min(0)
+    assert torch.allclose(strategy.nu.detach().double(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["blo", "blo_rcgrad"])
+def test_task_weights_are_meta_updated_in_training(make_cfg, tmp_path, monkeypatch, weighting):
+    """The authors' blo_rcgrad never updates its weights; ours must."""
+    import auxrun.train.schemes as schemes
+
+    built = []
+    original = schemes.build_weighting
+    monkeypatch.setattr(schemes, "build_weighting", lambda *a: built.append(original(*a)) or built[-1])
+    r = schemes.run(make_cfg("mtl", f"weighting={weighting}", "aux=mixed", "trainer=fast",
+                             "trainer.checkpoint=false"), tmp_path)
+    assert r["status"] == "completed"
+    lam = built[0].lambdas()
+    assert not torch.allclose(lam, torch.full_like(lam, 1 / 3)), lam
+    assert built[0].steps == r["steps"]
