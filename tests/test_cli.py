@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_metrics(one_run, tmp_path):
 def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
-    for text in ("Config groups", "weighting", "auxts, cosine, fixed, none, selar", "backbone", "gat, gcn, gin, hgt, rgcn, sage",
+    for text in ("Config groups", "weighting", "auxts, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, hgt, rgcn, sage",
                  "dataset", "synthetic", "aux", "trainer", "-m"):
         assert text in proc.stdout, text
 
@@ -62,7 +62,7 @@ def test_help_lists_config_groups_and_options():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["mtl", "weighting=nope"], "unknown weighting 'nope'; available: auxts, cosine, fixed, none, selar"),
+        (["mtl", "weighting=nope"], "unknown weighting 'nope'; available: auxts, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar"),
         (["mtl", "-m", "weighting=none,nope"], "unknown weighting 'nope'"),
         (["mtl", "trainer.nope=1"], "Key 'nope' is not in struct"),
         (["finetune", "pretrained=/no/such/run"], "pretrained checkpoint not found: /no/such/run"),

@@ -47,6 +47,15 @@ STRATEGIES = {
     "selar": ["weighting=selar"],
     "auxts_jvp": ["weighting=auxts", "weighting.meta_grad=jvp"],
     "auxts_unrolled": ["weighting=auxts", "weighting.meta_grad=unrolled"],
+    "gcs": ["weighting=gcs"],
+    "gns": ["weighting=gns"],
+    "gcs_gns": ["weighting=gcs_gns"],
+    "pcgrad": ["weighting=pcgrad"],
+    "rcgrad": ["weighting=rcgrad"],
+    "rcgrad_meta": ["weighting=rcgrad", "weighting.learn=meta"],
+    "blo": ["weighting=blo", "weighting.adapt_every=1"],
+    "blo_rcgrad": ["weighting=blo_rcgrad", "weighting.adapt_every=1"],
+    "jd_upgrad": ["weighting=jd", "weighting.aggregator=upgrad"],
 }
 
 
