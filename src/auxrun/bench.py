@@ -9,7 +9,9 @@ returned on free and the resident set tracks live memory; a thread samples the r
 (``/proc/self/statm``) every 0.2 ms during the steps, and the peak minus the level before the
 steps is what the steps needed beyond data and model.
 Time per step is the median over the timed steps, after warm-up steps, of exactly what the
-engine does per step (sampling, forward, the strategy's backward, optimiser step).
+engine does per step (sampling, forward, the strategy's backward, optimiser step); timing runs
+in interleaved rounds over all configurations and the median over rounds is reported, since
+a shared or virtual machine has slow phases lasting seconds.
 """
 
 from __future__ import annotations
@@ -133,19 +135,36 @@ def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: st
     return {"peak_mib": peak_mib}
 
 
-def _in_subprocess(name: str, k: int, args: argparse.Namespace) -> dict:
-    """Time in one fresh process, memory in another (with every tensor-sized block mmapped,
-    which slows allocation down too much to time in the same run)."""
-    row = {"strategy": name, "k": k}
-    for what, steps, env in (("time", args.steps, {}), ("memory", 3, {"MALLOC_MMAP_THRESHOLD_": "65536"})):
-        cmd = [sys.executable, "-m", "auxrun.bench", "--one", name, "--what", what, "--k", str(k),
-               "--dataset", args.dataset, "--backbone", args.backbone, "--steps", str(steps),
-               "--warmup", str(args.warmup), "--device", args.device]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **env})
-        if proc.returncode != 0:
-            raise SystemExit(f"benchmark of {name} (K={k}, {what}) failed:\n{proc.stderr[-3000:]}")
-        row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return row
+def _in_subprocess(name: str, k: int, what: str, args: argparse.Namespace) -> dict:
+    """One measurement in a fresh process. Memory runs with every tensor-sized block
+    mmapped, which slows allocation down too much to time in the same process."""
+    steps, env = (args.steps, {}) if what == "time" else (3, {"MALLOC_MMAP_THRESHOLD_": "65536"})
+    cmd = [sys.executable, "-m", "auxrun.bench", "--one", name, "--what", what, "--k", str(k),
+           "--dataset", args.dataset, "--backbone", args.backbone, "--steps", str(steps),
+           "--warmup", str(args.warmup), "--device", args.device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **env})
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark of {name} (K={k}, {what}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_all(args: argparse.Namespace, log) -> list[dict]:
+    """Every (K, strategy): memory once, time in ``args.rounds`` interleaved rounds (each round
+    visits every configuration, so a slow phase of the machine hits all of them alike); the
+    reported time is the median over rounds of each round's median step time."""
+    configs = [(k, name) for k in args.k for name in STRATEGIES]
+    rows = {c: {"strategy": c[1], "k": c[0], "round_step_s": []} for c in configs}
+    for r in range(args.rounds):
+        for k, name in configs:
+            log(f"round {r + 1}/{args.rounds}: timing {name} with K={k}")
+            out = _in_subprocess(name, k, "time", args)
+            rows[(k, name)]["round_step_s"].append(out["step_s"])
+            rows[(k, name)]["device"] = out["device"]
+    for k, name in configs:
+        log(f"memory of {name} with K={k}")
+        rows[(k, name)].update(_in_subprocess(name, k, "memory", args))
+        rows[(k, name)]["step_s"] = statistics.median(rows[(k, name)]["round_step_s"])
+    return list(rows.values())
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -178,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backbone", default="gcn")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (median taken)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--k", type=int, nargs="*", default=[2, 5])
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -191,13 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     from rich.table import Table
 
     console = Console()
-    rows = []
-    for k in args.k:
-        for name in STRATEGIES:
-            console.print(f"measuring {name} with K={k} ...")
-            rows.append(_in_subprocess(name, k, args))
+    rows = measure_all(args, console.print)
     summary = summarise(rows)
     write_json(args.out, {"dataset": args.dataset, "backbone": args.backbone, "steps": args.steps, "warmup": args.warmup,
+                          "rounds": args.rounds,
                           "torch": torch.__version__, "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
                           "rows": rows, "summary": summary})
     table = Table(title=f"step time and peak memory, ratios to fixed ({args.dataset}, {args.backbone})")
