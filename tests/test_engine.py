@@ -13,7 +13,7 @@ from auxrun.train.schemes import run
 
 def test_divergence_is_recorded_not_crashed(make_cfg, tmp_path):
     r = run(make_cfg("mtl", "trainer.lr=1e12", "trainer.max_epochs=30", "trainer.patience=0"), tmp_path)
-    assert r["status"] == "diverged" and "non-finite loss" in r["message"]
+    assert r["status"] == "diverged" and "non-finite loss in target" in r["message"] and "at step" in r["message"]
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "diverged"
 
 

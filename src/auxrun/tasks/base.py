@@ -8,6 +8,7 @@ parameters.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -99,10 +100,12 @@ class TargetTask(Task):
         return self.batch(start + torch.randint(self._heldout, (batch_size,), generator=gen), gen)
 
 
-def fold_partition(n: int, num_folds: int, seed: int = 0) -> list[Tensor]:
-    """A fixed random partition of ``range(n)`` into ``min(num_folds, n)`` non-empty folds."""
+@functools.lru_cache(maxsize=16)
+def fold_partition(n: int, num_folds: int, seed: int = 0) -> tuple[Tensor, ...]:
+    """A fixed random partition of ``range(n)`` into ``min(num_folds, n)`` non-empty folds
+    (computed once per ``(n, num_folds, seed)``: meta strategies ask for it every step)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return [f for f in perm.tensor_split(max(1, min(num_folds, n))) if len(f)]
+    return tuple(f for f in perm.tensor_split(max(1, min(num_folds, n))) if len(f))
 
 
 def shuffled_chunks(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:

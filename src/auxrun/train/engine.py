@@ -168,12 +168,18 @@ def setup(data: GraphData, encoder: Encoder, target: TargetTask | None, aux: dic
     return model, ctx, optimizer
 
 
+class Diverged(Exception):
+    """A loss became non-finite; the message names the tasks and the step."""
+
+
 def train_step(ctx: StepContext, optimizer: torch.optim.Optimizer, batch: dict | None, gen: torch.Generator,
-               index: int, grad_clip: float | None = None) -> tuple[Step, dict] | None:
-    """One optimisation step; ``None`` (and no update) when a loss is not finite."""
+               index: int, grad_clip: float | None = None) -> tuple[Step, dict]:
+    """One optimisation step; raises :class:`Diverged` (before any update) when a loss is
+    not finite."""
     step = ctx.step(batch, gen, index)
-    if not all(bool(torch.isfinite(v).all()) for v in step.losses.values()):
-        return None
+    bad = [n for n, v in step.losses.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise Diverged(f"non-finite loss in {', '.join(bad)} at step {index}")
     optimizer.zero_grad(set_to_none=True)
     diag = ctx.strategy.backward(step)
     if grad_clip:
@@ -215,11 +221,11 @@ def fit(
             model.train()
             for batch in _batches(target, trainer, gen):
                 t0 = time.perf_counter()
-                done = train_step(ctx, optimizer, batch, gen, state.step, trainer.grad_clip)
-                if done is None:
-                    state.status, state.message = "diverged", f"non-finite loss at step {state.step}"
+                try:
+                    step, diag = train_step(ctx, optimizer, batch, gen, state.step, trainer.grad_clip)
+                except Diverged as exc:
+                    state.status, state.message = "diverged", str(exc)
                     break
-                step, diag = done
                 step_time += time.perf_counter() - t0
                 steps_timed += 1
                 for n, loss in step.losses.items():

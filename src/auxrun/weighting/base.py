@@ -70,6 +70,7 @@ class Step:
     batches: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     lookahead: Lookahead | None = None
     _task_grads: Tensor | None = field(default=None, repr=False)
+    _cosines: Tensor | None = field(default=None, repr=False)
 
     @property
     def tasks(self) -> list[str]:
@@ -96,10 +97,12 @@ class Step:
 
     def cosines(self) -> Tensor:
         """``c_i = cos(g_0, g_i)`` for every auxiliary task ``i`` (from :meth:`task_grads`);
-        0 where a gradient vanishes."""
-        G = self.task_grads()
-        norms = G.norm(dim=1)
-        return (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
+        0 where a gradient vanishes. Cached with the gradients."""
+        if self._cosines is None:
+            G = self.task_grads()
+            norms = G.norm(dim=1)
+            self._cosines = (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
+        return self._cosines
 
     def set_shared_grad(self, flat: Tensor) -> None:
         """Write the flat update direction into ``.grad`` of the shared parameters."""
