@@ -54,15 +54,15 @@ def test_same_seed_gives_identical_metrics(one_run, tmp_path):
 def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
-    for text in ("Config groups", "weighting", "auxts, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, hgt, rgcn, sage",
-                 "dataset", "synthetic", "aux", "trainer", "-m"):
+    for text in ("Config groups", "weighting", "auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, hgt, rgcn, sage",
+                 "dataset", "movielens, synthetic", "experiment", "table3", "aux", "trainer", "-m"):
         assert text in proc.stdout, text
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["mtl", "weighting=nope"], "unknown weighting 'nope'; available: auxts, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar"),
+        (["mtl", "weighting=nope"], "unknown weighting 'nope'; available: auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar"),
         (["mtl", "-m", "weighting=none,nope"], "unknown weighting 'nope'"),
         (["mtl", "trainer.nope=1"], "Key 'nope' is not in struct"),
         (["finetune", "pretrained=/no/such/run"], "pretrained checkpoint not found: /no/such/run"),
@@ -101,9 +101,9 @@ def test_multirun_2x2_through_each_launcher_then_compare(launcher, tmp_path):
     proc = run_cli("compare", "--outputs", str(sweep), "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0] == "row,column,mean,std,n,avg_gain_pct"
+    assert lines[0] == "row,column,dataset,scheme,backbone,metric,mean,std,n,avg_gain_pct"
     by_row = {line.split(",")[0]: line.split(",") for line in lines[1:]}
-    assert set(by_row) == {"none", "fixed"} and by_row["none"][4] == "2" and by_row["fixed"][4] == "2"
+    assert set(by_row) == {"none", "fixed"} and by_row["none"][8] == "2" and by_row["fixed"][8] == "2"
     for row, cells in by_row.items():
         mean = sum(r["metrics"]["test"]["f1_micro"] for r in results if r["weighting"] == row) / 2
-        assert float(cells[2]) == pytest.approx(mean)
+        assert float(cells[6]) == pytest.approx(mean)

@@ -51,7 +51,7 @@ def test_metapath_cap_and_errors():
     assert pairs.shape[1] == 4 and len(as_set(pairs)) == 4
     with pytest.raises(AuxrunError, match="no relation"):
         metapath_pairs(tiny_graph(), "user-tag", 10, torch.Generator())
-    with pytest.raises(AuxrunError, match="node types"):
+    with pytest.raises(AuxrunError, match="neither a node type"):
         metapath_pairs(tiny_graph(), "user-movie-user", 10, torch.Generator())
 
 

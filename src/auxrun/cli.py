@@ -107,19 +107,24 @@ def compare(
     outputs: Path = typer.Option(Path("outputs"), "--outputs", "-o", help="folder searched for result.json files"),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | csv | latex"),
     split: str = typer.Option("test", "--split", help="test | val"),
+    layout: str = typer.Option("strategies", "--layout", "-l",
+                               help="strategies (one row per weighting) | table3 (the AUX-TS paper's Table 3 "
+                                    "layout with its published Last-FM / Book-Crossing figures)"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none."""
-    from .report.compare import FORMATS, compare as build, render
+    from .report.compare import FORMATS, LAYOUTS, compare as build, render
 
     if fmt not in FORMATS:
         raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if layout not in LAYOUTS:
+        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if split not in ("test", "val"):
         raise AuxrunError(f"unknown split {split!r}; use test or val")
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     result = build(outputs, split)
     for status, n in result.skipped.items():
         err.print(f"[yellow]skipped {n} run(s): {status}[/]")
-    table = render(result, fmt)
+    table = render(result, fmt, layout)
     if isinstance(table, str):
         print(table)
     else:

@@ -8,15 +8,18 @@ from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .graph import EdgeType, GraphData, PairLabels, TargetSpec
+from .kgnn_ls import load_kgnn_ls
+from .movielens import load_movielens
 from .synthetic import load_synthetic
 
-Loader = Callable[[DictConfig, int], GraphData]
+Loader = Callable[[DictConfig, int, "str | None"], GraphData]
 
-REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic}
+REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls}
 
 
-def load(cfg: DictConfig, seed: int) -> GraphData:
-    """Load the dataset with ``cfg.loader`` (default ``cfg.name``) and the run's ``seed`` (splits)."""
+def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
+    """Load the dataset with ``cfg.loader`` (default ``cfg.name``) and the run's ``seed``
+    (splits); loaders that build slowly keep what they built under ``cache_dir``."""
     name = str(cfg.get("loader", cfg.name))
     try:
         loader = REGISTRY[name]
@@ -24,7 +27,7 @@ def load(cfg: DictConfig, seed: int) -> GraphData:
         raise AuxrunError(
             f"unknown dataset loader {name!r}; available: {', '.join(sorted(REGISTRY))}"
         ) from None
-    return loader(cfg, seed)
+    return loader(cfg, seed, cache_dir)
 
 
 __all__ = ["EdgeType", "GraphData", "PairLabels", "TargetSpec", "REGISTRY", "load"]

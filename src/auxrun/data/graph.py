@@ -58,7 +58,17 @@ class GraphData:
         target: the target task specification.
         heldout: per base relation, edges removed from ``edge_index`` for edge generation.
         pair_labels: planted labelled pairs, keyed by relation name.
+        embedded: node types that get a learned per-node embedding (ID embedding) in the
+            encoder's input, added to the projection of their features; a type with
+            zero-width features (a knowledge-graph entity, a user known only by its ID) must
+            be listed here.
+        aliases: short names for relations, usable in meta-paths (``director`` ->
+            ``film.film.directed_by``).
         info: free-form description (sizes, generator parameters) for logs and results.
+        fingerprint: identifies the graph's content (loader, config, seed): keys on-disk caches
+            of things derived from it (meta-path labels) and is part of :meth:`schema`;
+            empty for graphs that do not depend on the seed and need no cache.
+        cache_dir: where such caches live (``None`` = do not cache).
     """
 
     name: str
@@ -67,7 +77,11 @@ class GraphData:
     target: TargetSpec
     heldout: dict[EdgeType, Tensor] = field(default_factory=dict)
     pair_labels: dict[str, PairLabels] = field(default_factory=dict)
+    embedded: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    fingerprint: str = ""
+    cache_dir: str | None = None
 
     @property
     def node_types(self) -> list[str]:
@@ -83,11 +97,18 @@ class GraphData:
     def schema(self) -> dict:
         """What an encoder's shape depends on: feature sizes per node type and relations.
 
-        A pretrained encoder can be reused on any graph with the same schema.
+        A pretrained encoder can be reused on any graph with the same schema (ID-embedded
+        types: with the same number of nodes, the same node order being the loader's job).
+        Where the message-passing graph depends on the split (link prediction on real data:
+        val/test edges are removed), ``fingerprint`` is part of the schema, so an encoder
+        pre-trained on one seed's graph, which contains another seed's test edges, is never
+        reused for that other seed.
         """
         return {
             "features": {t: int(v.shape[1]) for t, v in self.x.items()},
             "relations": ["__".join(e) for e in self.edge_index],
+            "embedded": {t: self.num_nodes(t) for t in self.embedded},
+            **({"graph": self.fingerprint} if self.fingerprint else {}),
         }
 
     def to(self, device: torch.device) -> "GraphData":

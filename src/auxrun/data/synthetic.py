@@ -89,8 +89,8 @@ def _holdout(ei: Tensor, frac: float, g: torch.Generator) -> tuple[Tensor, Tenso
     return ei[:, perm[k:]], ei[:, perm[:k]]
 
 
-def load_synthetic(cfg: DictConfig, seed: int) -> GraphData:
-    """Build the planted graph described in the module docstring."""
+def load_synthetic(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
+    """Build the planted graph described in the module docstring (fast: never cached)."""
     g = torch.Generator().manual_seed(int(cfg.graph_seed))
     C = int(cfg.num_classes)
     n = {"user": int(cfg.num_users), "item": int(cfg.num_items), "tag": int(cfg.num_tags)}

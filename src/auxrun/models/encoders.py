@@ -1,8 +1,11 @@
 """Shared GNN encoders: ``backbone=gcn|gat|gin|sage|rgcn|hgt``.
 
 Every encoder starts with a *typed input projection*: node type ``t`` has its own linear map
-``h_v^0 = W_t x_v + b_t + e_t`` into a common ``hidden`` space (``e_t`` is a learned type
-embedding), so node types with different feature sizes and meanings share one space.
+``h_v^0 = W_t x_v + b_t + e_t (+ z_v)`` into a common ``hidden`` space (``e_t`` is a learned
+type embedding), so node types with different feature sizes and meanings share one space.
+Node types the data marks as *embedded* also get a learned per-node vector ``z_v`` (an ID
+embedding, as KGNN-LS and SELAR use for users, items and KG entities); for a type without
+features (width 0) it is the whole input besides ``e_t``.
 
 * ``gcn``, ``gat``, ``gin``, ``sage`` then run on the homogeneous view (all relations merged),
   which is how SELAR and AUX-TS apply these layers to knowledge graphs; it keeps one weight
@@ -60,7 +63,14 @@ class Encoder(nn.Module):
         self.dropout = float(cfg.dropout)
         feats: dict[str, int] = schema["features"]
         relations = [tuple(r.split("__")) for r in schema["relations"]]
-        self.inputs = nn.ModuleDict({t: nn.Linear(f, self.hidden) for t, f in feats.items()})
+        embedded: dict[str, int] = schema.get("embedded", {})
+        self.inputs = nn.ModuleDict({t: nn.Linear(f, self.hidden) for t, f in feats.items() if f > 0})
+        self.ids = nn.ModuleDict({t: nn.Embedding(n, self.hidden) for t, n in embedded.items()})
+        for emb in self.ids.values():
+            nn.init.normal_(emb.weight, std=0.1)
+        bare = [t for t, f in feats.items() if f == 0 and t not in embedded]
+        if bare:
+            raise AuxrunError(f"node types {bare} have neither features nor ID embeddings")
         self.type_embedding = nn.Parameter(torch.zeros(len(feats), self.hidden))
         self.type_index = {t: i for i, t in enumerate(feats)}
         metadata = (list(feats), relations)
@@ -70,7 +80,16 @@ class Encoder(nn.Module):
         self.act = nn.ReLU()
 
     def embed_inputs(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {t: self.inputs[t](v) + self.type_embedding[self.type_index[t]] for t, v in x.items()}
+        """``h_v^0 = W_t x_v + b_t + e_t (+ z_v)`` per node type (see the module docstring)."""
+        out = {}
+        for t, v in x.items():
+            h = self.type_embedding[self.type_index[t]].expand(v.shape[0], -1)
+            if t in self.inputs:
+                h = h + self.inputs[t](v)
+            if t in self.ids:
+                h = h + self.ids[t].weight
+            out[t] = h
+        return out
 
     def forward(self, x: dict[str, Tensor], graph: GraphView) -> dict[str, Tensor]:
         """Embeddings per node type, each (num_nodes_t, hidden)."""

@@ -39,6 +39,10 @@ class PairHead(nn.Module):
     def forward(self, h_src: Tensor, h_dst: Tensor) -> Tensor:
         return (self.proj(h_src) * self.proj(h_dst)).sum(-1) * self.scale + self.bias
 
+    def score_matrix(self, h_src: Tensor, h_dst: Tensor) -> Tensor:
+        """Scores of every (source, destination) combination, ``(n_src, n_dst)``."""
+        return self.proj(h_src) @ self.proj(h_dst).T * self.scale + self.bias
+
 
 class FeatureHead(nn.Module):
     """Reconstructs node features: ``W_2 relu(W_1 h)``."""

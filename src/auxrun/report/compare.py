@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 ORDER = ["none", "fixed", "cosine", "selar", "auxts", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "blo",
          "blo_rcgrad", "jd"]
 FORMATS = ("rich", "md", "csv", "latex")
+LAYOUTS = ("strategies", "table3")
 GAIN = "Avg. Gain"
 
 
@@ -78,7 +79,7 @@ def compare(root: Path, split: str = "test") -> Comparison:
     df["column"] = df.dataset + " / " + df.scheme + " / " + df.backbone + " (" + df.metric + ")"
     # `none` trains no auxiliary task, so runs differing only in `aux` are the same run: one per seed
     df = df[~((df.weighting == "none") & df.duplicated(["row", "column", "seed"]))]
-    cells = (df.groupby(["row", "column"])
+    cells = (df.groupby(["row", "column", "dataset", "scheme", "backbone", "metric"])
                .agg(mean=("value", "mean"), std=("value", lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0),
                     n=("value", "size"), higher_is_better=("higher_is_better", "first"))
                .reset_index())
@@ -119,11 +120,30 @@ def _grid(c: Comparison) -> list[list[str]]:
     return [header] + [[row, *(_cell(c, row, col) for col in c.columns), _gain(c, row)] for row in c.rows]
 
 
-def render(c: Comparison, fmt: str) -> str | Table:
-    """The comparison as a rich Table or as Markdown / CSV / LaTeX text."""
-    grid = _grid(c)
+def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
+    """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
+    (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
+    (``table3``, see :mod:`auxrun.report.paper`)."""
+    if layout == "table3":
+        from .paper import table3_grid
+
+        grid, caption = table3_grid(c)
+        return render_grid(grid, fmt, "auxrun compare: Table 3 layout, mean ± std (n seeds)", caption)
+    if layout != "strategies":
+        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if fmt == "csv":
+        tidy = c.cells.drop(columns="higher_is_better").copy()
+        tidy["avg_gain_pct"] = tidy.row.map(c.gains)
+        buf = io.StringIO()
+        tidy.to_csv(buf, index=False)
+        return buf.getvalue().rstrip("\n")
+    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)", f"{GAIN}: relative to none")
+
+
+def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
+    """A header row plus rows of strings as a rich Table or Markdown / CSV / LaTeX text."""
     if fmt == "rich":
-        table = Table(title="auxrun compare: mean ± std (n seeds)", caption=f"{GAIN}: relative to none")
+        table = Table(title=title, caption=caption)
         for i, h in enumerate(grid[0]):
             table.add_column(h, justify="left" if i == 0 else "right")
         for line in grid[1:]:
@@ -132,16 +152,14 @@ def render(c: Comparison, fmt: str) -> str | Table:
     if fmt == "md":
         out = ["| " + " | ".join(grid[0]) + " |", "|" + "---|" * len(grid[0])]
         out += ["| " + " | ".join(line) + " |" for line in grid[1:]]
-        return "\n".join(out)
+        return "\n".join(out + ([f"\n{caption}"] if caption else []))
     if fmt == "csv":
-        tidy = c.cells.drop(columns="higher_is_better").copy()
-        tidy["avg_gain_pct"] = tidy.row.map(c.gains)
         buf = io.StringIO()
-        tidy.to_csv(buf, index=False)
+        pd.DataFrame(grid[1:], columns=grid[0]).to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
     if fmt == "latex":
         def esc(s: str) -> str:
-            return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")
+            return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("&", r"\&")
         lines = [r"\begin{tabular}{l" + "r" * (len(grid[0]) - 1) + "}", r"\toprule",
                  " & ".join(esc(h) for h in grid[0]) + r" \\", r"\midrule"]
         lines += [" & ".join(esc(x) for x in line) + r" \\" for line in grid[1:]]

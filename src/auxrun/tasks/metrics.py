@@ -38,3 +38,33 @@ def f1_scores(pred: Tensor, labels: Tensor, num_classes: int) -> dict[str, float
         if tp + fp + fn:
             f1s.append(2 * tp / (2 * tp + fp + fn))
     return {"f1_micro": micro, "f1_macro": float(sum(f1s) / len(f1s)) if f1s else float("nan")}
+
+
+def ranking_metrics(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 10) -> Tensor:
+    """Per-row reciprocal rank and NDCG@k of a score matrix; returns ``(2, rows)``.
+
+    ``scores`` (rows, items); ``relevant`` and ``exclude`` boolean masks of the same shape
+    (excluded items, e.g. known positives of other splits, are removed from the ranking).
+    Reciprocal rank ``1 / (1 + #{j kept, not relevant: s_j > s*} + #{... s_j = s*} / 2)`` with
+    ``s*`` the best relevant score: the rank of the best-ranked relevant item, ties broken at
+    random in expectation (a model scoring everything alike gets no credit for ties). ``NDCG@k = DCG@k / IDCG@k`` with
+    ``DCG@k = sum_{r=1..k} rel_r / log2(r + 1)`` over the top-k kept items and IDCG the DCG of
+    a perfect ranking of ``min(k, #relevant)`` items. Rows without a relevant item give 0.
+    """
+    scores = scores.detach().double()
+    kept = ~exclude | relevant
+    masked = scores.masked_fill(~kept, float("-inf"))
+    best = masked.masked_fill(~relevant, float("-inf")).max(1).values
+    above = ((masked > best[:, None]) & ~relevant).sum(1).double()
+    tied = ((masked == best[:, None]) & ~relevant).sum(1).double()
+    has = relevant.any(1)
+    rr = torch.where(has, 1.0 / (1.0 + above + tied / 2), torch.zeros_like(best))
+    k = min(k, scores.shape[1])
+    top = masked.topk(k, dim=1).indices
+    gains = relevant.gather(1, top).double()
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.double, device=scores.device))
+    dcg = (gains * discount).sum(1)
+    n_rel = relevant.sum(1).clamp(max=k)
+    idcg = torch.cumsum(discount, 0)[(n_rel - 1).clamp(min=0)]
+    ndcg = torch.where(has, dcg / idcg, torch.zeros_like(dcg))
+    return torch.stack([rr, ndcg])

@@ -20,11 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.graph import EdgeType, GraphData
+from ..data.cache import cached, fingerprint
 from ..data.sampling import pair_keys, sample_non_edges
 from ..errors import AuxrunError
 from ..models.heads import PairHead
 from .base import Batch, Embeddings, Task, TargetTask
-from .metrics import roc_auc
+from .metrics import ranking_metrics, roc_auc
 
 
 class PairTask(Task):
@@ -110,46 +111,153 @@ def parse_relation(data: GraphData, text: str) -> EdgeType:
     raise AuxrunError(f"unknown relation {text!r} in dataset {data.name!r}; available: {', '.join(known)}")
 
 
-def metapath_pairs(data: GraphData, path: str, max_pairs: int, gen: torch.Generator) -> Tensor:
-    """Pairs ``(u, v)`` joined by at least one instance of ``path`` (node types separated by
-    ``-``), as the nonzeros of ``A_{t0 t1} A_{t1 t2} ... A_{t(k-1) tk}`` where ``A_{ab}`` is the
-    binary adjacency of all message-passing relations from type ``a`` to type ``b``.
-    Self-pairs are dropped; at most ``max_pairs`` are kept (a seeded random subset)."""
-    types = path.split("-")
-    if len(types) < 2 or any(t not in data.x for t in types):
-        raise AuxrunError(
-            f"meta-path {path!r}: use node types joined by '-' (types here: {', '.join(data.node_types)})"
-        )
+def resolve_relation(data: GraphData, token: str) -> EdgeType | None:
+    """The relation a meta-path token names: an alias (``director``), a relation's name or a
+    suffix of it after a dot (``genre`` -> ``film.film.genre``). ``None`` if it names none;
+    an error if it names several."""
+    name = data.aliases.get(token, token)
+    rels = [e for e in (*data.edge_index, *data.heldout) if not e[1].startswith("rev_")]
+    exact = [e for e in rels if e[1] == name]
+    hits = exact or [e for e in rels if e[1].endswith("." + name)]
+    hits = list(dict.fromkeys(hits))
+    if len(hits) > 1:
+        raise AuxrunError(f"meta-path token {token!r} matches several relations: "
+                          f"{', '.join('-'.join(h) for h in hits)}; use a longer name")
+    return hits[0] if hits else None
+
+
+def metapath_steps(data: GraphData, path: str) -> list[tuple[str, str, Tensor]]:
+    """The adjacency of every hop of ``path`` as ``(from_type, to_type, edges (2, E))``.
+
+    Tokens are node types or relation names (see :func:`resolve_relation`). Between two node
+    types a hop follows every message-passing relation from the first to the second; into a
+    relation token it follows that relation (from its source type to its destination type),
+    and out of it back along the relation's reverse, so ``user-item-genre-item`` is
+    user -> item -> (genre entity) -> item.
+    """
+    tokens = path.split("-")
+    if len(tokens) < 2:
+        raise AuxrunError(f"meta-path {path!r}: give at least two tokens joined by '-'")
+    kinds: list[tuple[str, EdgeType | None]] = []
+    for tok in tokens:
+        if tok in data.x:
+            kinds.append((tok, None))
+            continue
+        rel = resolve_relation(data, tok)
+        if rel is None:
+            names = sorted(set(data.aliases) | {e[1] for e in data.edge_index if not e[1].startswith("rev_")})
+            raise AuxrunError(f"meta-path {path!r}: {tok!r} is neither a node type ({', '.join(data.node_types)}) "
+                              f"nor a relation of dataset {data.name!r} (relations: {', '.join(names)})")
+        kinds.append((rel[2], rel))
+    steps = []
+    for (a_type, a_rel), (b_type, b_rel) in zip(kinds, kinds[1:]):
+        if a_rel is not None and b_rel is not None:
+            raise AuxrunError(f"meta-path {path!r}: two relations in a row ({a_rel[1]}, {b_rel[1]})")
+        if b_rel is not None:
+            if b_rel[0] != a_type:
+                raise AuxrunError(f"meta-path {path!r}: relation {b_rel[1]} starts at {b_rel[0]!r}, not {a_type!r}")
+            steps.append((a_type, b_type, _edges(data, b_rel)))
+        elif a_rel is not None:
+            if a_rel[0] != b_type:
+                raise AuxrunError(f"meta-path {path!r}: relation {a_rel[1]} leads back to {a_rel[0]!r}, not {b_type!r}")
+            steps.append((a_type, b_type, _edges(data, a_rel).flip(0)))
+        else:
+            rels = data.relations_between(a_type, b_type)
+            if not rels:
+                raise AuxrunError(f"meta-path {path!r}: no relation from {a_type!r} to {b_type!r} "
+                                  f"in dataset {data.name!r}")
+            steps.append((a_type, b_type, torch.cat([data.edge_index[r] for r in rels], 1)))
+    return steps
+
+
+def _edges(data: GraphData, rel: EdgeType) -> Tensor:
+    return data.edge_index[rel] if rel in data.edge_index else data.heldout[rel]
+
+
+def metapath_counts(data: GraphData, path: str) -> tuple[Tensor, Tensor, str, str]:
+    """Pairs ``(u, v)`` joined by at least one instance of ``path`` and the number of
+    instances, the nonzeros of ``A_1 A_2 ... A_k`` with ``A_j`` the binary adjacency of hop
+    ``j`` (:func:`metapath_steps`). Self-pairs are dropped. Returns (pairs, counts, source
+    type, destination type)."""
     prod: Tensor | None = None
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")  # torch flags sparse COO as beta
-    for a, b in zip(types, types[1:]):
-        rels = data.relations_between(a, b)
-        if not rels:
-            raise AuxrunError(f"meta-path {path!r}: no relation from {a!r} to {b!r} in dataset {data.name!r}")
-        ei = torch.cat([data.edge_index[r] for r in rels], 1).cpu()
+    steps = metapath_steps(data, path)
+    for a, b, ei in steps:
+        ei = ei.cpu()
         adj = torch.sparse_coo_tensor(ei, torch.ones(ei.shape[1]), (data.num_nodes(a), data.num_nodes(b))).coalesce()
         adj = torch.sparse_coo_tensor(adj.indices(), torch.ones(adj.indices().shape[1]), adj.shape).coalesce()
         prod = adj if prod is None else torch.sparse.mm(prod, adj).coalesce()
     assert prod is not None
-    pairs = prod.indices()
-    if types[0] == types[-1]:
-        pairs = pairs[:, pairs[0] != pairs[1]]
+    src, dst = steps[0][0], steps[-1][1]
+    pairs, counts = prod.indices(), prod.values()
+    if src == dst:
+        keep = pairs[0] != pairs[1]
+        pairs, counts = pairs[:, keep], counts[keep]
+    return pairs, counts, src, dst
+
+
+def density_threshold(counts: Tensor, total: int, max_density: float) -> int:
+    """The smallest instance count ``m`` such that at most ``max_density * total`` pairs have
+    ``count >= m`` (1 when the meta-path is that sparse already)."""
+    k = int(max_density * total)
+    if counts.numel() <= k:
+        return 1
+    return int(torch.sort(counts, descending=True).values[k]) + 1
+
+
+def metapath_positives(data: GraphData, path: str, max_density: float = 1.0, min_count: int = 1) -> tuple[Tensor, int]:
+    """Every positive pair of ``path`` and the instance threshold used.
+
+    SELAR calls a pair positive when one instance of the meta-path joins it. On a dense graph
+    nearly every pair is (93% of MovieLens's user-item pairs are joined by a
+    user-item-genre-item instance), which leaves nothing to learn, so a pair is positive when
+    at least ``m`` instances join it, ``m = max(min_count, density_threshold(...))``: the
+    smallest count at which at most ``max_density`` of all (source, destination) pairs are
+    positive. ``m = 1`` on sparse meta-paths, as in SELAR.
+    """
+    pairs, counts, src, dst = metapath_counts(data, path)
+    total = data.num_nodes(src) * data.num_nodes(dst) - (data.num_nodes(src) if src == dst else 0)
+    m = max(int(min_count), density_threshold(counts, total, float(max_density)))
+    return pairs[:, counts >= m], m
+
+
+def metapath_pairs(data: GraphData, path: str, max_pairs: int, gen: torch.Generator,
+                   min_count: int = 1) -> Tensor:
+    """Positive pairs of ``path`` (at least ``min_count`` instances), at most ``max_pairs`` of
+    them (a seeded random subset)."""
+    pairs, _ = metapath_positives(data, path, 1.0, min_count)
+    return _subsample(pairs, max_pairs, gen)
+
+
+def _subsample(pairs: Tensor, max_pairs: int, gen: torch.Generator) -> Tensor:
     if pairs.shape[1] > max_pairs:
         pairs = pairs[:, torch.randperm(pairs.shape[1], generator=gen)[:max_pairs]]
     return pairs
 
 
 class MetaPathPrediction(_PositivesVsNegatives):
-    """SELAR's meta-path prediction: positives joined by the meta-path, negatives not."""
+    """SELAR's meta-path prediction: is ``(u, v)`` joined by (at least ``m``) instances of the
+    meta-path in the training graph? Positives from :func:`metapath_positives` (a pool of at
+    most ``max_pairs``), negatives sampled among all other pairs. The labels are computed
+    once per graph and kept in the data's cache."""
 
     def __init__(self, name: str, data: GraphData, path: str, hidden: int, head_dim: int | None,
-                 max_pairs: int, seed: int) -> None:
-        types = path.split("-")
-        pos = metapath_pairs(data, path, max_pairs, torch.Generator().manual_seed(seed))
-        n_src, n_dst = data.num_nodes(types[0]), data.num_nodes(types[-1])
-        known = pair_keys(pos, n_dst).sort().values
-        super().__init__(name, types[0], types[-1], pos.to(data.x[types[0]].device), n_src, n_dst, known,
-                         hidden, head_dim)
+                 max_pairs: int, seed: int, max_density: float = 1.0, min_count: int = 1) -> None:
+        def build() -> tuple[Tensor, int]:
+            return metapath_positives(data, path, max_density, min_count)
+
+        if data.fingerprint and data.cache_dir:
+            key = fingerprint(data.fingerprint, path, float(max_density), int(min_count))
+            pos, self.min_count = cached(data.cache_dir, "metapaths", key, build)
+        else:
+            pos, self.min_count = build()
+        steps = metapath_steps(data, path)
+        src, dst = steps[0][0], steps[-1][1]
+        n_src, n_dst = data.num_nodes(src), data.num_nodes(dst)
+        known = pair_keys(pos, n_dst).sort().values  # all positives, not only the pool
+        self.num_positive = int(pos.shape[1])
+        pool = _subsample(pos, max_pairs, torch.Generator().manual_seed(seed))
+        super().__init__(name, src, dst, pool.to(data.x[src].device), n_src, n_dst, known, hidden, head_dim)
 
 
 class EdgeGeneration(_PositivesVsNegatives):
@@ -169,8 +277,19 @@ class EdgeGeneration(_PositivesVsNegatives):
 
 
 class LinkPrediction(PairTask, TargetTask):
-    """Target link prediction on one relation; each batch pairs positives with as many
-    sampled non-edges (destination corrupted). Metric: AUC on fixed val/test negatives."""
+    """Target link prediction on one relation.
+
+    Training examples: with fixed training negatives in the data (KGNN-LS's labelled pairs),
+    the labelled training pairs, positives and negatives, in a fixed random order; otherwise
+    the positive edges, each batch completed by as many sampled non-edges with the same
+    sources. Metrics on val/test: ``auc`` over the split's positive and negative pairs, and
+    ranking metrics over *all* destinations for each source with a positive in the split
+    (positives of the other splits filtered out): ``mrr`` = mean of ``1 / rank`` of the best
+    ranked positive, ``ndcg`` = NDCG@``rank_k`` with binary relevance.
+    """
+
+    rank_k: int = 10
+    rank_chunk: int = 1024
 
     def __init__(self, data: GraphData, hidden: int, head_dim: int | None) -> None:
         spec = data.target
@@ -181,13 +300,26 @@ class LinkPrediction(PairTask, TargetTask):
         self.num_src, self.num_dst = data.num_nodes(s), data.num_nodes(d)
         # negatives avoid training edges only: excluding val/test edges would leak them
         self.known = pair_keys(spec.split["train"], self.num_dst).sort().values
+        pos, neg = spec.split["train"], spec.negatives.get("train")
+        self.fixed_negatives = neg is not None and neg.shape[1] > 0
+        if self.fixed_negatives:
+            assert neg is not None
+            labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(pos.device)
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0)).to(pos.device)
+            self.train_pairs, self.train_labels = torch.cat([pos, neg], 1)[:, order], labels[order]
+        else:
+            self.train_pairs, self.train_labels = pos, torch.ones(pos.shape[1], device=pos.device)
 
     def num_train(self) -> int:
-        return int(self.split["train"].shape[1])
+        return int(self.train_pairs.shape[1])
 
     def batch(self, idx: Tensor, gen: torch.Generator) -> Batch:
-        """Training edges at ``idx`` plus as many non-edges with the same sources."""
-        pos = self.split["train"][:, idx.to(self.split["train"].device)]
+        """The labelled training pairs at ``idx``; or the positive edges at ``idx`` plus as
+        many sampled non-edges with the same sources."""
+        idx = idx.to(self.train_pairs.device)
+        if self.fixed_negatives:
+            return {"pairs": self.train_pairs[:, idx], "labels": self.train_labels[idx]}
+        pos = self.train_pairs[:, idx]
         neg = sample_non_edges(pos.shape[1], self.num_src, self.num_dst, self.known, gen, src=pos[0])
         return _labelled(pos, neg)
 
@@ -197,5 +329,34 @@ class LinkPrediction(PairTask, TargetTask):
     def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
         batch = self._eval_pairs(split)
         out = {"auc": roc_auc(self.scores(emb, batch["pairs"]), batch["labels"])}
+        out.update(self.ranking(emb, split))
         out["loss"] = float(self.losses(emb, batch, x).mean())
         return out
+
+    def ranking(self, emb: Embeddings, split: str) -> dict[str, float]:
+        """``mrr`` and ``ndcg`` (at ``rank_k``) over all destinations, see the class docstring."""
+        relevant = self.split[split]
+        others = [p for s, p in self.split.items() if s != split]
+        exclude = torch.cat(others, 1) if others else relevant[:, :0]
+        sources = torch.unique(relevant[0])
+        if len(sources) == 0:
+            return {"mrr": float("nan"), "ndcg": float("nan")}
+        h_src, h_dst = emb[self.src_type], emb[self.dst_type]
+        totals = torch.zeros(2, dtype=torch.double)
+        for chunk in sources.split(self.rank_chunk):
+            row = torch.full((self.num_src,), -1, dtype=torch.long, device=chunk.device)
+            row[chunk] = torch.arange(len(chunk), device=chunk.device)
+            scores = self.head.score_matrix(h_src[chunk], h_dst)
+            totals += ranking_metrics(scores, _mask(relevant, row, scores.shape),
+                                      _mask(exclude, row, scores.shape), self.rank_k).sum(1).cpu()
+        mrr, ndcg = (totals / len(sources)).tolist()
+        return {"mrr": mrr, "ndcg": ndcg}
+
+
+def _mask(pairs: Tensor, row: Tensor, shape: torch.Size) -> Tensor:
+    """Boolean (rows, destinations) matrix of the ``pairs`` whose source has a row."""
+    r = row[pairs[0]]
+    keep = r >= 0
+    out = torch.zeros(shape, dtype=torch.bool, device=pairs.device)
+    out[r[keep], pairs[1][keep]] = True
+    return out

@@ -60,6 +60,9 @@ def _compose_pretrain(cfg: DictConfig) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
 
     overrides = [f"aux={cfg.dataset.pretrain_aux}"]
+    dataset_choice = _choice("dataset", str(cfg.dataset.name))
+    if dataset_choice:  # the dataset file may set trainer keys (batch sizes) for pretraining too
+        overrides.insert(0, f"dataset={dataset_choice}")
     if GlobalHydra.instance().is_initialized():
         pre = compose(config_name="pretrain", overrides=overrides)
     else:
@@ -67,6 +70,20 @@ def _compose_pretrain(cfg: DictConfig) -> DictConfig:
             pre = compose(config_name="pretrain", overrides=overrides)
     keep = {k: cfg[k] for k in ("dataset", "backbone", "seed", "device", "paths")}
     return OmegaConf.merge(pre, keep)
+
+
+def _choice(group: str, fallback: str) -> str | None:
+    """The option chosen for ``group`` in this Hydra run, else ``fallback`` when a config file
+    of that name exists, else ``None``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ..cli import CONF_DIR
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    return fallback if (CONF_DIR / group / f"{fallback}.yaml").is_file() else None
 
 
 def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, Path]:
@@ -107,7 +124,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     """Seed, load the data, build (or load) the encoder, the tasks and the strategy."""
     gen = seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
-    data = datasets.load(cfg.dataset, int(cfg.seed)).to(device)
+    data = datasets.load(cfg.dataset, int(cfg.seed), cfg.paths.get("cache")).to(device)
     schema = data.schema()
     hidden = int(cfg.backbone.hidden)
     extra: dict = {}

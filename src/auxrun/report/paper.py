@@ -1,0 +1,88 @@
+"""Paper-layout tables: our runs laid out like a paper's table, its published figures beside.
+
+``table3`` follows the AUX-TS paper's Table 3: one row per (dataset, scheme, GNN), one column
+per weighting strategy, and per (dataset, scheme) block an "Avg. Gain" row,
+
+``gain(s) = mean over GNNs g of (m_{s,g} - m_{none,g}) / m_{none,g} * 100%``
+
+(sign flipped where lower is better). The published Last-FM and Book-Crossing rows follow
+with the paper's printed gains (the same formula; see tests/test_compare.py); they are other
+datasets under the same protocol, and the table says so.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from .compare import GAIN, ORDER, Comparison
+
+SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
+BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt"]
+
+
+@cache
+def published() -> dict[str, Any]:
+    """The published tables shipped in ``auxrun/report/published.yaml``."""
+    cfg = OmegaConf.load(str(files("auxrun.report") / "published.yaml"))
+    return OmegaConf.to_container(cfg)  # type: ignore[return-value]
+
+
+def block_gains(means: dict[str, dict[str, float]], strategies: list[str], higher: bool = True) -> dict[str, float]:
+    """Avg. Gain per strategy of one block; ``means[backbone][strategy]``. Only GNNs with both
+    the strategy and ``none`` count; strategies with none of them are left out."""
+    out = {}
+    for s in strategies:
+        if s == "none":
+            continue
+        rel = [(1 if higher else -1) * (m[s] - m["none"]) / abs(m["none"]) * 100
+               for m in means.values() if s in m and "none" in m and m["none"] != 0]
+        if rel:
+            out[s] = sum(rel) / len(rel)
+    return out
+
+
+def _backbone_key(b: str) -> tuple[int, str]:
+    return (BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else len(BACKBONE_ORDER), b)
+
+
+def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
+    """Header plus rows of the Table 3 layout, and a caption naming sources and caveats."""
+    pub = published()["table3"]
+    measured = [r for r in c.rows]
+    rank = {name: i for i, name in enumerate(ORDER)}
+    strategies = list(pub["columns"]) + sorted((r for r in measured if r not in pub["columns"]),
+                                              key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
+    grid = [["dataset", "scheme", "GNN", *strategies]]
+    cells = c.cells
+    for (dataset, scheme, metric), block in cells.groupby(["dataset", "scheme", "metric"], sort=True):
+        higher = bool(block.higher_is_better.iloc[0])
+        means: dict[str, dict[str, float]] = {}
+        for backbone in sorted(block.backbone.unique(), key=_backbone_key):
+            rows = block[block.backbone == backbone].set_index("row")
+            means[backbone] = {s: float(rows.at[s, "mean"]) for s in strategies if s in rows.index}
+            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), backbone.upper(), *(
+                f"{rows.at[s, 'mean']:.4f} ± {rows.at[s, 'std']:.4f} ({int(rows.at[s, 'n'])})"
+                if s in rows.index else "-" for s in strategies)])
+        gains = block_gains(means, strategies, higher)
+        grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), GAIN,
+                     *(f"{gains[s]:+.2f}%" if s in gains else "-" for s in strategies)])
+    blocks: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for row in pub["rows"]:
+        blocks.setdefault((row["dataset"], row["scheme"]), {})[row["backbone"]] = dict(zip(pub["columns"], row["values"]))
+    for (dataset, scheme), means in blocks.items():
+        label = f"{dataset} (published)"
+        for backbone, values in means.items():
+            grid.append([label, SCHEMES[scheme], backbone.upper(),
+                         *(f"{values[s]:.4f}" if s in values else "" for s in strategies)])
+        printed = {(p["dataset"], p["scheme"]): dict(zip(pub["columns"], p["values"])) for p in pub["printed_gains"]}
+        gains = printed.get((dataset, scheme)) or block_gains(means, strategies)
+        grid.append([label, SCHEMES[scheme], GAIN,
+                     *(f"{gains[s]:+.2f}%" if gains.get(s) is not None else "" for s in strategies)])
+    caption = (f"{GAIN}: mean over GNNs of the change relative to none. Published rows: {pub['source']}; "
+               f"Last-FM and Book-Crossing are other datasets than ours under the same protocol "
+               f"(60/20/20 split, meta-path auxiliary tasks, AUC). {pub['note']}")
+    return grid, caption
