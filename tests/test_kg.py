@@ -209,6 +209,7 @@ def test_metapath_threshold_keeps_the_densest_pairs():
     counts = torch.tensor([2.0, 2.0, 1.0, 1.0])
     assert density_threshold(counts, 6, 0.5) == 2  # 4 positives > 3 allowed -> need 2 instances
     assert density_threshold(counts, 6, 0.7) == 1
+    assert density_threshold(torch.tensor([3.0, 3.0, 3.0]), 4, 0.25) == 3  # never above the largest count
     data = kg_graph()
     task = MetaPathPrediction("uigi", data, "user-item-genre-item", 8, None, 100, 0, max_density=0.5)
     assert task.min_count == 2 and as_set(task.positives) == {(0, 0), (0, 1)}
@@ -276,3 +277,29 @@ def test_graph_and_metapaths_are_cached_and_rebuilt_when_the_source_changes(tmp_
     assert len(calls) == 3 and changed.fingerprint != first.fingerprint
     MetaPathPrediction("uiu", second, "user-item-user", 8, None, 100, 0)
     assert len(list((cache / "metapaths").glob("*.pt"))) == 1
+
+
+def test_finetune_on_movielens_files_end_to_end(tmp_path):
+    """As a user: finetune on MovieLens-format files pre-trains first with the dataset's own
+    aux set and trainer keys, reports AUC, MRR and NDCG; a missing meta-path relation is one
+    clear error."""
+    from conftest import read_result, run_cli
+
+    data_dir = tmp_path / "ml"
+    data_dir.mkdir()
+    write_ml(data_dir)
+    common = ["dataset=movielens", f"dataset.data_dir={data_dir}", f"paths.outputs={tmp_path / 'out'}",
+              "trainer.max_epochs=2", "trainer.progress=false", "aux.tasks.uidi.path=user-item-writer-item"]
+    proc = run_cli("finetune", *common, "aux.tasks.uidi.path=user-item-genre-item", "weighting=auxts",
+                   f"hydra.run.dir={tmp_path / 'ft'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = read_result(tmp_path / "ft")
+    assert result["status"] == "completed" and result["aux"] == "movielens"
+    assert {"auc", "mrr", "ndcg"} <= set(result["metrics"]["test"])
+    pre = next((tmp_path / "out" / "pretrain").rglob("result.json")).parent
+    pre_cfg = read_result(pre)["config"]
+    assert pre_cfg["aux"]["name"] == "movielens" and pre_cfg["trainer"]["batch_size"] == 4096
+    assert pre_cfg["trainer"]["lr"] == 0.001
+    proc = run_cli("mtl", *common, f"hydra.run.dir={tmp_path / 'bad'}")
+    assert proc.returncode == 2 and "'writer' is neither a node type" in proc.stderr
+    assert "Traceback" not in proc.stderr

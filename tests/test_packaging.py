@@ -15,3 +15,22 @@ def test_every_package_and_config_group_is_declared():
     groups = {f"auxrun.conf.{d.name}" for d in (ROOT / "conf").iterdir() if d.is_dir() and not d.name.startswith(("_", "."))}
     missing = (code | groups | {"auxrun.conf"}) - declared
     assert not missing, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
+
+
+def test_every_config_option_composes_and_every_weighting_builds():
+    """Each file of each config group composes with the CLI's primary configs, and each
+    weighting preset builds its strategy (a preset naming no strategy class fails here, not
+    halfway through a sweep)."""
+    from hydra import compose, initialize_config_module
+
+    from auxrun.cli import group_options
+    from auxrun.weighting import build
+
+    with initialize_config_module("auxrun.conf", version_base="1.3"):
+        for group in ("dataset", "backbone", "aux", "weighting", "trainer", "experiment"):
+            for option in group_options(group):
+                cfg = compose("finetune", overrides=[f"{group}={option}"])
+                assert cfg[group if group != "experiment" else "command"] is not None
+        for option in group_options("weighting"):
+            cfg = compose("mtl", overrides=[f"weighting={option}"])
+            assert build(cfg.weighting, ["target", "a", "b"]) is not None, option

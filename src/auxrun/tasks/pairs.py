@@ -198,11 +198,13 @@ def metapath_counts(data: GraphData, path: str) -> tuple[Tensor, Tensor, str, st
 
 def density_threshold(counts: Tensor, total: int, max_density: float) -> int:
     """The smallest instance count ``m`` such that at most ``max_density * total`` pairs have
-    ``count >= m`` (1 when the meta-path is that sparse already)."""
+    ``count >= m`` (1 when the meta-path is that sparse already), but never above the largest
+    count: when the most-connected pairs alone exceed the budget, they are the positives."""
     k = int(max_density * total)
     if counts.numel() <= k:
         return 1
-    return int(torch.sort(counts, descending=True).values[k]) + 1
+    ranked = torch.sort(counts, descending=True).values
+    return int(min(ranked[k] + 1, ranked[0]))
 
 
 def metapath_positives(data: GraphData, path: str, max_density: float = 1.0, min_count: int = 1) -> tuple[Tensor, int]:

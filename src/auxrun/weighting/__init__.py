@@ -19,12 +19,14 @@ REGISTRY: dict[str, type[Weighting]] = {
 
 
 def build(cfg: Any, tasks: list[str]) -> Weighting:
-    """Instantiate the strategy named by ``cfg.name`` for ``tasks`` (``"target"`` first, as the
-    engine orders a step's losses)."""
+    """Instantiate the strategy ``cfg.strategy`` (default ``cfg.name``; a preset such as
+    ``auxts_all`` names its class there) for ``tasks`` (``"target"`` first, as the engine
+    orders a step's losses)."""
+    kind = str(cfg.get("strategy", cfg.name))
     try:
-        cls = REGISTRY[cfg.name]
+        cls = REGISTRY[kind]
     except KeyError:
-        raise AuxrunError(f"unknown weighting {cfg.name!r}; available: {', '.join(REGISTRY)}") from None
+        raise AuxrunError(f"unknown weighting {kind!r}; available: {', '.join(REGISTRY)}") from None
     return cls(cfg, tasks)
 
 
