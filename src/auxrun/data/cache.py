@@ -59,15 +59,15 @@ def cached(cache_dir: str | os.PathLike | None, kind: str, key: str, build: Call
 
 
 @contextmanager
-def progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[str], None]]:
-    """A progress bar for a build with ``total`` stages; yields ``advance(stage_name)``."""
+def progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A progress bar for a build with ``total`` stages; yields ``advance(stage_name, steps=1)``."""
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[stage]}"), console=console,
                    transient=False, disable=not enabled)
     with bar:
         task = bar.add_task(description, total=total, stage="")
 
-        def advance(stage: str) -> None:
-            bar.update(task, advance=1, stage=stage)
+        def advance(stage: str = "", steps: int = 1) -> None:
+            bar.update(task, advance=steps, stage=stage)
 
         yield advance

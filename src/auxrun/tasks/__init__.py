@@ -11,6 +11,10 @@ kind           spec keys                                        class
                ``min_count``
 ``edge_gen``   ``relation`` (e.g. ``user-rates-item``)          :class:`EdgeGeneration`
 ``attr_gen``   ``node_type``                                    :class:`AttributeGeneration`
+``attr_mask``  optional ``mask_rate`` (molecules)               :class:`AttributeMasking`
+``edge_pred``  (molecules)                                      :class:`EdgePrediction`
+``infograph``  (molecules)                                      :class:`InfoGraph`
+``motif``      (molecules)                                      :class:`MotifPrediction`
 =============  ===============================================  ==========================
 """
 
@@ -20,21 +24,26 @@ from typing import Any
 
 from ..data.cache import progress
 from ..data.graph import GraphData
+from ..data.molecules import MolData
 from ..errors import AuxrunError
 from .base import Task, TargetTask
 from .node import AttributeGeneration, NodeClassification
+from .molecular import AttributeMasking, EdgePrediction, GraphPrediction, InfoGraph, MotifPrediction
 from .pairs import PairTask, EdgeGeneration, LinkPrediction, MetaPathPrediction, PlantedPairs
 
-AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen")
+MOL_KINDS = ("attr_mask", "edge_pred", "infograph", "motif")
+AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", *MOL_KINDS)
 
 
-def build_target(data: GraphData, hidden: int, head_dim: int) -> TargetTask:
+def build_target(data: GraphData | MolData, hidden: int, head_dim: int) -> TargetTask:
+    if isinstance(data, MolData):
+        return GraphPrediction(data, hidden)
     if data.target.kind == "node_cls":
         return NodeClassification(data.target, hidden)
     return LinkPrediction(data, hidden, head_dim)
 
 
-def build_aux(aux_cfg: Any, data: GraphData, hidden: int, seed: int) -> dict[str, Task]:
+def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int) -> dict[str, Task]:
     """Instantiate every task in ``aux_cfg.tasks`` (in config order)."""
     head_dim = None if aux_cfg.pair_head == "dot" else int(aux_cfg.head_dim)
     tasks: dict[str, Task] = {}
@@ -46,12 +55,14 @@ def build_aux(aux_cfg: Any, data: GraphData, hidden: int, seed: int) -> dict[str
     return tasks
 
 
-def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData, hidden: int, seed: int,
+def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int,
                head_dim: int | None) -> Task:
     """One auxiliary task from its spec (see the module docstring for the kinds)."""
     if name == "target":
         raise AuxrunError("an auxiliary task cannot be called 'target'")
     kind = spec.get("kind")
+    if kind in MOL_KINDS or isinstance(data, MolData):
+        return _build_molecular(name, kind, spec, data, hidden)
     if kind == "planted":
         task: Task = PlantedPairs(name, data, str(spec.relation), hidden, head_dim)
     elif kind == "metapath":
@@ -72,6 +83,22 @@ def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData, hidden: int,
     if isinstance(task, PairTask):
         task.eval_size = int(aux_cfg.eval_size)
     return task
+
+
+def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData, hidden: int) -> Task:
+    """A molecular self-supervised task (see :mod:`auxrun.tasks.molecular`)."""
+    if not isinstance(data, MolData):
+        raise AuxrunError(f"auxiliary task {name!r} ({kind}) needs a molecular dataset, not {data.name!r}")
+    if kind == "attr_mask":
+        return AttributeMasking(name, hidden, float(spec.get("mask_rate", 0.15)))
+    if kind == "edge_pred":
+        return EdgePrediction(name, hidden)
+    if kind == "infograph":
+        return InfoGraph(name, hidden)
+    if kind == "motif":
+        return MotifPrediction(name, hidden, data.mols, data.cache_dir)
+    raise AuxrunError(f"auxiliary task {name!r}: kind {kind!r} does not apply to molecules; "
+                      f"use one of {', '.join(MOL_KINDS)}")
 
 
 __all__ = ["Task", "TargetTask", "build_target", "build_aux", "AUX_KINDS"]

@@ -37,6 +37,11 @@ class Task(nn.Module):
         """A random training batch (auxiliary tasks draw one per step)."""
         raise NotImplementedError
 
+    def sample_for(self, graph, batch_size: int, gen: torch.Generator) -> Batch:
+        """This step's training batch given the step's graph (a molecular batch draws its
+        examples from the step's molecules; a task on one fixed graph ignores it)."""
+        return self.sample(batch_size, gen)
+
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         """Per-example losses ``l_j`` (shape ``(n,)``) on ``batch``; ``x`` are the clean features."""
         raise NotImplementedError

@@ -27,11 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from ..data.graph import GraphData
+from ..data.molecules import MolData
 from ..io import save_torch, write_text
 from ..models import Encoder, GraphView
 from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
 from .lookahead import lookahead_names, make_lookahead, rng_snapshot
+from .molecular import evaluate_molecules
 
 log = logging.getLogger(__name__)
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
@@ -80,7 +82,7 @@ class StepContext:
     """Builds the :class:`Step` of one optimisation step (the engine's inner loop body, kept
     separate so tests can build exactly the steps the engine trains on)."""
 
-    def __init__(self, model: TaskModel, data: GraphData, graph: GraphView, target: TargetTask | None,
+    def __init__(self, model: TaskModel, data: GraphData | MolData, graph: GraphView | None, target: TargetTask | None,
                  aux: dict[str, Task], strategy: Weighting, trainer: Any) -> None:
         self.model, self.data, self.graph = model, data, graph
         self.target, self.aux, self.strategy, self.trainer = target, aux, strategy, trainer
@@ -89,18 +91,32 @@ class StepContext:
         self.theta_names = lookahead_names(model)
         self.device = next(model.parameters()).device
 
+    def inputs(self, batch: dict | None, gen: torch.Generator) -> tuple[dict[str, Tensor], Any]:
+        """The step's clean inputs and graph: the dataset's graph, or for molecules the batch of
+        the target's molecules (a random corpus sample when pre-training)."""
+        if not isinstance(self.data, MolData):
+            return self.data.x, self.graph
+        if batch is not None:
+            ids = batch["mols"]
+        else:
+            pool = self.data.split["train"]
+            ids = pool[torch.randint(len(pool), (int(self.trainer.aux_batch_size),), generator=gen)]
+        g = self.data.mols.collate(ids).to(self.device)
+        return {"atom": g.x}, g
+
     def step(self, batch: dict | None, gen: torch.Generator, index: int) -> Step:
         """Sample the auxiliary batches, corrupt inputs, one forward pass; attach the
         look-ahead closures when the strategy needs them, with a meta batch from fold
         ``index mod folds`` of the training split, or from the held-out tail of the training
         split for strategies that reserve one (``meta_holdout``)."""
+        x_clean, graph = self.inputs(batch, gen)
         batches = {TARGET: batch} if self.target is not None else {}
-        batches |= {n: t.sample(int(self.trainer.aux_batch_size), gen) for n, t in self.aux.items()}
-        x = self.data.x
+        batches |= {n: t.sample_for(graph, int(self.trainer.aux_batch_size), gen) for n, t in self.aux.items()}
+        x = x_clean
         for n, t in self.aux.items():
             x = t.corrupt(x, batches[n]) or x
         rng_step = rng_snapshot(self.device)
-        losses = self.model(x, self.data.x, self.graph, batches)
+        losses = self.model(x, x_clean, graph, batches)
         lookahead = None
         if self.strategy.needs_lookahead:
             assert self.target is not None
@@ -108,8 +124,9 @@ class StepContext:
                 meta_batch = self.target.heldout_batch(int(self.trainer.batch_size), gen)
             else:
                 meta_batch = self.target.fold_batch(index, self.strategy.folds, int(self.trainer.batch_size), gen)
-            lookahead = make_lookahead(self.model, self.theta_names, x, self.data.x, self.graph, batches, rng_step,
-                                       meta_batch, rng_snapshot(self.device))
+            meta_inputs = self.inputs(meta_batch, gen) if isinstance(self.data, MolData) else None
+            lookahead = make_lookahead(self.model, self.theta_names, x, x_clean, graph, batches, rng_step,
+                                       meta_batch, rng_snapshot(self.device), meta_inputs)
         return Step(losses=losses, shared=self.shared, heads=self.heads, batches=batches, lookahead=lookahead)
 
 
@@ -123,11 +140,14 @@ def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:
     return value if task.higher_is_better else -value
 
 
-def _evaluate(model: TaskModel, data: GraphData, graph: GraphView, target: TargetTask | None,
+def _evaluate(model: TaskModel, data: GraphData | MolData, graph: GraphView | None, target: TargetTask | None,
               aux: dict[str, Task], splits: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """Metrics per split: the target's under their own names, each auxiliary task's as
     ``<task>_<metric>`` (on its fixed evaluation sample, with its own corrupted forward
     pass where it hides inputs)."""
+    if isinstance(data, MolData):
+        return evaluate_molecules(model, data, target, aux, splits)
+    assert graph is not None
     model.eval()
     out: dict[str, dict[str, float]] = {s: {} for s in splits}
     with torch.no_grad():
@@ -153,7 +173,7 @@ def _batches(target: TargetTask | None, trainer: Any, gen: torch.Generator) -> I
         yield from target.train_batches(int(trainer.batch_size), gen)
 
 
-def setup(data: GraphData, encoder: Encoder, target: TargetTask | None, aux: dict[str, Task],
+def setup(data: GraphData | MolData, encoder: nn.Module, target: TargetTask | None, aux: dict[str, Task],
           strategy: Weighting, trainer: Any) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
     """The model (encoder + the heads the strategy trains), its step builder and optimiser."""
     device = next(encoder.parameters()).device
@@ -163,7 +183,8 @@ def setup(data: GraphData, encoder: Encoder, target: TargetTask | None, aux: dic
     tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
     model = TaskModel(encoder, tasks).to(device)
     strategy.to(device)
-    ctx = StepContext(model, data, GraphView.from_data(data), target, active_aux, strategy, trainer)
+    graph = None if isinstance(data, MolData) else GraphView.from_data(data)
+    ctx = StepContext(model, data, graph, target, active_aux, strategy, trainer)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
     return model, ctx, optimizer
 
@@ -190,8 +211,8 @@ def train_step(ctx: StepContext, optimizer: torch.optim.Optimizer, batch: dict |
 
 def fit(
     *,
-    data: GraphData,
-    encoder: Encoder,
+    data: GraphData | MolData,
+    encoder: nn.Module,
     target: TargetTask | None,
     aux: dict[str, Task],
     strategy: Weighting,
@@ -240,7 +261,9 @@ def fit(
             val = _evaluate(model, data, graph, target, {}, ("val",))["val"] if target is not None else {}
             score = _select_score(val, target)
             state.history.append({"epoch": epoch, **val})
-            if score > state.best_score or target is None:
+            # the first epoch always counts, so a metric that is undefined on every epoch
+            # (nan: e.g. one class only in validation) still keeps a trained model
+            if score > state.best_score or target is None or state.best_epoch < 0:
                 state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
                 best_model = copy.deepcopy(model.state_dict())
                 if trainer.checkpoint:

@@ -45,9 +45,11 @@ def lookahead_names(model: nn.Module) -> list[str]:
 
 def make_lookahead(model: nn.Module, names: list[str], x: dict[str, Tensor], x_clean: dict[str, Tensor],
                    graph, batches: dict, rng_step: RngState, meta_batch: dict,
-                   rng_meta: RngState) -> Lookahead:
+                   rng_meta: RngState, meta_inputs: tuple | None = None) -> Lookahead:
     """Closures over this step's inputs; ``model(x, x_clean, graph, batches)`` must return the
-    per-example losses of every task in ``batches``."""
+    per-example losses of every task in ``batches``. The meta batch is scored on the step's
+    clean inputs, or on ``meta_inputs = (x, graph)`` when it brings its own graph (molecules)."""
+    meta_x, meta_graph = meta_inputs if meta_inputs is not None else (x_clean, graph)
     device = x_clean[next(iter(x_clean))].device
     named = dict(model.named_parameters())
 
@@ -57,7 +59,7 @@ def make_lookahead(model: nn.Module, names: list[str], x: dict[str, Tensor], x_c
 
     def meta_loss_at(values: list[Tensor]) -> Tensor:
         with replay(rng_meta, device):
-            out = functional_call(model, dict(zip(names, values)), (x_clean, x_clean, graph, {TARGET: meta_batch}))
+            out = functional_call(model, dict(zip(names, values)), (meta_x, meta_x, meta_graph, {TARGET: meta_batch}))
         return out[TARGET].mean()
 
     return Lookahead(params=[named[n] for n in names], losses_at=losses_at, meta_loss_at=meta_loss_at)

