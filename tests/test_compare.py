@@ -91,3 +91,18 @@ def test_table3_layout_recomputes_the_papers_gains_and_lays_out_ours(tmp_path):
     assert "| Last-FM (published) | MTL | GCN | 0.7762 | 0.7985 | 0.7770 | 0.7999 | 0.8003 | 0.8015 |" in md
     assert "| Book-Crossing (published) | P&F | Avg. Gain |  | +2.65% | +0.37% | +4.09% | +3.92% | +4.31% |" in md
     assert "different datasets" in md or "other datasets" in md
+
+
+def test_molecules_layout_sets_hu_et_al_beside_ours(tmp_path):
+    for seed, (none, fixed) in enumerate([(0.64, 0.68), (0.66, 0.70)]):
+        put(tmp_path, f"n{seed}", "none", seed, none, dataset="bbbp", metric="roc_auc", backbone="gin")
+        put(tmp_path, f"f{seed}", "fixed", seed, fixed, dataset="bbbp", metric="roc_auc", backbone="gin")
+    put(tmp_path, "r0", "none", 0, 2.0, dataset="freesolv", metric="rmse", higher=False, backbone="gin")
+    put(tmp_path, "r1", "fixed", 0, 1.5, dataset="freesolv", metric="rmse", higher=False, backbone="gin")
+    md = render(compare(tmp_path), "md", "molecules")
+    assert "| dataset | scheme | none | fixed | Hu et al.: no pre-training | Hu et al.: attribute masking |" in md
+    assert "| bbbp (roc_auc) | MTL | 0.6500 ± 0.0141 (2) | 0.6900 ± 0.0141 (2) | 65.8 ± 4.5 | 64.3 ± 2.8 | 68.0 ± 2.0 |" in md
+    assert "| freesolv (rmse) | MTL | 2.0000 ± 0.0000 (1) | 1.5000 ± 0.0000 (1) |  |  |  |" in md
+    assert "| hiv (roc_auc) | published only |" in md and "MOSES" in md
+    assert "| Avg. Gain |  | - | " in md  # gain: (6.15% + 25%) / 2
+    assert f"+{(100 * 0.04 / 0.65 + 25) / 2:.2f}%" in md

@@ -207,3 +207,66 @@ def test_pretrain_on_moses_then_finetune_own_csv_end_to_end(tmp_path):
     assert {"roc_auc", "attr_mask_acc", "edge_pred_auc", "infograph_auc", "motif_auc"} <= set(result["metrics"]["test"])
     proc = run_cli("mtl", "dataset=csv", f"dataset.path={tmp_path / 'none.csv'}", *small)
     assert proc.returncode == 2 and "molecule file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_context_prediction_rings_and_anchors_on_a_chain():
+    from auxrun.tasks.molecular import ContextPrediction, hop_distances
+
+    data = mol_data(["CCCCCCCCCC", "CC", "C"], torch.zeros(3, 0), "none")  # decane, ethane, methane
+    g = data.mols.collate(torch.arange(3))
+    b = ContextPrediction("c", 8, 2, 2, 0.0).sample_for(g, 64, torch.Generator())
+    assert len(b["centers"]) == 2  # methane has no atom 1..2 bonds from its center: skipped
+    g = data.mols.collate(torch.arange(2))
+    assert hop_distances(g, torch.tensor([3, 10]), 4).tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 5, 5] + [0, 1]
+    task = ContextPrediction("ctx", 8, num_layers=2, context_layers=2, dropout=0.0)  # r1 = 1, r2 = 4
+    for seed in range(5):
+        b = task.sample_for(g, 64, torch.Generator().manual_seed(seed))
+        c, c_eth = b["centers"].tolist()  # ethane counts too: its other atom is an anchor (1 bond away)
+        assert c < 10 <= c_eth
+        ctx = sorted(b["ctx_atoms"].tolist())
+        assert [i for i in ctx if i < 10] == [i for i in range(10) if 1 <= abs(i - c) <= 4]
+        anchors = {ctx[a] for a in b["anchors"].tolist()}
+        assert {i for i in anchors if i < 10} == {i for i in range(10) if 1 <= abs(i - c) <= 2}
+    losses = task.losses({"atom": torch.randn(12, 8)}, b, {"atom": g.x})
+    assert losses.shape[0] == 2 * len(b["centers"]) and bool(torch.isfinite(losses).all())
+
+
+def test_featurised_molecules_are_cached_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+    import auxrun.data.moleculenet as mn
+
+    path = tmp_path / "m.csv"
+    path.write_text("smiles,y\n" + "\n".join(f"{s},{i % 2}" for i, s in enumerate(SMILES)) + "\n")
+    calls = []
+    real = MolSet.build.__func__
+    monkeypatch.setattr(mn.MolSet, "build", classmethod(lambda cls, *a, **k: calls.append(1) or real(cls, *a, **k)))
+    cache = str(tmp_path / "cache")
+    first = load(csv_cfg(path, label_cols=["y"]), 0, cache)
+    load(csv_cfg(path, label_cols=["y"], split="random"), 1, cache)  # same file: featurised once
+    assert len(calls) == 1
+    path.write_text(path.read_text() + "CCCCO,1\n")
+    changed = load(csv_cfg(path, label_cols=["y"]), 0, cache)
+    assert len(calls) == 2 and len(changed.mols) == len(first.mols) + 1
+
+
+@pytest.mark.parametrize("weighting", ["auxts", "selar", "gcs", "pcgrad", "rcgrad", "blo", "blo_rcgrad", "jd"])
+def test_every_strategy_trains_on_molecular_batches(make_cfg, tmp_path, weighting):
+    """Look-ahead strategies score their meta batch on its own molecules; BatchNorm and the
+    per-step graphs go through functional calls and forward-mode products."""
+    from auxrun.train.engine import setup, train_step
+    from auxrun.train.schemes import prepare
+
+    path = tmp_path / "m.csv"
+    path.write_text("smiles,y\n" + "\n".join(f"{s},{i % 2}" for i, s in enumerate(SMILES)) + "\n")
+    cfg = make_cfg("mtl", "dataset=csv", f"dataset.path={path}", "dataset.label_cols=[y]", "dataset.split=random",
+                   f"weighting={weighting}", "backbone.hidden=8", "backbone.num_layers=2", "trainer.batch_size=6",
+                   "trainer.aux_batch_size=6", f"paths.outputs={tmp_path}", "weighting.adapt_every=1"
+                   if weighting.startswith("blo") else "seed=0")
+    p = prepare(cfg)
+    model, ctx, opt = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer)
+    before = [q.detach().clone() for q in model.encoder.parameters()]
+    batches = p.target.train_batches(6, p.gen)
+    for i in range(2):
+        step, _ = train_step(ctx, opt, next(batches), p.gen, i)
+        assert set(step.losses) == {"target", "attr_mask", "context", "edge_pred", "infograph", "motif"}
+        assert all(bool(torch.isfinite(v).all()) for v in step.losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters()))

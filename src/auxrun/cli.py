@@ -109,7 +109,8 @@ def compare(
     split: str = typer.Option("test", "--split", help="test | val"),
     layout: str = typer.Option("strategies", "--layout", "-l",
                                help="strategies (one row per weighting) | table3 (the AUX-TS paper's Table 3 "
-                                    "layout with its published Last-FM / Book-Crossing figures)"),
+                                    "layout with its published Last-FM / Book-Crossing figures) | molecules "
+                                    "(one row per molecular target, Hu et al.'s ROC-AUC beside)"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none."""
     from .report.compare import FORMATS, LAYOUTS, compare as build, render

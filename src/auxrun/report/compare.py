@@ -25,10 +25,10 @@ from ..errors import AuxrunError
 from .results import find_results
 
 log = logging.getLogger(__name__)
-ORDER = ["none", "fixed", "cosine", "selar", "auxts", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "blo",
+ORDER = ["none", "fixed", "cosine", "selar", "auxts", "auxts_all", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "blo",
          "blo_rcgrad", "jd"]
 FORMATS = ("rich", "md", "csv", "latex")
-LAYOUTS = ("strategies", "table3")
+LAYOUTS = ("strategies", "table3", "molecules")
 GAIN = "Avg. Gain"
 
 
@@ -123,12 +123,13 @@ def _grid(c: Comparison) -> list[list[str]]:
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
     """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
     (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
-    (``table3``, see :mod:`auxrun.report.paper`)."""
-    if layout == "table3":
-        from .paper import table3_grid
+    (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``);
+    see :mod:`auxrun.report.paper`."""
+    if layout in ("table3", "molecules"):
+        from .paper import molecules_grid, table3_grid
 
-        grid, caption = table3_grid(c)
-        return render_grid(grid, fmt, "auxrun compare: Table 3 layout, mean ± std (n seeds)", caption)
+        grid, caption = (table3_grid if layout == "table3" else molecules_grid)(c)
+        return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)", caption)
     if layout != "strategies":
         raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if fmt == "csv":

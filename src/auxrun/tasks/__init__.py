@@ -13,6 +13,7 @@ kind           spec keys                                        class
 ``attr_gen``   ``node_type``                                    :class:`AttributeGeneration`
 ``attr_mask``  optional ``mask_rate`` (molecules)               :class:`AttributeMasking`
 ``edge_pred``  (molecules)                                      :class:`EdgePrediction`
+``context``    optional ``context_layers`` (molecules)          :class:`ContextPrediction`
 ``infograph``  (molecules)                                      :class:`InfoGraph`
 ``motif``      (molecules)                                      :class:`MotifPrediction`
 =============  ===============================================  ==========================
@@ -28,10 +29,10 @@ from ..data.molecules import MolData
 from ..errors import AuxrunError
 from .base import Task, TargetTask
 from .node import AttributeGeneration, NodeClassification
-from .molecular import AttributeMasking, EdgePrediction, GraphPrediction, InfoGraph, MotifPrediction
+from .molecular import AttributeMasking, ContextPrediction, EdgePrediction, GraphPrediction, InfoGraph, MotifPrediction
 from .pairs import PairTask, EdgeGeneration, LinkPrediction, MetaPathPrediction, PlantedPairs
 
-MOL_KINDS = ("attr_mask", "edge_pred", "infograph", "motif")
+MOL_KINDS = ("attr_mask", "context", "edge_pred", "infograph", "motif")
 AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", *MOL_KINDS)
 
 
@@ -43,26 +44,26 @@ def build_target(data: GraphData | MolData, hidden: int, head_dim: int) -> Targe
     return LinkPrediction(data, hidden, head_dim)
 
 
-def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int) -> dict[str, Task]:
+def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int, num_layers: int = 5) -> dict[str, Task]:
     """Instantiate every task in ``aux_cfg.tasks`` (in config order)."""
     head_dim = None if aux_cfg.pair_head == "dot" else int(aux_cfg.head_dim)
     tasks: dict[str, Task] = {}
     specs = dict(aux_cfg.tasks or {})
     with progress("building auxiliary tasks", len(specs), enabled=bool(data.fingerprint) and bool(specs)) as advance:
         for name, spec in specs.items():
-            tasks[name] = _build_one(name, spec, aux_cfg, data, hidden, seed, head_dim)
+            tasks[name] = _build_one(name, spec, aux_cfg, data, hidden, seed, head_dim, num_layers)
             advance(name)
     return tasks
 
 
 def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int,
-               head_dim: int | None) -> Task:
+               head_dim: int | None, num_layers: int) -> Task:
     """One auxiliary task from its spec (see the module docstring for the kinds)."""
     if name == "target":
         raise AuxrunError("an auxiliary task cannot be called 'target'")
     kind = spec.get("kind")
     if kind in MOL_KINDS or isinstance(data, MolData):
-        return _build_molecular(name, kind, spec, data, hidden)
+        return _build_molecular(name, kind, spec, data, hidden, num_layers)
     if kind == "planted":
         task: Task = PlantedPairs(name, data, str(spec.relation), hidden, head_dim)
     elif kind == "metapath":
@@ -85,7 +86,8 @@ def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hi
     return task
 
 
-def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData, hidden: int) -> Task:
+def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData, hidden: int,
+                     num_layers: int) -> Task:
     """A molecular self-supervised task (see :mod:`auxrun.tasks.molecular`)."""
     if not isinstance(data, MolData):
         raise AuxrunError(f"auxiliary task {name!r} ({kind}) needs a molecular dataset, not {data.name!r}")
@@ -93,6 +95,9 @@ def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData,
         return AttributeMasking(name, hidden, float(spec.get("mask_rate", 0.15)))
     if kind == "edge_pred":
         return EdgePrediction(name, hidden)
+    if kind == "context":
+        return ContextPrediction(name, hidden, int(spec.get("num_layers", num_layers)),
+                                 int(spec.get("context_layers", 3)), float(spec.get("dropout", 0.0)))
     if kind == "infograph":
         return InfoGraph(name, hidden)
     if kind == "motif":

@@ -16,7 +16,9 @@ kind            per-example loss                                                
                 ``softplus(-s(a, G_a)) + softplus(s(a, G'))``, ``s = <f(h_a), g(h_G)>``
 ``motif``       which RDKit functional-group fragments (``fr_*``) the molecule has:    ``auc``
                 mean logistic loss over fragments, per molecule
-``context``     Hu et al.'s context prediction, see :class:`ContextPrediction`         ``auc``
+``context``     Hu et al.'s context prediction: a center atom's representation vs. its  ``auc``
+                context ring encoded by the task's own context GIN (positive) or
+                another molecule's (negative); see :class:`ContextPrediction`
 ==============  =====================================================================  ==========
 """
 
@@ -278,3 +280,95 @@ class MotifPrediction(MolAuxTask):
     def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
         assert batch is not None
         return {"auc": multitask_roc_auc(self.head(emb["graph"]), batch["labels"])}
+
+
+def hop_distances(graph: MolBatch, centers: Tensor, max_hops: int) -> Tensor:
+    """Shortest-path distance (in bonds) of every atom from its molecule's center (one center
+    per molecule), up to ``max_hops``; farther or unreachable atoms get ``max_hops + 1``."""
+    n = graph.x.shape[0]
+    far = max_hops + 1
+    dist = torch.full((n,), far, dtype=torch.long, device=graph.x.device)
+    dist[centers] = 0
+    src, dst = graph.edge_index
+    for hop in range(1, max_hops + 1):
+        frontier = dist == hop - 1
+        reached = torch.zeros(n, dtype=torch.bool, device=dist.device)
+        reached[dst[frontier[src]]] = True
+        dist[reached & (dist == far)] = hop
+    return dist
+
+
+class ContextPrediction(MolAuxTask):
+    """Hu et al.'s context prediction. For a center atom ``v`` of each molecule, the
+    *substructure* is its ``K``-hop neighbourhood, represented by the shared encoder's ``h_v``
+    (a ``K``-layer GNN sees exactly that), and the *context* is the subgraph of atoms at
+    distance ``r1..r2`` from ``v`` (``r1 = K - 1``, ``r2 = r1 + 3``), encoded by the task's own
+    context GIN (its head) on that subgraph alone, then averaged over the *anchor* atoms
+    (distance ``r1..K``, in both). The logistic loss scores ``<h_v, c_v>`` as 1 and
+    ``<h_v, c_w>`` (the context of another molecule's center) as 0; molecules without anchor
+    atoms (too small) are skipped."""
+
+    def __init__(self, name: str, hidden: int, num_layers: int, context_layers: int, dropout: float) -> None:
+        super().__init__()
+        from omegaconf import OmegaConf
+
+        from ..models.molecular import MolEncoder
+
+        self.name = name
+        self.k = int(num_layers)
+        self.r1, self.r2 = self.k - 1, self.k + 2
+        cfg = OmegaConf.create({"name": "gin", "hidden": hidden, "num_layers": context_layers, "dropout": dropout})
+        self.head = MolEncoder(cfg, {})
+        self.scale = 1.0 / math.sqrt(hidden)
+
+    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+        dev = graph.x.device
+        sizes = torch.bincount(graph.batch.cpu(), minlength=graph.num_graphs)
+        centers = (graph.atom_start.cpu() + (torch.rand(graph.num_graphs, generator=gen) * sizes).long()).to(dev)
+        dist = hop_distances(graph, centers, self.r2)
+        ctx = (dist >= self.r1) & (dist <= self.r2)
+        anchor = (dist >= self.r1) & (dist <= self.k)
+        mol = graph.batch
+        has_anchor = torch.zeros(graph.num_graphs, dtype=torch.bool, device=dev)
+        has_anchor[mol[anchor]] = True
+        valid = torch.nonzero(has_anchor).flatten()
+        ctx &= has_anchor[mol]
+        ctx_atoms = torch.nonzero(ctx).flatten()
+        local = torch.full((graph.x.shape[0],), -1, dtype=torch.long, device=dev)
+        local[ctx_atoms] = torch.arange(len(ctx_atoms), device=dev)
+        keep = ctx[graph.edge_index[0]] & ctx[graph.edge_index[1]]
+        slot = torch.full((graph.num_graphs,), -1, dtype=torch.long, device=dev)
+        slot[valid] = torch.arange(len(valid), device=dev)
+        anchors = torch.nonzero(anchor & has_anchor[mol]).flatten()
+        shift = torch.roll(torch.arange(len(valid), device=dev), 1) if len(valid) > 1 else torch.arange(len(valid), device=dev)
+        return {"centers": centers[valid], "ctx_atoms": ctx_atoms, "ctx_edges": local[graph.edge_index[:, keep]],
+                "ctx_attr": graph.edge_attr[keep], "anchors": local[anchors], "anchor_slot": slot[mol[anchors]],
+                "negative": shift}
+
+    def _scores(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        n_valid = len(batch["centers"])
+        atoms = batch["ctx_atoms"]
+        sub = MolBatch(x=x["atom"][atoms], edge_index=batch["ctx_edges"], edge_attr=batch["ctx_attr"],
+                       batch=torch.zeros(len(atoms), dtype=torch.long, device=atoms.device), mols=atoms[:1],
+                       atom_start=atoms[:1])
+        h_ctx = self.head({"atom": sub.x}, sub)["atom"]
+        from ..models.molecular import pool
+
+        context = pool(h_ctx[batch["anchors"]], batch["anchor_slot"], n_valid)
+        center = emb["atom"][batch["centers"]]
+        pos = (center * context).sum(1) * self.scale
+        neg = (center * context[batch["negative"]]).sum(1) * self.scale
+        return pos, neg
+
+    def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
+        if len(batch["centers"]) == 0:  # no molecule of the step is large enough: a zero loss
+            return emb["atom"][:1].sum(1) * 0.0
+        pos, neg = self._scores(emb, batch, x)
+        return torch.cat([F.softplus(-pos), F.softplus(neg)])  # logistic loss, labels 1 / 0
+
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
+        assert batch is not None
+        if len(batch["centers"]) == 0:
+            return {"auc": float("nan")}
+        pos, neg = self._scores(emb, batch, x)
+        return {"auc": roc_auc(torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]))}

@@ -37,6 +37,22 @@ def replay(state: RngState, device: torch.device) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def frozen_norm_stats(model: nn.Module) -> Iterator[None]:
+    """Batch-norm layers normalise with the batch's statistics, as in the step itself, but do
+    not update their running statistics: a re-evaluation inside a ``torch.func`` transform
+    must not mutate buffers (and the step already updated them once)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    saved = [m.track_running_stats for m in norms]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(norms, saved):
+            m.track_running_stats = flag
+
+
 def lookahead_names(model: nn.Module) -> list[str]:
     """Names of ``theta``: every encoder parameter and the target head's."""
     return [n for n, p in model.named_parameters()
@@ -54,11 +70,11 @@ def make_lookahead(model: nn.Module, names: list[str], x: dict[str, Tensor], x_c
     named = dict(model.named_parameters())
 
     def losses_at(values: list[Tensor]) -> dict[str, Tensor]:
-        with replay(rng_step, device):
+        with replay(rng_step, device), frozen_norm_stats(model):
             return functional_call(model, dict(zip(names, values)), (x, x_clean, graph, batches))
 
     def meta_loss_at(values: list[Tensor]) -> Tensor:
-        with replay(rng_meta, device):
+        with replay(rng_meta, device), frozen_norm_stats(model):
             out = functional_call(model, dict(zip(names, values)), (meta_x, meta_x, meta_graph, {TARGET: meta_batch}))
         return out[TARGET].mean()
 

@@ -139,7 +139,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         encoder = build_encoder(cfg.backbone, schema).to(device)
     target = None if cfg.command == "pretrain" else build_target(data, hidden, int(cfg.aux.head_dim))
     with torch.random.fork_rng(devices=[]):  # aux heads do not shift the RNG: `none` ignores aux
-        aux = build_aux(cfg.aux, data, hidden, int(cfg.seed))
+        aux = build_aux(cfg.aux, data, hidden, int(cfg.seed), int(cfg.backbone.num_layers))
     strategy = build_weighting(cfg.weighting, ([] if target is None else ["target"]) + list(aux))
     if target is None and strategy.needs_target:
         raise AuxrunError(f"weighting={cfg.weighting.name} needs a target task; pretrain with weighting=fixed")

@@ -169,7 +169,8 @@ class Selar(MetaWeighting):
         like = step.losses[task].detach()
         onehot = self._onehot(self.aux.index(task) if task != TARGET else None, n, len(self.aux), like)
         labels = step.batches.get(task, {}).get("labels")
-        label = labels.to(like.dtype) if labels is not None and len(labels) == n else like.new_zeros(n)
+        usable = labels is not None and labels.dim() == 1 and len(labels) == n  # one label per example
+        label = labels.to(like.dtype) if usable else like.new_zeros(n)
         return torch.cat([onehot, label[:, None]], 1)
 
 
