@@ -35,12 +35,13 @@ def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypat
     assert explicit["metrics"] == ft["metrics"]
 
 
-def test_auto_pretrains_once_when_nothing_matches(make_cfg, tmp_path):
+@pytest.mark.parametrize("backbone", ["sage", "gat"])  # gat has keys of its own (heads)
+def test_auto_pretrains_once_when_nothing_matches(make_cfg, tmp_path, backbone):
     out = tmp_path / "outputs"
-    first = run(make_cfg("finetune", *SMALL, "backbone=sage", f"paths.outputs={out}"), out / "a")
+    first = run(make_cfg("finetune", *SMALL, f"backbone={backbone}", f"paths.outputs={out}"), out / "a")
     made = list((out / "pretrain" / "auto").iterdir())
     assert len(made) == 1 and first["pretrained"] == str(made[0])
-    second = run(make_cfg("finetune", *SMALL, "backbone=sage", f"paths.outputs={out}"), out / "b")
+    second = run(make_cfg("finetune", *SMALL, f"backbone={backbone}", f"paths.outputs={out}"), out / "b")
     assert second["pretrained"] == first["pretrained"]
     assert len(list((out / "pretrain" / "auto").iterdir())) == 1
     cfg = make_cfg("finetune", "backbone=gcn")

@@ -66,6 +66,9 @@ def _compose_pretrain(cfg: DictConfig) -> DictConfig:
     overrides = [f"aux={cfg.dataset.pretrain_aux}"]
     if dataset_choice:  # the dataset file may set trainer keys (batch sizes) for pretraining too
         overrides.insert(0, f"dataset={dataset_choice}")
+    backbone_choice = _choice("backbone", str(cfg.backbone.name))
+    if backbone_choice:  # so the backbone's own keys (gat: heads) exist before this run's are merged
+        overrides.insert(0, f"backbone={backbone_choice}")
     if GlobalHydra.instance().is_initialized():
         pre = compose(config_name="pretrain", overrides=overrides)
     else:
