@@ -58,7 +58,9 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
                                               key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
     grid = [["dataset", "scheme", "GNN", *strategies]]
     cells = c.cells
-    for (dataset, scheme, metric), block in cells.groupby(["dataset", "scheme", "metric"], sort=True):
+    blocks_measured = sorted(cells.groupby(["dataset", "scheme", "metric"]),
+                             key=lambda kv: (kv[0][0], list(SCHEMES).index(kv[0][1]) if kv[0][1] in SCHEMES else 9))
+    for (dataset, scheme, metric), block in blocks_measured:  # MTL before P&F, as the paper
         higher = bool(block.higher_is_better.iloc[0])
         means: dict[str, dict[str, float]] = {}
         for backbone in sorted(block.backbone.unique(), key=_backbone_key):
