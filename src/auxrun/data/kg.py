@@ -41,15 +41,15 @@ class KGRelation:
     edges: Tensor
 
 
-def kg_relations(triples: pd.DataFrame, item_of: dict, min_items: int) -> tuple[int, list[KGRelation], list[str]]:
+def kg_relations(triples: pd.DataFrame, item_of: dict, min_items: int) -> tuple[int, list[KGRelation]]:
     """Typed relations from KG ``triples`` (columns ``h``, ``r``, ``t``: entity keys and the
     relation name). ``item_of`` maps the entity keys that are items to item indices; every
     other entity becomes an ``entity`` node when it is linked to at least ``min_items``
     distinct items (an entity of one item carries no relation between items; KGNN-LS keeps
     them, ``min_items=1``). Triples touching a dropped entity are dropped.
 
-    Returns the number of entity nodes, the relations (one per name and type pair) and the
-    names of relations split because their triples mix types.
+    Returns the number of entity nodes and the relations, one per (name, head type, tail
+    type): a relation whose triples mix types is split.
     """
     df = triples[["h", "r", "t"]].copy()
     df["hi"], df["ti"] = df.h.map(item_of), df.t.map(item_of)
@@ -67,13 +67,11 @@ def kg_relations(triples: pd.DataFrame, item_of: dict, min_items: int) -> tuple[
     df = df[(df.hs != "") & (df.ts != "")]
     df["hx"] = df.hi.fillna(df.he).astype("int64")
     df["tx"] = df.ti.fillna(df.te).astype("int64")
-    rels, mixed = [], []
+    rels = []
     for (name, hs, ts), g in df.groupby(["r", "hs", "ts"], sort=True):
         edges = torch.from_numpy(np.stack([g.hx.to_numpy(), g.tx.to_numpy()]))
         rels.append(KGRelation(str(name), hs, ts, edges))
-    names = [r.name for r in rels]
-    mixed = sorted({n for n in names if names.count(n) > 1})
-    return len(kept), rels, mixed
+    return len(kept), rels
 
 
 def canonical_relations(relations: list[KGRelation]) -> dict[EdgeType, Tensor]:

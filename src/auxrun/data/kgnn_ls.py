@@ -93,7 +93,7 @@ def _build(cfg: DictConfig, seed: int, paths: dict[str, Path], key: str, cache_d
         triples = pd.DataFrame({"h": kg[:, 0], "r": [names.get(int(r), f"r{int(r)}") for r in kg[:, 1]],
                                 "t": kg[:, 2]})
         item_of = {i: i for i in range(num_items)}
-        num_entities, relations, _ = kg_relations(triples, item_of, int(cfg.kg_min_items))
+        num_entities, relations = kg_relations(triples, item_of, int(cfg.kg_min_items))
         advance("knowledge graph")
         x = {"user": torch.zeros(num_users, 0), "item": torch.zeros(num_items, 0)}
         if num_entities:

@@ -152,7 +152,7 @@ def _build(cfg: DictConfig, seed: int, paths: dict[str, Path], key: str, cache_d
         item_of = dict(zip(_column(link, "entity_id", "ml-100k.link"), link.item_id.map(item_index)))
         triples = pd.DataFrame({"h": _column(kg, "head_id", "ml-100k.kg"), "r": _column(kg, "relation_id", "ml-100k.kg"),
                                 "t": _column(kg, "tail_id", "ml-100k.kg")})
-        num_entities, relations, _ = kg_relations(triples, item_of, int(cfg.kg_min_items))
+        num_entities, relations = kg_relations(triples, item_of, int(cfg.kg_min_items))
         advance("knowledge graph")
         use_features = bool(cfg.features)
         x = {

@@ -29,12 +29,14 @@ import math
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from ..data.cache import cached, fingerprint, progress
 from ..data.molecules import MASK_ATOM, MolBatch, MolData, MolSet
 from ..data.sampling import in_sorted
 from ..models.heads import PairHead
+from ..models.molecular import MolEncoder, pool
 from .base import Batch, Embeddings, Task, TargetTask
 from .metrics import roc_auc
 
@@ -310,10 +312,6 @@ class ContextPrediction(MolAuxTask):
 
     def __init__(self, name: str, hidden: int, num_layers: int, context_layers: int, dropout: float) -> None:
         super().__init__()
-        from omegaconf import OmegaConf
-
-        from ..models.molecular import MolEncoder
-
         self.name = name
         self.k = int(num_layers)
         self.r1, self.r2 = self.k - 1, self.k + 2
@@ -352,8 +350,6 @@ class ContextPrediction(MolAuxTask):
                        batch=torch.zeros(len(atoms), dtype=torch.long, device=atoms.device), mols=atoms[:1],
                        atom_start=atoms[:1])
         h_ctx = self.head({"atom": sub.x}, sub)["atom"]
-        from ..models.molecular import pool
-
         context = pool(h_ctx[batch["anchors"]], batch["anchor_slot"], n_valid)
         center = emb["atom"][batch["centers"]]
         pos = (center * context).sum(1) * self.scale
