@@ -106,6 +106,10 @@ class MolBatch:
     def num_graphs(self) -> int:
         return int(self.mols.numel())
 
+    def atom_counts(self) -> Tensor:
+        """Atoms per molecule of the batch, on the CPU."""
+        return torch.bincount(self.batch.cpu(), minlength=self.num_graphs)
+
     def to(self, device: torch.device) -> "MolBatch":
         return MolBatch(*(t.to(device) for t in (self.x, self.edge_index, self.edge_attr, self.batch, self.mols,
                                                   self.atom_start)))

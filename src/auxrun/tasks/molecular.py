@@ -34,11 +34,12 @@ from torch import Tensor, nn
 
 from ..data.cache import cached, fingerprint, progress
 from ..data.molecules import MASK_ATOM, MolBatch, MolData, MolSet
-from ..data.sampling import in_sorted
+from ..data.sampling import in_sorted, pair_keys
 from ..models.heads import PairHead
 from ..models.molecular import MolEncoder, pool
 from .base import Batch, Embeddings, Task, TargetTask
 from .metrics import roc_auc
+from .pairs import labelled_pairs
 
 NUM_PREDICTED_ATOM_TYPES = MASK_ATOM  # 119 atom types; the mask token is never a label
 
@@ -117,14 +118,19 @@ class MolAuxTask(Task):
     def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
         raise NotImplementedError
 
-    def score(self, emb: Embeddings, batch: Batch) -> tuple[Tensor, Tensor]:
+    def score(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Scores and 0/1 labels for the AUC metric."""
         raise NotImplementedError
 
     def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
         assert batch is not None
-        s, y = self.score(emb, batch)
+        s, y = self.score(emb, batch, x)
         return {self.metric_name: roc_auc(s, y)}
+
+
+def _positives_then_negatives(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
+    """Positive and negative scores as one score vector with 1 / 0 labels."""
+    return torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
 
 
 class AttributeMasking(MolAuxTask):
@@ -157,11 +163,6 @@ class AttributeMasking(MolAuxTask):
         return {"acc": float((pred == batch["labels"]).float().mean())}
 
 
-def _bond_keys(graph: MolBatch) -> Tensor:
-    n = graph.x.shape[0]
-    return (graph.edge_index[0] * n + graph.edge_index[1]).sort().values
-
-
 class EdgePrediction(MolAuxTask):
     """Bonds vs. non-bonded atom pairs within the same molecule (dot-product scores)."""
 
@@ -177,27 +178,25 @@ class EdgePrediction(MolAuxTask):
         u = pos[0]
         mol = graph.batch.cpu()[u]
         start = graph.atom_start.cpu()[mol]
-        size = torch.bincount(graph.batch.cpu(), minlength=graph.num_graphs)[mol]
-        keys = _bond_keys(graph).cpu()
+        size = graph.atom_counts()[mol]
         n = graph.x.shape[0]
+        bonded = pair_keys(ei, n).sort().values
         w = start + (torch.rand(len(u), generator=gen) * size).long()
         for _ in range(20):  # redraw partners that are the atom itself or bonded to it
-            bad = (w == u) | in_sorted(u * n + w, keys)
+            bad = (w == u) | in_sorted(u * n + w, bonded)
             if not bool(bad.any()):
                 break
             w[bad] = start[bad] + (torch.rand(int(bad.sum()), generator=gen) * size[bad]).long()
-        ok = (w != u) & ~in_sorted(u * n + w, keys)
-        neg = torch.stack([u[ok], w[ok]])
-        pairs = torch.cat([pos, neg], 1).to(graph.x.device)
-        labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(graph.x.device)
-        return {"pairs": pairs, "labels": labels}
+        ok = (w != u) & ~in_sorted(u * n + w, bonded)
+        dev = graph.x.device
+        return labelled_pairs(pos.to(dev), torch.stack([u[ok], w[ok]]).to(dev))
 
-    def score(self, emb: Embeddings, batch: Batch) -> tuple[Tensor, Tensor]:
+    def score(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         h = emb["atom"]
         return self.head(h[batch["pairs"][0]], h[batch["pairs"][1]]), batch["labels"]
 
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
-        s, y = self.score(emb, batch)
+        s, y = self.score(emb, batch, x)
         return F.binary_cross_entropy_with_logits(s, y, reduction="none")
 
 
@@ -233,9 +232,8 @@ class InfoGraph(MolAuxTask):
         pos, neg = self._scores(emb, batch)
         return F.softplus(-pos) + F.softplus(neg)
 
-    def score(self, emb: Embeddings, batch: Batch) -> tuple[Tensor, Tensor]:
-        pos, neg = self._scores(emb, batch)
-        return torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
+    def score(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return _positives_then_negatives(*self._scores(emb, batch))
 
 
 def fragment_names() -> list[str]:
@@ -321,7 +319,7 @@ class ContextPrediction(MolAuxTask):
 
     def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
         dev = graph.x.device
-        sizes = torch.bincount(graph.batch.cpu(), minlength=graph.num_graphs)
+        sizes = graph.atom_counts()
         centers = (graph.atom_start.cpu() + (torch.rand(graph.num_graphs, generator=gen) * sizes).long()).to(dev)
         dist = hop_distances(graph, centers, self.r2)
         ctx = (dist >= self.r1) & (dist <= self.r2)
@@ -362,9 +360,8 @@ class ContextPrediction(MolAuxTask):
         pos, neg = self._scores(emb, batch, x)
         return torch.cat([F.softplus(-pos), F.softplus(neg)])  # logistic loss, labels 1 / 0
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
-        assert batch is not None
-        if len(batch["centers"]) == 0:
-            return {"auc": float("nan")}
-        pos, neg = self._scores(emb, batch, x)
-        return {"auc": roc_auc(torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]))}
+    def score(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        if len(batch["centers"]) == 0:  # nothing to score: the AUC is undefined (nan)
+            empty = emb["atom"].new_zeros(0)
+            return empty, empty
+        return _positives_then_negatives(*self._scores(emb, batch, x))

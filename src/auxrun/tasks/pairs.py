@@ -59,7 +59,8 @@ class PairTask(Task):
     eval_seed: int = 12345
 
 
-def _labelled(pos: Tensor, neg: Tensor) -> Batch:
+def labelled_pairs(pos: Tensor, neg: Tensor) -> Batch:
+    """Positive then negative (2, n) pairs as one batch with 1 / 0 labels."""
     labels = torch.cat([torch.ones(pos.shape[1]), torch.zeros(neg.shape[1])]).to(pos.device)
     return {"pairs": torch.cat([pos, neg], 1), "labels": labels}
 
@@ -80,7 +81,7 @@ class _PositivesVsNegatives(PairTask):
         k = max(1, batch_size // 2)
         pos = self.positives[:, torch.randint(self.positives.shape[1], (k,), generator=gen).to(self.positives.device)]
         neg = sample_non_edges(k, self.num_src, self.num_dst, self.known, gen, device=self.positives.device)
-        return _labelled(pos, neg)
+        return labelled_pairs(pos, neg)
 
 
 class PlantedPairs(PairTask):
@@ -323,10 +324,10 @@ class LinkPrediction(PairTask, TargetTask):
             return {"pairs": self.train_pairs[:, idx], "labels": self.train_labels[idx]}
         pos = self.train_pairs[:, idx]
         neg = sample_non_edges(pos.shape[1], self.num_src, self.num_dst, self.known, gen, src=pos[0])
-        return _labelled(pos, neg)
+        return labelled_pairs(pos, neg)
 
     def _eval_pairs(self, split: str) -> Batch:
-        return _labelled(self.split[split], self.negatives[split])
+        return labelled_pairs(self.split[split], self.negatives[split])
 
     def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
         batch = self._eval_pairs(split)
