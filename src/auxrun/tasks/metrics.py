@@ -41,29 +41,53 @@ def f1_scores(pred: Tensor, labels: Tensor, num_classes: int) -> dict[str, float
 
 
 def ranking_metrics(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 10) -> Tensor:
-    """Per-row reciprocal rank and NDCG@k of a score matrix; returns ``(2, rows)``.
+    """Per-row reciprocal rank and NDCG@k of a score matrix, each the exact expectation under
+    uniformly random tie-breaking; returns ``(2, rows)``.
 
     ``scores`` (rows, items); ``relevant`` and ``exclude`` boolean masks of the same shape
-    (excluded items, e.g. known positives of other splits, are removed from the ranking).
-    Reciprocal rank ``1 / (1 + #{j kept, not relevant: s_j > s*} + #{... s_j = s*} / 2)`` with
-    ``s*`` the best relevant score: the rank of the best-ranked relevant item, ties broken at
-    random in expectation (a model scoring everything alike gets no credit for ties). ``NDCG@k = DCG@k / IDCG@k`` with
-    ``DCG@k = sum_{r=1..k} rel_r / log2(r + 1)`` over the top-k kept items and IDCG the DCG of
-    a perfect ranking of ``min(k, #relevant)`` items. Rows without a relevant item give 0.
+    (excluded items, e.g. known positives of other splits, are removed from the ranking;
+    relevant items are always kept). Rows without a relevant item give 0.
+
+    Reciprocal rank of the best-ranked relevant item. With ``s*`` the best relevant score,
+    ``a`` the kept items scored above ``s*`` (none of them relevant), and a tie group at
+    ``s*`` of ``r`` relevant and ``t`` other items, the rank is ``a + 1 + X`` where ``X``, the
+    other items placed before the group's first relevant one, has
+    ``P(X = x) = C(r + t - 1 - x, r - 1) / C(r + t, r)``, ``x = 0..t``; so
+    ``RR = sum_x P(X = x) / (a + 1 + x)``.
+
+    ``NDCG@k = E[DCG@k] / IDCG@k`` with ``DCG@k = sum_{p=1..k} rel_p / log2(p + 1)`` and IDCG
+    the DCG of a perfect ranking of ``min(k, #relevant)`` items. A tie group of ``m`` items
+    with ``q`` relevant ones occupying positions ``p`` puts a relevant item at each of them
+    with probability ``q / m``, so ``E[rel_p] = q_p / m_p`` (linearity of expectation).
     """
     scores = scores.detach().double()
     kept = ~exclude | relevant
     masked = scores.masked_fill(~kept, float("-inf"))
-    best = masked.masked_fill(~relevant, float("-inf")).max(1).values
-    above = ((masked > best[:, None]) & ~relevant).sum(1).double()
-    tied = ((masked == best[:, None]) & ~relevant).sum(1).double()
     has = relevant.any(1)
-    rr = torch.where(has, 1.0 / (1.0 + above + tied / 2), torch.zeros_like(best))
+    best = masked.masked_fill(~relevant, float("-inf")).max(1, keepdim=True).values
+    others = kept & ~relevant
+    above = ((masked > best) & others).sum(1).double()
+    r = ((masked == best) & relevant).sum(1).double().clamp_min(1)
+    t = ((masked == best) & others).sum(1).double()
+    x = torch.arange(int(t.max()) + 1 if len(t) else 1, dtype=torch.double, device=scores.device)
+    r_, t_ = r[:, None], t[:, None]
+    valid = x[None, :] <= t_
+    xs = torch.minimum(x[None, :], t_)  # keeps lgamma's arguments positive where x > t (masked out)
+    log_p = (torch.lgamma(r_ + t_ - xs) - torch.lgamma(r_) - torch.lgamma(t_ - xs + 1)
+             - torch.lgamma(r_ + t_ + 1) + torch.lgamma(r_ + 1) + torch.lgamma(t_ + 1))
+    p = torch.where(valid, log_p.exp(), torch.zeros_like(log_p))
+    rr = (p / (above[:, None] + 1 + x[None, :])).sum(1)
+    rr = torch.where(has, rr, torch.zeros_like(rr))
+
     k = min(k, scores.shape[1])
-    top = masked.topk(k, dim=1).indices
-    gains = relevant.gather(1, top).double()
+    top = masked.topk(k, dim=1).values  # (rows, k): the score at each of the first k positions
+    same = masked[:, None, :] == top[:, :, None]  # (rows, k, items): the tie group of each position
+    m = (same & kept[:, None, :]).sum(-1).double()
+    q = (same & relevant[:, None, :]).sum(-1).double()
+    at_position = torch.arange(k, device=scores.device)[None, :] < kept.sum(1, keepdim=True)
+    expected_rel = torch.where(at_position, q / m.clamp_min(1), torch.zeros_like(q))
     discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.double, device=scores.device))
-    dcg = (gains * discount).sum(1)
+    dcg = (expected_rel * discount).sum(1)
     n_rel = relevant.sum(1).clamp(max=k)
     idcg = torch.cumsum(discount, 0)[(n_rel - 1).clamp(min=0)]
     ndcg = torch.where(has, dcg / idcg, torch.zeros_like(dcg))

@@ -288,7 +288,8 @@ class LinkPrediction(PairTask, TargetTask):
     sources. Metrics on val/test: ``auc`` over the split's positive and negative pairs, and
     ranking metrics over *all* destinations for each source with a positive in the split
     (positives of the other splits filtered out): ``mrr`` = mean of ``1 / rank`` of the best
-    ranked positive, ``ndcg`` = NDCG@``rank_k`` with binary relevance.
+    ranked positive, ``ndcg`` = NDCG@``rank_k`` with binary relevance, both the exact
+    expectation under uniformly random tie-breaking (see :func:`~.metrics.ranking_metrics`).
     """
 
     rank_k: int = 10
