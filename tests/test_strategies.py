@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from auxrun.cli import CONF_DIR as CONF
 from auxrun.weighting import Step, build
 
 
@@ -137,6 +138,49 @@ def test_rcgrad_decay_shrinks_w_by_the_loss_gradient_and_stays_in_unit_interval(
         strategy.after_update(step)
     assert torch.all(strategy.w < 1) and torch.all(strategy.w >= 0)
     assert torch.allclose(strategy.w.detach(), torch.zeros(3), atol=1e-6), "clamped at 0 after decaying past it"
+
+
+def _decay(losses: list[list[float]], lr: float = 1e-3) -> torch.Tensor:
+    """Run RCGrad's ``learn=decay`` update on a sequence of per-task loss values; w after it."""
+    tasks = ["target", *(f"a{i}" for i in range(len(losses[0])))]
+    strategy = build(OmegaConf.create({**RCGRAD, "lr": lr}), tasks)
+    for row in losses:
+        step = Step(losses={"target": torch.zeros(1), **{t: torch.tensor([v]) for t, v in zip(tasks[1:], row)}},
+                    shared=[], heads={})
+        strategy.after_update(step)
+    return strategy.w.detach().double()
+
+
+def _adam_by_hand(grads: list[float], lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> float:
+    """Kingma & Ba's Adam, written out, on one scalar starting at 1, clamped to [0, 1]."""
+    w, m, v = 1.0, 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        w -= lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)) ** 0.5 + eps)
+        w = min(1.0, max(0.0, w))
+    return w
+
+
+def test_rcgrad_decay_follows_adam_so_the_loss_size_does_not_set_the_pace():
+    """The documented rule (weighting/rcgrad.py): a constant loss lowers w by exactly lr per
+    step whatever its size; scaling every loss by c > 0 changes nothing; a fluctuating loss
+    lowers it by about lr * mean / rms per step. The authors' configuration: Adam, lr 1e-3."""
+    assert OmegaConf.load(CONF / "weighting" / "rcgrad.yaml").lr == 1e-3
+    lr, steps = 1e-3, 50
+    w = _decay([[0.01, 100.0]] * steps, lr)
+    assert w.tolist() == pytest.approx([1 - lr * steps] * 2, abs=1e-6)  # 0.95 for both
+    g = torch.Generator().manual_seed(0)
+    noisy = (torch.rand(200, 3, generator=g) * torch.tensor([0.1, 1.0, 3.0])).tolist()  # three fluctuation levels
+    base = _decay(noisy, lr)
+    for c in (1e-2, 1e3):
+        assert torch.allclose(_decay([[c * v for v in row] for row in noisy], lr), base, atol=1e-6)
+    for i in range(3):  # an independent computation of the same recurrence
+        assert float(base[i]) == pytest.approx(_adam_by_hand([row[i] for row in noisy], lr), abs=1e-6)
+    # alternating 0, 2 (mean 1, rms sqrt 2) decays at ~lr / sqrt 2 per step; constant 1 at lr
+    w = _decay([[0.0 if t % 2 else 2.0, 1.0] for t in range(400)], lr)
+    per_step = (1 - w) / 400
+    assert float(per_step[1]) == pytest.approx(lr, rel=1e-4)
+    assert float(per_step[0]) == pytest.approx(lr / 2**0.5, rel=0.05)
 
 
 @pytest.mark.parametrize("aggregator", ["upgrad", "mgda", "cagrad"])

@@ -7,10 +7,17 @@ so the shared update is ``g_0 + sum_i a_i g~_i`` (no auxiliary term conflicts wi
 
 How ``w`` learns (``weighting.learn``):
 
-* ``decay`` (the authors' code, default): ``w_i`` starts at 1 and is trained by an optimiser
-  whose gradient for ``w_i`` is simply the auxiliary loss value ``L_i`` (that is what
-  back-propagating ``sum_i w_i L_i`` gives), then clamped to ``[0, 1]``: ``w_i`` only
-  decays, faster for tasks with larger losses, whatever they do to the target.
+* ``decay`` (the authors' code, default): ``w_i`` starts at 1; the gradient of ``w_i`` is the
+  auxiliary loss value ``L_i`` (what back-propagating ``sum_i w_i L_i`` gives), stepped by
+  Adam (``beta = (0.9, 0.999)``, ``eps = 1e-8``, no weight decay, ``lr = weighting.lr``, 1e-3
+  as the authors' ``adapt_lr``), then clamped to ``[0, 1]``. Adam moves ``w_i`` by
+  ``lr * m_i / (sqrt(v_i) + eps)`` per step, ``m_i`` and ``v_i`` the bias-corrected moving
+  averages of ``L_i`` and ``L_i^2``. Hence the decay does not depend on the size of the
+  loss: ``c * L_i`` for any ``c > 0`` gives the same trajectory (up to ``eps``), a constant
+  loss lowers ``w_i`` by exactly ``lr`` per step (``w_i = 1 - lr t`` until it reaches 0 after
+  ``1 / lr`` steps), and a loss that fluctuates lowers it by about
+  ``lr * mean(L_i) / rms(L_i)`` per step (slower for noisier losses). What a task does to
+  the target plays no part.
 * ``meta``: ``w`` is trained by the target-loss look-ahead of AUX-TS. With
   ``theta' = theta - alpha (g_0 + sum_i a_i g~_i)`` (target head: ``- alpha grad L_0``) and
   ``M`` the target loss at ``theta'`` on a held-out training batch,
