@@ -159,3 +159,30 @@ def test_rcgrad_meta_gradient_matches_closed_form_and_finite_difference(make_cfg
         fd = (float(strategy.meta_loss(step, g0, A, w0 + e)) - float(strategy.meta_loss(step, g0, A, w0 - e))) / 2e-4
         assert float(grad[i]) == pytest.approx(fd, rel=1e-5)
     assert grad.abs().max() > 1e-8
+
+
+@pytest.mark.parametrize(("weighting", "overrides"), VARIANTS)
+def test_real_update_of_every_parameter_is_the_weighted_gradient_the_lookahead_assumed(make_cfg, weighting, overrides):
+    """SELAR / AUX-TS train the whole model on the weighted joint loss: the look-ahead steps
+    theta (encoder + target head) along grad_theta sum_i mean_j w_ij l_ij, so the real update
+    must be that gradient too, target head included, and each auxiliary head gets its
+    weighted loss's gradient."""
+    strategy, step = make_step(make_cfg, weighting, overrides)
+    strategy.backward(step)
+    la = step.lookahead
+    losses, scale = strategy._flat(step)
+    with torch.no_grad():
+        w = strategy.net(strategy.features(step))  # the updated phi's weights: the real stage's
+    assumed = torch.autograd.grad((w * scale * losses).sum(), la.params, retain_graph=True, allow_unused=True)
+    for p, g in zip(la.params, assumed):
+        assert torch.allclose(p.grad, g if g is not None else torch.zeros_like(p), rtol=1e-5, atol=1e-7)
+    head = step.heads["target"]
+    unweighted = torch.autograd.grad(step.losses["target"].mean(), head, retain_graph=True)
+    gap = max(float((p.grad - u).norm() / u.norm()) for p, u in zip(head, unweighted))
+    assert gap > 0.01, "weights far from 1 must show in the target head's gradient"
+    ws = dict(zip(step.tasks, w.split([len(step.losses[t]) for t in step.tasks])))
+    for t in step.aux_tasks:
+        expected = torch.autograd.grad((ws[t] * step.losses[t]).mean(), step.heads[t], retain_graph=True,
+                                       allow_unused=True)
+        for p, g in zip(step.heads[t], expected):
+            assert torch.allclose(p.grad, g if g is not None else torch.zeros_like(p), rtol=1e-5, atol=1e-7), t

@@ -1,5 +1,6 @@
 """The weighting interface on a hand-built model: shared gradients follow each strategy's
-formula, heads get their own unweighted gradient, per-task gradients are computed once."""
+formula; heads get their weighted loss's gradient under loss-weighting strategies and their
+own task's gradient under gradient surgery; per-task gradients are computed once."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_task_grads_rows_are_each_tasks_mean_loss_gradient_and_cached():
 
 
 @pytest.mark.parametrize("lambdas", [{}, {"aux": 0.25}, {"target": 2.0, "aux": -1.0}])
-def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_own_gradient(lambdas):
+def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_weighted_gradient(lambdas):
     model = Tiny()
     step = model.step()
     G = step.task_grads()
@@ -56,10 +57,10 @@ def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_own_gradient(la
     diag = strategy.backward(step)
     lam = torch.tensor([lambdas.get("target", 1.0), lambdas.get("aux", 1.0)])
     assert torch.allclose(shared_grad(model), (lam[:, None] * G).sum(0), atol=1e-6)
-    for t, head in model.heads.items():
-        expected = flat_grad(step.losses[t].mean(), list(head.parameters()))
+    for (t, head), weight in zip(model.heads.items(), lam):
+        expected = flat_grad(weight * step.losses[t].mean(), list(head.parameters()))
         got = torch.cat([p.grad.reshape(-1) for p in head.parameters()])
-        assert torch.allclose(got, expected), f"head {t} must get its unweighted gradient"
+        assert torch.allclose(got, expected), f"head {t} must get the gradient of lambda_{t} L_{t}"
     assert diag["aux"]["weight"] == pytest.approx(float(lam[1]))
     assert diag["aux"]["weight_std"] == 0.0
     # the test computed G, so the trace reports cos(g_0, g_aux) at no extra cost
@@ -80,3 +81,28 @@ def test_none_uses_target_gradient_only_and_leaves_aux_untouched():
 def test_unknown_strategy_is_a_user_error():
     with pytest.raises(AuxrunError, match="available: none, fixed"):
         build(OmegaConf.create({"name": "nope"}), ["target", "aux"])
+
+
+@pytest.mark.parametrize("name", ["cosine", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "jd"])
+def test_gradient_surgery_gives_each_head_its_own_tasks_gradient(name):
+    model = Tiny()
+    step = model.step()
+    extra = {"rcgrad": {"learn": "decay", "lr": 1e-3, "step_size": 0.005, "folds": 3},
+             "jd": {"aggregator": "upgrad", "options": {}}}.get(name, {})
+    build(OmegaConf.create({"name": name, **extra}), ["target", "aux"]).backward(step)
+    for t, head in model.heads.items():
+        expected = flat_grad(step.losses[t].mean(), list(head.parameters()))
+        assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in head.parameters()]), expected), t
+
+
+def test_blo_rcgrad_heads_train_on_the_lambda_weighted_losses():
+    model = Tiny()
+    step = model.step()
+    cfg = OmegaConf.create({"name": "blo_rcgrad", "adapt_every": 10, "aux_split": 0.2, "neumann_terms": 1,
+                            "neumann_step": 0.01, "lr": 0.1, "momentum": 0.9, "rc_lr": 1e-3})
+    strategy = build(cfg, ["target", "aux"])
+    strategy.nu.data = torch.tensor([0.7, 0.2])  # adapt_every=10: no outer step on the first call
+    strategy.backward(step)
+    for t, head, lam in zip(["target", "aux"], model.heads.values(), [0.7, 0.2]):
+        expected = flat_grad(lam * step.losses[t].mean(), list(head.parameters()))
+        assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in head.parameters()]), expected), t

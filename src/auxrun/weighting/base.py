@@ -5,9 +5,18 @@ task ``i`` (task 0 is the target), ``L_i = mean_j l_ij`` and ``g_i = grad_theta 
 
 The engine builds one :class:`Step` per optimisation step and calls
 ``strategy.backward(step)``; the strategy fills ``.grad`` of the shared parameters with its
-update direction, every head receives its own task's unweighted gradient ``grad L_i``
-(strategies act on the shared parameters only), and the engine then calls
-``optimizer.step()``. Strategies with parameters of their own own their optimiser.
+update direction and of every head, and the engine then calls ``optimizer.step()``.
+Strategies with parameters of their own own their optimiser.
+
+Heads follow the kind of strategy:
+
+* *loss weighting* (:class:`LossWeighting`: none, fixed, selar, auxts, blo; the weights of
+  blo_rcgrad): the update is the gradient of the weighted loss ``L_w = sum_i mean_j w_ij l_ij``
+  with respect to *every* parameter, heads included, so head ``i`` gets
+  ``grad_phi_i mean_j w_ij l_ij``. This is the update a look-ahead ``theta - alpha grad L_w``
+  (SELAR, AUX-TS) or an inner problem ``min L_w`` (BLO) assumes.
+* *gradient surgery* (:class:`~.gradient.GradientCombination`, jd): the strategy rewrites the
+  shared gradient only; head ``i`` gets its own task's gradient ``grad_phi_i L_i``.
 
 Meta strategies also need the step's losses at *other* parameter values: the engine then
 attaches a :class:`Lookahead` (``needs_lookahead = True`` on the strategy).
@@ -15,7 +24,7 @@ attaches a :class:`Lookahead` (``needs_lookahead = True`` on the strategy).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -112,18 +121,33 @@ class Step:
             p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
 
-    def backward_heads(self, tasks: Iterable[str] | None = None) -> None:
-        """Give each head its own task's unweighted gradient ``grad_phi_i L_i``.
+    def weighted_objective(self, weights: Mapping[str, Tensor]) -> Tensor:
+        """``L_w = sum_i mean_j w_ij l_ij`` over the tasks in ``weights`` (per-example weights,
+        or one per task, broadcast)."""
+        return torch.stack([(weights[t] * self.losses[t]).mean() for t in weights]).sum()
 
-        One backward call over the sum of the tasks' mean losses: head ``i`` only appears
-        in task ``i``'s loss, and autograd stops at the heads (it does not go through the
-        encoder because no encoder parameter is requested).
+    def backward_weighted(self, weights: Mapping[str, Tensor]) -> None:
+        """Fill ``.grad`` of the shared parameters and of the weighted tasks' heads with
+        ``grad L_w`` (one backward pass): the loss-weighting update, heads included."""
+        heads = [p for t in weights for p in self.heads.get(t, [])]
+        params = [*self.shared, *heads]
+        grads = torch.autograd.grad(self.weighted_objective(weights), params, retain_graph=True, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = g if g is not None else torch.zeros_like(p)
+
+    def backward_heads(self, weights: Mapping[str, Tensor | float] | None = None) -> None:
+        """Give head ``i`` the gradient ``grad_phi_i mean_j w_i l_ij`` of its own task (``w_i``
+        from ``weights``; ``None``: every task, weight 1, the gradient-surgery rule).
+
+        One backward call over the sum of the tasks' losses: head ``i`` only appears in task
+        ``i``'s loss, and autograd stops at the heads (no encoder parameter is requested).
         """
-        names = [t for t in (tasks if tasks is not None else self.losses) if self.heads.get(t)]
+        weights = weights if weights is not None else {t: 1.0 for t in self.losses}
+        names = [t for t in weights if self.heads.get(t)]
         params = [p for t in names for p in self.heads[t]]
         if not params:
             return
-        total = torch.stack([self.losses[t].mean() for t in names]).sum()
+        total = torch.stack([(weights[t] * self.losses[t]).mean() for t in names]).sum()
         grads = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = g if g is not None else torch.zeros_like(p)
@@ -151,9 +175,9 @@ class Weighting(nn.Module):
 
 
 class LossWeighting(Weighting):
-    """Strategies that weight losses: the shared update is
+    """Strategies that weight losses: the update of every parameter, shared or head, is
 
-    ``grad_theta sum_i mean_j w_ij l_ij``
+    ``grad sum_i mean_j w_ij l_ij``
 
     with per-example (or per-task, broadcast) weights ``w_ij`` from :meth:`weights`.
     """
@@ -163,9 +187,7 @@ class LossWeighting(Weighting):
 
     def backward(self, step: Step) -> Diagnostics:
         w = self.weights(step)
-        objective = torch.stack([(w[t] * step.losses[t]).mean() for t in w]).sum()
-        step.set_shared_grad(step.grad_of(objective))
-        step.backward_heads(w)
+        step.backward_weighted(w)
         return diagnostics(step, w)
 
 

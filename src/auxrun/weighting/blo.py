@@ -17,7 +17,9 @@ one forward-mode product. ``nu`` takes an SGD-with-momentum step and is clamped 
 
 ``blo_rcgrad`` applies the RCGrad surgery (PCGrad projection, ``(min(1, r_i) + w_i)/2``
 scaling with ``w`` decaying as in the authors' code) to the lambda-weighted task gradients of
-the inner update, and meta-updates ``lambda`` as above (the authors' code never does).
+the inner update, and meta-updates ``lambda`` as above (the authors' code never does). Its
+heads train on the lambda-weighted losses (the weighting part); the surgery acts on the
+shared gradient only.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class BLORCGrad(BLO):
         G = step.task_grads()
         update, coef = self.rc.combine(step, lam.to(G.dtype)[:, None] * G)
         step.set_shared_grad(update)
-        step.backward_heads()
+        step.backward_heads(dict(zip(step.tasks, lam)))  # heads: the lambda-weighted losses
         self.rc.after_update(step)
         effective = lam.to(coef.dtype) * torch.cat([coef.new_ones(1), coef])
         return diagnostics(step, dict(zip(step.tasks, effective)))

@@ -4,7 +4,8 @@
 auxiliary gradient ``g_i``), ``c_i = cos(g_0, g_i)``, ``r_i = ||g_0|| / ||g_i||``. A strategy
 first applies *surgery* to the auxiliary rows (``g_i -> g~_i``, identity by default), then
 weights them: the shared update is ``g_0 + sum_i a_i g~_i``; the target gradient always
-passes unchanged.
+passes unchanged. These strategies act on the shared gradient only: head ``i`` gets its own
+task's gradient ``grad L_i`` (:meth:`~.base.Step.backward_heads`).
 
 ====================  =============================================  ===========================
 ``weighting=``        update                                         source
