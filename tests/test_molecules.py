@@ -265,7 +265,7 @@ def test_every_strategy_trains_on_molecular_batches(make_cfg, tmp_path, weightin
                    "trainer.aux_batch_size=6", f"paths.outputs={tmp_path}", "weighting.adapt_every=1"
                    if weighting.startswith("blo") else "seed=0")
     p = prepare(cfg)
-    model, ctx, opt = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer)
+    model, ctx, opt = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     before = [q.detach().clone() for q in model.encoder.parameters()]
     batches = p.target.train_batches(6, p.gen)
     for i in range(2):

@@ -107,7 +107,7 @@ def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: st
     cfg.aux.tasks = OmegaConf.create(AUX_SETS[k])
     p = prepare(cfg)
     assert p.target is not None
-    _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer)
+    _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     ctx.model.train()
     cuda = p.device.type == "cuda"
     batch_size = int(cfg.trainer.batch_size)

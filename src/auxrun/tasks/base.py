@@ -62,10 +62,12 @@ class Task(nn.Module):
 class TargetTask(Task):
     """A target task: training examples ``0..num_train()-1`` that :meth:`batch` turns into a
     batch. Shuffled epochs, random batches and meta batches from one fold of the training
-    split are all built from it. :meth:`hold_out` reserves the last part of the training
-    examples as an auxiliary split that training never sees (BLO's outer objective)."""
+    split are all built from it. :meth:`hold_out` reserves a seeded random part of the
+    training examples, stratified by :meth:`strata`, as an auxiliary split that training never
+    sees (BLO's outer objective)."""
 
-    _heldout: int = 0
+    _kept: Tensor | None = None  # positions training uses (None: all)
+    _held: Tensor | None = None  # positions reserved by hold_out
 
     def num_train(self) -> int:
         raise NotImplementedError
@@ -74,35 +76,66 @@ class TargetTask(Task):
         """The batch of training examples at positions ``idx`` (CPU long tensor)."""
         raise NotImplementedError
 
-    def hold_out(self, fraction: float) -> None:
-        """Reserve the last ``fraction`` of the training examples (at least one, and at least
-        one left to train on) for :meth:`heldout_batch`."""
-        n = self.num_train()
-        self._heldout = min(n - 1, max(1, int(round(fraction * n)))) if fraction > 0 else 0
+    def strata(self) -> Tensor | None:
+        """One class key per training example (1-D, CPU) for stratified hold-outs, or ``None``
+        where examples have no class (regression, positive-only links)."""
+        return None
 
-    def _trainable(self) -> int:
-        return self.num_train() - self._heldout
+    def hold_out(self, fraction: float, seed: int) -> None:
+        """Reserve ``round(fraction * n)`` training examples (at least one, and at least one
+        left to train on) for :meth:`heldout_batch`: a random subset drawn with ``seed``,
+        stratified by :meth:`strata` (see :func:`stratified_subset`)."""
+        if fraction <= 0:
+            self._kept = self._held = None
+            return
+        n = self.num_train()
+        k = min(n - 1, max(1, int(round(fraction * n))))
+        held = stratified_subset(n, k, self.strata(), torch.Generator().manual_seed(seed))
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[held] = True
+        self._kept, self._held = torch.nonzero(~mask).squeeze(1), torch.nonzero(mask).squeeze(1)
+
+    def _positions(self) -> Tensor:
+        """The positions training draws from (every example unless some are held out)."""
+        return self._kept if self._kept is not None else torch.arange(self.num_train())
 
     def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
-        for idx in shuffled_chunks(self._trainable(), batch_size, gen):
-            yield self.batch(idx, gen)
+        positions = self._positions()
+        for idx in shuffled_chunks(len(positions), batch_size, gen):
+            yield self.batch(positions[idx], gen)
 
     def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
-        return self.batch(torch.randint(self._trainable(), (batch_size,), generator=gen), gen)
+        positions = self._positions()
+        return self.batch(positions[torch.randint(len(positions), (batch_size,), generator=gen)], gen)
 
     def fold_batch(self, fold: int, num_folds: int, batch_size: int, gen: torch.Generator) -> Batch:
         """A random batch (with replacement) from fold ``fold`` of a fixed ``num_folds``-way
         partition of the training examples: the held-out batches of meta strategies."""
-        folds = fold_partition(self._trainable(), num_folds)
-        members = folds[fold % len(folds)]
+        positions = self._positions()
+        folds = fold_partition(len(positions), num_folds)
+        members = positions[folds[fold % len(folds)]]
         return self.batch(members[torch.randint(len(members), (batch_size,), generator=gen)], gen)
 
     def heldout_batch(self, batch_size: int, gen: torch.Generator) -> Batch:
         """A random batch (with replacement) from the examples reserved by :meth:`hold_out`."""
-        if not self._heldout:
+        if self._held is None:
             raise RuntimeError("no training examples are held out")
-        start = self._trainable()
-        return self.batch(start + torch.randint(self._heldout, (batch_size,), generator=gen), gen)
+        return self.batch(self._held[torch.randint(len(self._held), (batch_size,), generator=gen)], gen)
+
+
+def stratified_subset(n: int, k: int, strata: Tensor | None, gen: torch.Generator) -> Tensor:
+    """``k`` of the positions ``0..n-1``, drawn at random with ``gen`` and stratified by
+    ``strata``: the positions are shuffled, grouped by stratum (random order within each),
+    and a systematic sample takes every ``n / k``-th from a random start,
+    ``floor((j + u) n / k)`` for ``j = 0..k-1``. Each stratum of size ``n_s`` then gets
+    ``floor`` or ``ceil`` of ``n_s k / n`` positions, so the subset has the class mix of the
+    whole up to one example per stratum, whatever order the examples came in."""
+    order = torch.randperm(n, generator=gen)
+    if strata is not None:
+        order = order[torch.argsort(strata[order], stable=True)]
+    u = float(torch.rand((), generator=gen, dtype=torch.double))
+    picks = ((torch.arange(k, dtype=torch.double) + u) * n / k).floor().long().clamp_max(n - 1)
+    return order[picks]
 
 
 @functools.lru_cache(maxsize=16)

@@ -85,6 +85,14 @@ class GraphPrediction(TargetTask):
         mols = self.train_ids[idx.cpu()]
         return {"mols": mols, "y": self.data.mols.y[mols]}
 
+    def strata(self) -> Tensor | None:
+        """Classification: one stratum per label pattern over the tasks (a missing label is a
+        value of its own); regression: none."""
+        if self.task_type != "classification":
+            return None
+        y = torch.nan_to_num(self.data.mols.y[self.train_ids].cpu(), nan=-1.0)
+        return torch.unique(y, dim=0, return_inverse=True)[1]
+
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         out = self.head(emb["graph"])
         y = batch["y"].to(out.device)

@@ -33,6 +33,9 @@ class NodeClassification(TargetTask):
         nodes = self.split["train"]
         return {"nodes": nodes[idx.to(nodes.device)]}
 
+    def strata(self) -> Tensor:
+        return self.labels[self.split["train"]].cpu()
+
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         nodes = batch["nodes"]
         return F.cross_entropy(self.head(emb[self.node_type][nodes]), self.labels[nodes], reduction="none")

@@ -327,6 +327,10 @@ class LinkPrediction(PairTask, TargetTask):
         neg = sample_non_edges(pos.shape[1], self.num_src, self.num_dst, self.known, gen, src=pos[0])
         return labelled_pairs(pos, neg)
 
+    def strata(self) -> Tensor | None:
+        """Positive / negative labelled pairs; positive edges only otherwise (no classes)."""
+        return self.train_labels.long().cpu() if self.fixed_negatives else None
+
     def _eval_pairs(self, split: str) -> Batch:
         return labelled_pairs(self.split[split], self.negatives[split])
 

@@ -107,7 +107,7 @@ class StepContext:
     def step(self, batch: dict | None, gen: torch.Generator, index: int) -> Step:
         """Sample the auxiliary batches, corrupt inputs, one forward pass; attach the
         look-ahead closures when the strategy needs them, with a meta batch from fold
-        ``index mod folds`` of the training split, or from the held-out tail of the training
+        ``index mod folds`` of the training split, or from the held-out part of the training
         split for strategies that reserve one (``meta_holdout``)."""
         x_clean, graph = self.inputs(batch, gen)
         batches = {TARGET: batch} if self.target is not None else {}
@@ -174,11 +174,13 @@ def _batches(target: TargetTask | None, trainer: Any, gen: torch.Generator) -> I
 
 
 def setup(data: GraphData | MolData, encoder: nn.Module, target: TargetTask | None, aux: dict[str, Task],
-          strategy: Weighting, trainer: Any) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
-    """The model (encoder + the heads the strategy trains), its step builder and optimiser."""
+          strategy: Weighting, trainer: Any, gen: torch.Generator) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
+    """The model (encoder + the heads the strategy trains), its step builder and optimiser; a
+    strategy's held-out part of the training split is drawn with the run's seed (without
+    advancing ``gen``)."""
     device = next(encoder.parameters()).device
     if target is not None:
-        target.hold_out(strategy.meta_holdout)
+        target.hold_out(strategy.meta_holdout, gen.initial_seed())
     active_aux = aux if strategy.trains_aux else {}
     tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
     model = TaskModel(encoder, tasks).to(device)
@@ -222,7 +224,7 @@ def fit(
     console: Console | None = None,
 ) -> FitResult:
     """Train ``encoder`` and the task heads under ``strategy``; see the module docstring."""
-    model, ctx, optimizer = setup(data, encoder, target, aux, strategy, trainer)
+    model, ctx, optimizer = setup(data, encoder, target, aux, strategy, trainer, gen)
     graph, active_aux = ctx.graph, ctx.aux
     state = RunState()
     best_model = copy.deepcopy(model.state_dict())
