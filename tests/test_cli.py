@@ -100,10 +100,25 @@ def test_multirun_2x2_through_each_launcher_then_compare(launcher, tmp_path):
     assert sorted((r["weighting"], r["seed"]) for r in results) == [("fixed", 0), ("fixed", 1), ("none", 0), ("none", 1)]
     proc = run_cli("compare", "--outputs", str(sweep), "--format", "csv")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert lines[0] == "row,column,dataset,scheme,backbone,metric,mean,std,n,avg_gain_pct"
-    by_row = {line.split(",")[0]: line.split(",") for line in lines[1:]}
-    assert set(by_row) == {"none", "fixed"} and by_row["none"][8] == "2" and by_row["fixed"][8] == "2"
+    assert proc.stdout.splitlines()[0] == \
+        "row,column,dataset,scheme,backbone,metric,keys,mean,std,n,diverged,baseline,avg_gain_pct"
+    by_row = {c["row"]: c for c in csv.DictReader(proc.stdout.splitlines())}
+    assert set(by_row) == {"none", "fixed"} and by_row["none"]["n"] == "2" and by_row["fixed"]["n"] == "2"
+    assert by_row["fixed"]["baseline"] == "none" and by_row["fixed"]["keys"] == ""
     for row, cells in by_row.items():
         mean = sum(r["metrics"]["test"]["f1_micro"] for r in results if r["weighting"] == row) / 2
-        assert float(cells[6]) == pytest.approx(mean)
+        assert float(cells["mean"]) == pytest.approx(mean)
+
+
+def test_two_sweeps_differing_in_one_key_give_two_cells(tmp_path):
+    """Issue: compare pooled runs of different configurations into one cell."""
+    for epochs in (2, 3):
+        proc = run_cli("mtl", "-m", "weighting=fixed", "seed=0,1", f"trainer.max_epochs={epochs}",
+                       "trainer.progress=false", f"hydra.sweep.dir={tmp_path / f'e{epochs}'}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli("compare", "--outputs", str(tmp_path), "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    cells = list(csv.DictReader(proc.stdout.splitlines()))
+    assert [(c["row"], c["keys"], c["n"]) for c in cells] == [
+        ("fixed [trainer.max_epochs=2]", "trainer.max_epochs=2", "2"),
+        ("fixed [trainer.max_epochs=3]", "trainer.max_epochs=3", "2")]

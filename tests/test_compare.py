@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from auxrun.errors import AuxrunError
-from auxrun.report.compare import compare, render
+from auxrun.report.compare import compare
+from auxrun.report.render import render
 from auxrun.report.results import write_result
 
 
@@ -106,3 +109,99 @@ def test_molecules_layout_sets_hu_et_al_beside_ours(tmp_path):
     assert "| hiv (roc_auc) | published only |" in md and "MOSES" in md
     assert "| Avg. Gain |  | - | " in md  # gain: (6.15% + 25%) / 2
     assert f"+{(100 * 0.04 / 0.65 + 25) / 2:.2f}%" in md
+
+
+def config(weighting="fixed", seed=0, homophily=0.6, layers=2, patience=30, lr=0.005, aux="planted", outputs="outputs"):
+    """A resolved config as result.json stores it (the keys compare groups by)."""
+    return {"command": "mtl", "seed": seed, "device": "auto", "rerun": False, "paths": {"outputs": outputs},
+            "dataset": {"name": "synthetic", "homophily": homophily, "num_users": 400},
+            "backbone": {"name": "gcn", "num_layers": layers, "hidden": 32},
+            "trainer": {"patience": patience, "lr": lr, "max_epochs": 100, "progress": True, "checkpoint": True},
+            "weighting": {"name": weighting}, "aux": {"name": aux, "head_dim": 32, "tasks": {"h": {"kind": "planted"}}}}
+
+
+def put_run(root: Path, name: str, cfg: dict, value: float, status="completed", finished=None):
+    write_result(root / name, {
+        "status": status, "command": cfg["command"], "dataset": "synthetic", "backbone": "gcn", "aux": cfg["aux"]["name"],
+        "weighting": cfg["weighting"]["name"], "seed": cfg["seed"], "primary_metric": "f1_micro", "higher_is_better": True,
+        "metrics": {"val": {"f1_micro": value}, "test": {"f1_micro": value}}, "config": cfg,
+        **({"finished_at": finished} if finished else {}),
+    })
+
+
+def test_runs_of_different_configs_are_never_pooled(tmp_path):
+    """The issue's folder: fixed runs differing in dataset.homophily, backbone.num_layers and
+    trainer.patience (seeds 0, 0, 0, 1, -1) and a none run with an absurd lr."""
+    put_run(tmp_path, "a", config(seed=0), 0.80)
+    put_run(tmp_path, "b", config(seed=0, homophily=0.8), 0.90)
+    put_run(tmp_path, "c", config(seed=0, layers=3), 0.70)
+    put_run(tmp_path, "d", config(seed=1, patience=5), 0.60)
+    put_run(tmp_path, "e", config(seed=-1, outputs="elsewhere"), 0.84)  # paths do not change results
+    put_run(tmp_path, "n0", config("none", seed=0), 0.70)
+    put_run(tmp_path, "n1", config("none", seed=1, aux="mixed"), 0.74)  # none ignores its aux set
+    put_run(tmp_path, "bad", config("none", seed=0, lr=1e6), 0.10)
+    c = compare(tmp_path)
+    col = "synthetic / mtl / gcn (f1_micro) [backbone.num_layers=2, dataset.homophily=0.6]"
+    assert c.columns == [col, "synthetic / mtl / gcn (f1_micro) [backbone.num_layers=2, dataset.homophily=0.8]",
+                         "synthetic / mtl / gcn (f1_micro) [backbone.num_layers=3, dataset.homophily=0.6]"]
+    assert c.rows == ["none [trainer.lr=0.005]", "none [trainer.lr=1000000.0]",
+                      "fixed [trainer.patience=30]", "fixed [trainer.patience=5]"]
+    cell = lambda r, k=col: c.cells[(c.cells.row == r) & (c.cells.column == k)].iloc[0]  # noqa: E731
+    assert cell("fixed [trainer.patience=30]")["n"] == 2  # seeds 0 and -1 only
+    assert cell("fixed [trainer.patience=30]")["mean"] == pytest.approx(0.82)
+    assert cell("none [trainer.lr=0.005]")["n"] == 2 and cell("none [trainer.lr=0.005]")["mean"] == pytest.approx(0.72)
+    assert cell("fixed [trainer.patience=30]")["baseline"] == "none [trainer.lr=0.005]"
+    assert c.gains == {"fixed [trainer.patience=30]": pytest.approx((0.82 - 0.72) / 0.72 * 100)}  # never vs lr=1e6
+    assert len(c.cells) == 6 and set(c.cells.n) == {1, 2}
+    tidy = list(csv.DictReader(io.StringIO(render(c, "csv"))))
+    p5 = next(r for r in tidy if r["row"] == "fixed [trainer.patience=5]")
+    assert (p5["column"], p5["n"], p5["baseline"], p5["avg_gain_pct"]) == (col, "1", "", "")
+    assert p5["keys"] == "trainer.patience=5, backbone.num_layers=2, dataset.homophily=0.6"
+
+
+def test_a_repeated_seed_warns_with_both_folders_and_only_the_newest_counts(tmp_path, caplog):
+    put_run(tmp_path, "old", config(seed=0), 0.50, finished="2026-01-01T10:00:00+00:00")
+    put_run(tmp_path, "new", config(seed=0), 0.80, finished="2026-01-02T10:00:00+00:00")
+    put_run(tmp_path, "other", config(seed=1), 0.90, finished="2026-01-01T09:00:00+00:00")
+    with caplog.at_level(logging.WARNING):
+        c = compare(tmp_path)
+    cell = c.cells.iloc[0]
+    assert (cell["n"], cell["mean"]) == (2, pytest.approx(0.85))
+    assert "seed 0" in caplog.text and str(tmp_path / "old") in caplog.text and str(tmp_path / "new") in caplog.text
+
+
+def test_diverged_runs_are_counted_never_averaged(tmp_path):
+    for seed, value in enumerate([0.80, 0.81, 0.82]):
+        put_run(tmp_path, f"ok{seed}", config(seed=seed), value)
+    put_run(tmp_path, "div", config(seed=3), 0.10, status="diverged")  # metrics from before it diverged
+    put_run(tmp_path, "alldiv", config("none", seed=0), 0.0, status="diverged")
+    put_run(tmp_path, "n1", config("none", seed=1), 0.70)
+    c = compare(tmp_path)
+    md = render(c, "md")
+    assert "| fixed | 0.8100 ± 0.0100 (3), 1 diverged |" in md
+    assert "| none | 0.7000 ± 0.0000 (1), 1 diverged |" in md
+    assert c.gains["fixed"] == pytest.approx((0.81 - 0.70) / 0.70 * 100)
+
+
+def test_paper_layouts_keep_backbones_and_variants_apart(tmp_path):
+    """The molecules layout averaged the cells of different backbones into one; table3 gives
+    a dataset variant its own GNN row."""
+    for seed in (0, 1):
+        put(tmp_path, f"n-gin{seed}", "none", seed, 0.60, dataset="bbbp", metric="roc_auc", backbone="gin")
+        put(tmp_path, f"f-gin{seed}", "fixed", seed, 0.70, dataset="bbbp", metric="roc_auc", backbone="gin")
+    put(tmp_path, "n-gcn", "none", 0, 0.50, dataset="bbbp", metric="roc_auc", backbone="gcn")
+    md = render(compare(tmp_path), "md", "molecules")
+    assert "| bbbp (roc_auc) GIN | MTL | 0.6000 ± 0.0000 (2) | 0.7000 ± 0.0000 (2) |" in md
+    assert "| bbbp (roc_auc) GCN | MTL | 0.5000 ± 0.0000 (1) | - |" in md
+    other = tmp_path / "kg"
+    for kg_min, (none, auxts) in {1: (0.80, 0.88), 2: (0.70, 0.77)}.items():
+        for w, v in (("none", none), ("auxts", auxts)):
+            cfg = {"command": "mtl", "dataset": {"name": "movielens", "kg_min_items": kg_min}, "backbone": {"name": "gcn"},
+                   "weighting": {"name": w}, "aux": {"name": "movielens"}}
+            write_result(other / f"{w}{kg_min}", {
+                "status": "completed", "command": "mtl", "dataset": "movielens", "backbone": "gcn", "aux": "movielens",
+                "weighting": w, "seed": 0, "primary_metric": "auc", "metrics": {"test": {"auc": v}}, "config": cfg})
+    md = render(compare(other), "md", "table3")
+    assert "| movielens (auc) | MTL | GCN [dataset.kg_min_items=1] | 0.8000 ± 0.0000 (1) |" in md
+    assert "| movielens (auc) | MTL | GCN [dataset.kg_min_items=2] | 0.7000 ± 0.0000 (1) |" in md
+    assert "| movielens (auc) | MTL | Avg. Gain | - | - | - | - | - | +10.00% |" in md

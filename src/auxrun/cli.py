@@ -113,7 +113,8 @@ def compare(
                                     "(one row per molecular target, Hu et al.'s ROC-AUC beside)"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none."""
-    from .report.compare import FORMATS, LAYOUTS, compare as build, render
+    from .report.compare import compare as build
+    from .report.render import FORMATS, LAYOUTS, render
 
     if fmt not in FORMATS:
         raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

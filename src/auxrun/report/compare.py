@@ -5,36 +5,47 @@ average relative gain over ``none`` as in the AUX-TS paper's tables:
 ``gain(s) = mean over columns c of  sign_c * (m_{s,c} - m_{none,c}) / |m_{none,c}| * 100%``
 
 with ``sign_c = -1`` for metrics where lower is better (e.g. RMSE). Only columns where both
-``s`` and ``none`` have runs count.
+``s`` and its ``none`` baseline have finished runs count.
+
+A cell never pools unlike runs. Runs are grouped by their whole resolved config minus the
+seed and the keys that do not change results (:mod:`auxrun.report.groups`); groups that would
+share a row label (weighting [+ aux set]) or a column label become separate rows or columns
+whose labels name the keys that differ (``fixed [trainer.patience=5]``). ``n`` counts distinct
+seeds: when one group holds a seed twice, a warning names both folders and the newer run
+counts. Diverged runs are never averaged in; the cell says how many diverged. The ``none``
+baseline of a row is the ``none`` row with the same settings (trainer, device, ...).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from rich.markup import escape
-from rich.table import Table
 
 from ..errors import AuxrunError
+from .groups import RunKey, differing, run_key
 from .results import find_results
 
 log = logging.getLogger(__name__)
 ORDER = ["none", "fixed", "cosine", "selar", "auxts", "auxts_all", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "blo",
          "blo_rcgrad", "jd"]
-FORMATS = ("rich", "md", "csv", "latex")
-LAYOUTS = ("strategies", "table3", "molecules")
 GAIN = "Avg. Gain"
+COUNTED = ("completed", "diverged")  # a diverged run counts, as diverged, never in the mean
 
 
 @dataclass
 class Comparison:
-    """Aggregated results: ``cells`` has one row per (strategy row, column) with mean/std/n."""
+    """Aggregated results: ``cells`` has one row per (strategy row, column) with
+    ``mean``/``std``/``n`` over the completed runs' distinct seeds, ``diverged`` (distinct
+    seeds that diverged), the distinguishing ``keys`` and the ``baseline`` row it is compared
+    with."""
 
     cells: pd.DataFrame
     rows: list[str]
@@ -43,8 +54,21 @@ class Comparison:
     skipped: Counter
 
 
+def _finished_at(run_dir: Path, result: dict[str, Any]) -> float:
+    """When the run finished: ``finished_at`` of the result, else the file's modification time."""
+    stamp = result.get("finished_at")
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp).timestamp()
+        except ValueError:
+            pass
+    return os.stat(run_dir / "result.json").st_mtime
+
+
 def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
-    """One record per finished run below ``root`` with its primary metric on ``split``."""
+    """One record per completed or diverged run below ``root`` with its primary metric on
+    ``split`` (``nan`` for diverged runs) and its grouping key; failed runs and runs without
+    the metric are counted in the returned ``Counter``."""
     if not root.exists():
         raise AuxrunError(f"outputs folder {root} does not exist; run e.g. `auxrun mtl` first or pass --outputs DIR")
     records, skipped = [], Counter()
@@ -53,117 +77,126 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
             continue
         metric = r.get("primary_metric")
         value = r["metrics"].get(split, {}).get(metric) if metric else None
-        if r["status"] != "completed" or value is None or (isinstance(value, float) and math.isnan(value)):
+        finite = isinstance(value, (int, float)) and not math.isnan(value)
+        if r["status"] not in COUNTED or metric is None or (r["status"] == "completed" and not finite):
             skipped[r["status"] if r["status"] != "completed" else "no metric"] += 1
             continue
         records.append({
             "dataset": r["dataset"], "scheme": r["command"], "backbone": r["backbone"], "weighting": r["weighting"],
-            "aux": r["aux"], "seed": r["seed"], "metric": metric, "value": float(value),
+            "aux": r["aux"], "seed": r["seed"], "metric": metric, "status": r["status"],
+            "value": float(value) if r["status"] == "completed" else math.nan,
             "higher_is_better": bool(r.get("higher_is_better", True)), "run_dir": str(run_dir),
+            "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
         })
-    if not records:
-        extra = f" ({sum(skipped.values())} unfinished or failed runs skipped)" if skipped else ""
+    if not any(rec["status"] == "completed" for rec in records):
+        extra = f" ({sum(skipped.values()) + len(records)} unfinished, diverged or failed runs skipped)" \
+            if skipped or records else ""
         raise AuxrunError(f"no finished runs under {root}{extra}; run e.g. `auxrun mtl` first or pass --outputs DIR")
     return pd.DataFrame.from_records(records), skipped
 
 
-def _row_label(df: pd.DataFrame) -> pd.Series:
-    """The strategy name; with ``[aux]`` appended when runs used several auxiliary sets."""
+def _identify(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``row_id`` / ``col_id`` (what a row and a column stand for) and ``group`` (one
+    experiment: a row in a column)."""
     several = df.loc[df.weighting != "none", "aux"].nunique() > 1
-    return df.apply(lambda r: f"{r.weighting} [{r.aux}]" if several and r.weighting != "none" else r.weighting, axis=1)
+    base = [f"{w} [{a}]" if several and w != "none" else w for w, a in zip(df.weighting, df.aux)]
+    keys: list[RunKey] = list(df.key)
+    df = df.assign(row_base=base)
+    df["row_id"] = [(b, k.setting, k.strategy) for b, k in zip(base, keys)]
+    df["col_id"] = [(d, s, b, m, k.column) for d, s, b, m, k in zip(df.dataset, df.scheme, df.backbone, df.metric, keys)]
+    df["group"] = list(zip(df.row_id, df.col_id))
+    return df
+
+
+def _newest_per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """One run per (group, seed): the newest. A repeated seed is a warning naming both folders,
+    except for ``none`` runs that differ only in the auxiliary set they never trained."""
+    df = df.sort_values("finished", kind="stable")
+    dup = df.duplicated(["group", "seed"], keep="last")
+    newest = df[~dup].set_index(["group", "seed"]).run_dir
+    newest_aux = df[~dup].set_index(["group", "seed"]).aux
+    for _, r in df[dup].iterrows():
+        keep = newest[(r.group, r.seed)]
+        if r.weighting == "none" and r.aux != newest_aux[(r.group, r.seed)]:
+            continue  # the same run by construction: none ignores its aux set
+        log.warning("seed %s appears twice in one configuration: %s and %s; only the newer, %s, counts",
+                    r.seed, r.run_dir, keep, keep)
+    return df[~dup]
+
+
+def _labels(ids: pd.Series, base: pd.Series, parts) -> tuple[dict, dict]:
+    """Label of each distinct id: its base label, plus ``[key=value, ...]`` naming what sets it
+    apart from the other ids with the same base label; and those key texts."""
+    label, keys = {}, {}
+    by_base: dict[str, list] = {}
+    for i, b in dict(zip(ids, base)).items():
+        by_base.setdefault(b, []).append(i)
+    for b, members in by_base.items():
+        for i, text in zip(members, differing([parts(i) for i in members])):
+            label[i], keys[i] = (f"{b} [{text}]" if text else b), text
+    return label, keys
+
+
+def _std(v: pd.Series) -> float:
+    v = v.dropna()
+    return float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def compare(root: Path, split: str = "test") -> Comparison:
-    df, skipped = collect(root, split)
-    df["row"] = _row_label(df)
-    df["column"] = df.dataset + " / " + df.scheme + " / " + df.backbone + " (" + df.metric + ")"
-    # `none` trains no auxiliary task, so runs differing only in `aux` are the same run: one per seed
-    df = df[~((df.weighting == "none") & df.duplicated(["row", "column", "seed"]))]
-    cells = (df.groupby(["row", "column", "dataset", "scheme", "backbone", "metric"])
-               .agg(mean=("value", "mean"), std=("value", lambda v: float(v.std(ddof=1)) if len(v) > 1 else 0.0),
-                    n=("value", "size"), higher_is_better=("higher_is_better", "first"))
+    records, skipped = collect(root, split)
+    df = _newest_per_seed(_identify(records))
+    row_label, row_keys = _labels(df.row_id, df.row_base, lambda i: i[1] + i[2])
+    col_base = df.dataset + " / " + df.scheme + " / " + df.backbone + " (" + df.metric + ")"
+    col_label, col_keys = _labels(df.col_id, col_base, lambda i: i[4])
+    df["row"], df["column"] = df.row_id.map(row_label), df.col_id.map(col_label)
+    df["completed"] = df.status == "completed"
+    cells = (df.groupby(["row", "column"], sort=False)
+               .agg(dataset=("dataset", "first"), scheme=("scheme", "first"), backbone=("backbone", "first"),
+                    metric=("metric", "first"), row_id=("row_id", "first"), col_id=("col_id", "first"),
+                    mean=("value", "mean"), std=("value", _std), n=("completed", "sum"),
+                    diverged=("completed", lambda c: int((~c).sum())),
+                    higher_is_better=("higher_is_better", "first"))
                .reset_index())
+    cells["row_keys"] = cells.row_id.map(row_keys)
+    cells["column_keys"] = cells.col_id.map(col_keys)
+    cells["keys"] = [", ".join(k for k in pair if k) for pair in zip(cells.row_keys, cells.column_keys)]
+    cells["baseline"] = _baselines(cells, row_label)
     rank = {name: i for i, name in enumerate(ORDER)}
     rows = sorted(cells.row.unique(), key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
     columns = sorted(cells.column.unique())
-    means = cells.pivot(index="row", columns="column", values="mean")
-    higher = cells.groupby("column").higher_is_better.first()
-    gains: dict[str, float] = {}
-    if "none" in means.index:
-        for row in rows:
-            if row == "none":
-                continue
-            rel = [
-                (1 if higher[c] else -1) * (means.at[row, c] - means.at["none", c]) / abs(means.at["none", c]) * 100
-                for c in columns
-                if not pd.isna(means.at[row, c]) and not pd.isna(means.at["none", c]) and means.at["none", c] != 0
-            ]
-            if rel:
-                gains[row] = sum(rel) / len(rel)
+    gains = _gains(cells)
+    order = {r: i for i, r in enumerate(rows)}
+    cells = (cells.drop(columns=["row_id", "col_id"]).sort_values(["row", "column"], key=lambda v: v.map(order)
+             if v.name == "row" else v).reset_index(drop=True))
     return Comparison(cells=cells, rows=rows, columns=columns, gains=gains, skipped=skipped)
 
 
-def _cell(c: Comparison, row: str, column: str) -> str:
-    hit = c.cells[(c.cells.row == row) & (c.cells.column == column)]
-    if hit.empty:
-        return "-"
-    r = hit.iloc[0]
-    return f"{r['mean']:.4f} ± {r['std']:.4f} ({int(r['n'])})"
+def _baselines(cells: pd.DataFrame, row_label: dict) -> list[str | None]:
+    """The ``none`` row each row is compared with: the one with the same settings (the
+    ``setting`` part of the key), if exactly one exists."""
+    nones: dict[Any, list[str]] = {}
+    for row_id, label in row_label.items():
+        if row_id[0] == "none":
+            nones.setdefault(row_id[1], []).append(label)
+    out = []
+    for row_id in cells.row_id:
+        match = nones.get(row_id[1], [])
+        out.append(match[0] if len(match) == 1 and row_id[0] != "none" else None)
+    return out
 
 
-def _gain(c: Comparison, row: str) -> str:
-    return "-" if row not in c.gains else f"{c.gains[row]:+.2f}%"
+def _gains(cells: pd.DataFrame) -> dict[str, float]:
+    """Avg. Gain of every row over its ``none`` baseline, across the columns both have."""
+    means = {(r, c): m for r, c, m, n in zip(cells.row, cells.column, cells["mean"], cells.n) if n > 0}
+    rel: dict[str, list[float]] = {}
+    for r, c, base, higher in zip(cells.row, cells.column, cells.baseline, cells.higher_is_better):
+        m, m0 = means.get((r, c)), means.get((base, c))
+        if base is not None and m is not None and m0 is not None and m0 != 0:
+            rel.setdefault(r, []).append((1 if higher else -1) * (m - m0) / abs(m0) * 100)
+    return {r: sum(v) / len(v) for r, v in rel.items()}
 
 
-def _grid(c: Comparison) -> list[list[str]]:
-    header = ["weighting", *c.columns, GAIN]
-    return [header] + [[row, *(_cell(c, row, col) for col in c.columns), _gain(c, row)] for row in c.rows]
-
-
-def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
-    """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
-    (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
-    (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``);
-    see :mod:`auxrun.report.paper`."""
-    if layout in ("table3", "molecules"):
-        from .paper import molecules_grid, table3_grid
-
-        grid, caption = (table3_grid if layout == "table3" else molecules_grid)(c)
-        return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)", caption)
-    if layout != "strategies":
-        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    if fmt == "csv":
-        tidy = c.cells.drop(columns="higher_is_better").copy()
-        tidy["avg_gain_pct"] = tidy.row.map(c.gains)
-        buf = io.StringIO()
-        tidy.to_csv(buf, index=False)
-        return buf.getvalue().rstrip("\n")
-    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)", f"{GAIN}: relative to none")
-
-
-def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
-    """A header row plus rows of strings as a rich Table or Markdown / CSV / LaTeX text."""
-    if fmt == "rich":
-        table = Table(title=title, caption=caption)
-        for i, h in enumerate(grid[0]):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for line in grid[1:]:
-            table.add_row(*(escape(x) for x in line))
-        return table
-    if fmt == "md":
-        out = ["| " + " | ".join(grid[0]) + " |", "|" + "---|" * len(grid[0])]
-        out += ["| " + " | ".join(line) + " |" for line in grid[1:]]
-        return "\n".join(out + ([f"\n{caption}"] if caption else []))
-    if fmt == "csv":
-        buf = io.StringIO()
-        pd.DataFrame(grid[1:], columns=grid[0]).to_csv(buf, index=False)
-        return buf.getvalue().rstrip("\n")
-    if fmt == "latex":
-        def esc(s: str) -> str:
-            return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("&", r"\&")
-        lines = [r"\begin{tabular}{l" + "r" * (len(grid[0]) - 1) + "}", r"\toprule",
-                 " & ".join(esc(h) for h in grid[0]) + r" \\", r"\midrule"]
-        lines += [" & ".join(esc(x) for x in line) + r" \\" for line in grid[1:]]
-        lines += [r"\bottomrule", r"\end{tabular}"]
-        return "\n".join(lines)
-    raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+def cell_text(mean: float, std: float, n: int, diverged: int = 0) -> str:
+    """``mean ± std (n)``, with ``, k diverged`` when runs of the cell diverged."""
+    text = f"{mean:.4f} ± {std:.4f} ({int(n)})" if n else "- (0)"
+    return text + (f", {int(diverged)} diverged" if diverged else "")

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .compare import GAIN, ORDER, Comparison
+from .compare import GAIN, ORDER, Comparison, cell_text
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
 BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt"]
@@ -31,15 +31,18 @@ def published() -> dict[str, Any]:
     return OmegaConf.to_container(cfg)  # type: ignore[return-value]
 
 
-def block_gains(means: dict[str, dict[str, float]], strategies: list[str], higher: bool = True) -> dict[str, float]:
-    """Avg. Gain per strategy of one block; ``means[backbone][strategy]``. Only GNNs with both
-    the strategy and ``none`` count; strategies with none of them are left out."""
+def block_gains(means: dict[str, dict[str, float]], strategies: list[str], higher: bool = True,
+                baseline: dict[str, str | None] | None = None) -> dict[str, float]:
+    """Avg. Gain per strategy of one block; ``means[gnn][strategy]``. Each strategy is compared
+    with its ``baseline`` row (``none`` unless given; ``None``: no baseline). Only GNNs with
+    both count; strategies with none of them are left out."""
     out = {}
     for s in strategies:
-        if s == "none":
+        base = (baseline or {}).get(s, "none")
+        if s == "none" or base is None:
             continue
-        rel = [(1 if higher else -1) * (m[s] - m["none"]) / abs(m["none"]) * 100
-               for m in means.values() if s in m and "none" in m and m["none"] != 0]
+        rel = [(1 if higher else -1) * (m[s] - m[base]) / abs(m[base]) * 100
+               for m in means.values() if s in m and base in m and m[base] != 0]
         if rel:
             out[s] = sum(rel) / len(rel)
     return out
@@ -63,13 +66,16 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
     for (dataset, scheme, metric), block in blocks_measured:  # MTL before P&F, as the paper
         higher = bool(block.higher_is_better.iloc[0])
         means: dict[str, dict[str, float]] = {}
-        for backbone in sorted(block.backbone.unique(), key=_backbone_key):
-            rows = block[block.backbone == backbone].set_index("row")
-            means[backbone] = {s: float(rows.at[s, "mean"]) for s in strategies if s in rows.index}
-            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), backbone.upper(), *(
-                f"{rows.at[s, 'mean']:.4f} ± {rows.at[s, 'std']:.4f} ({int(rows.at[s, 'n'])})"
+        columns = block.drop_duplicates("column").sort_values("backbone", key=lambda b: b.map(_backbone_key))
+        for column, backbone, keys in zip(columns.column, columns.backbone, columns.column_keys):
+            gnn = backbone.upper() + (f" [{keys}]" if keys else "")
+            rows = block[block.column == column].set_index("row")
+            means[gnn] = {s: float(rows.at[s, "mean"]) for s in strategies if s in rows.index and rows.at[s, "n"] > 0}
+            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn, *(
+                cell_text(rows.at[s, "mean"], rows.at[s, "std"], rows.at[s, "n"], rows.at[s, "diverged"])
                 if s in rows.index else "-" for s in strategies)])
-        gains = block_gains(means, strategies, higher)
+        baseline = dict(zip(block.row, block.baseline))
+        gains = block_gains(means, strategies, higher, baseline)
         grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), GAIN,
                      *(f"{gains[s]:+.2f}%" if s in gains else "-" for s in strategies)])
     blocks: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
@@ -91,19 +97,24 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
 
 
 def molecules_grid(c: Comparison) -> tuple[list[list[str]], str]:
-    """One row per (molecular target, scheme): our strategies' ``mean ± std (n)``, then Hu et
-    al.'s published GIN ROC-AUC (x100) for no pre-training, attribute masking and context
+    """One row per column of the comparison (molecular target, scheme, and backbone or other
+    distinguishing keys where they vary): our strategies' ``mean ± std (n)``, then Hu et al.'s
+    published GIN ROC-AUC (x100) for no pre-training, attribute masking and context
     prediction; a last row with each strategy's Avg. Gain over ``none`` across targets."""
     pub = published()["hu2020"]
     strategies = list(c.rows)
     header = ["dataset", "scheme", *strategies, *(f"Hu et al.: {col}" for col in pub["columns"])]
     grid = [header]
     seen = set()
-    for (dataset, scheme, metric), block in c.cells.groupby(["dataset", "scheme", "metric"], sort=True):
-        rows = block.groupby("row").agg(mean=("mean", "mean"), std=("std", "mean"), n=("n", "sum"))
+    several_backbones = c.cells.backbone.nunique() > 1
+    columns = c.cells.drop_duplicates("column").sort_values(["dataset", "scheme", "metric", "column"])
+    for column, dataset, scheme, metric, backbone, keys in zip(columns.column, columns.dataset, columns.scheme,
+                                                               columns.metric, columns.backbone, columns.column_keys):
+        rows = c.cells[c.cells.column == column].set_index("row")
         printed = pub["rows"].get(dataset, [""] * len(pub["columns"])) if metric == "roc_auc" else [""] * len(pub["columns"])
-        grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme),
-                     *(f"{rows.at[s, 'mean']:.4f} ± {rows.at[s, 'std']:.4f} ({int(rows.at[s, 'n'])})"
+        label = f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "") + (f" [{keys}]" if keys else "")
+        grid.append([label, SCHEMES.get(scheme, scheme),
+                     *(cell_text(rows.at[s, "mean"], rows.at[s, "std"], rows.at[s, "n"], rows.at[s, "diverged"])
                        if s in rows.index else "-" for s in strategies), *printed])
         seen.add(dataset)
     for dataset, printed in pub["rows"].items():

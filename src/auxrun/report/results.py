@@ -5,15 +5,18 @@
     {"schema": 1, "status": "completed" | "diverged" | "failed", "command", "dataset",
      "backbone", "aux", "weighting", "seed", "metrics": {"val": {...}, "test": {...}},
      "primary_metric", "higher_is_better", "best_epoch", "runtime_s", "device",
-     "config": {...}}
+     "finished_at", "config": {...}}
 
-Metric names are lower-case. Written atomically, so a reader never sees half a file.
+Metric names are lower-case; ``finished_at`` is an ISO 8601 UTC time stamp (``compare``
+counts the newer of two runs of one configuration and seed). Written atomically, so a reader
+never sees half a file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 def write_result(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Atomically write ``run_dir/result.json``; returns the record as written."""
     record = {"schema": SCHEMA, **result}
+    record.setdefault("finished_at", datetime.now(timezone.utc).isoformat())
     write_json(run_dir / "result.json", record)
     return record
 

@@ -1,0 +1,92 @@
+"""Which runs are repetitions of one experiment: the configuration a result depends on.
+
+Two runs belong to the same group, and may be averaged over their seeds, only when their
+whole resolved configs agree once the seed and the keys that do not change results are
+removed (:data:`NON_RESULT_KEYS`: output paths, progress bars, checkpointing, ``rerun``,
+Hydra's own settings). The remaining keys fall into three parts:
+
+* **column** (:data:`COLUMN_PREFIXES`): the scheme (``command``), the dataset and the backbone:
+  what a paper's table puts in its columns;
+* **strategy**: ``weighting.*`` and ``aux.*``, which define the row;
+* **setting**: everything else (trainer, device, pretrained encoder, ...), which also
+  distinguishes rows, and must match between a strategy and the ``none`` run it is compared
+  with.
+
+``weighting=none`` trains no auxiliary task, so its strategy part leaves out ``aux.*``: runs
+that differ only in the unused auxiliary set are the same experiment. ``aux.head_dim`` also
+sizes the *target's* pair head and therefore counts as a setting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Keys (or prefixes ending in ".") that never change a run's numbers.
+NON_RESULT_KEYS = ("seed", "rerun", "paths.", "hydra.", "trainer.progress", "trainer.checkpoint")
+COLUMN_PREFIXES = ("command", "dataset.", "backbone.")
+STRATEGY_PREFIXES = ("weighting.", "aux.")
+TARGET_READS = ("aux.head_dim",)  # aux keys the target task reads: settings, not strategy
+Part = tuple[tuple[str, str], ...]
+UNSET = "<unset>"
+
+
+def _matches(key: str, patterns: Iterable[str]) -> bool:
+    return any(key.startswith(p) if p.endswith(".") else key == p for p in patterns)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted key -> value as text (lists and empty mappings as JSON), for hashing and labels."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out |= flatten(value, f"{name}.")
+        elif isinstance(value, (Mapping, list, tuple)):
+            out[name] = json.dumps(value, sort_keys=True, default=str)
+        else:
+            out[name] = str(value)
+    return out
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """A run's configuration, minus seed and non-result keys, split into its three parts."""
+
+    column: Part
+    setting: Part
+    strategy: Part
+
+    @property
+    def group(self) -> tuple[Part, Part, Part]:
+        return self.column, self.setting, self.strategy
+
+
+def run_key(config: Mapping[str, Any], weighting: str) -> RunKey:
+    """The grouping key of one run's resolved ``config`` (see the module docstring)."""
+    flat = flatten(config)
+    command = flat.get("command", "")
+    column, setting, strategy = {}, {}, {}
+    for key, value in flat.items():
+        if _matches(key, NON_RESULT_KEYS) or (key == "pretrained" and command != "finetune"):
+            continue
+        if _matches(key, COLUMN_PREFIXES):
+            column[key] = value
+        elif _matches(key, STRATEGY_PREFIXES) and key not in TARGET_READS:
+            if weighting != "none" or key.startswith("weighting."):
+                strategy[key] = value
+        else:
+            setting[key] = value
+    return RunKey(*(tuple(sorted(part.items())) for part in (column, setting, strategy)))
+
+
+def differing(parts: list[Part]) -> list[str]:
+    """Labels naming what tells ``parts`` apart: for each part, its ``key=value`` pairs whose
+    values are not shared by all the others (a key one part lacks counts as ``<unset>``),
+    joined by ``, ``; empty strings when there is only one part."""
+    dicts = [dict(p) for p in parts]
+    keys = sorted({k for d in dicts for k in d})
+    varying = [k for k in keys if len({d.get(k, UNSET) for d in dicts}) > 1]
+    return [", ".join(f"{k}={d.get(k, UNSET)}" for k in varying) for d in dicts]
