@@ -200,3 +200,11 @@ def cell_text(mean: float, std: float, n: int, diverged: int = 0) -> str:
     """``mean ± std (n)``, with ``, k diverged`` when runs of the cell diverged."""
     text = f"{mean:.4f} ± {std:.4f} ({int(n)})" if n else "- (0)"
     return text + (f", {int(diverged)} diverged" if diverged else "")
+
+
+def cell_at(column_cells: pd.DataFrame, row: str) -> str:
+    """The text of ``row``'s cell among one column's cells (indexed by row), ``-`` if none."""
+    if row not in column_cells.index:
+        return "-"
+    r = column_cells.loc[row]
+    return cell_text(r["mean"], r["std"], r["n"], r["diverged"])

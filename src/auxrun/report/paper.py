@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .compare import GAIN, ORDER, Comparison, cell_text
+from .compare import GAIN, ORDER, Comparison, cell_at
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
 BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt"]
@@ -71,9 +71,7 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
             gnn = backbone.upper() + (f" [{keys}]" if keys else "")
             rows = block[block.column == column].set_index("row")
             means[gnn] = {s: float(rows.at[s, "mean"]) for s in strategies if s in rows.index and rows.at[s, "n"] > 0}
-            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn, *(
-                cell_text(rows.at[s, "mean"], rows.at[s, "std"], rows.at[s, "n"], rows.at[s, "diverged"])
-                if s in rows.index else "-" for s in strategies)])
+            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn, *(cell_at(rows, s) for s in strategies)])
         baseline = dict(zip(block.row, block.baseline))
         gains = block_gains(means, strategies, higher, baseline)
         grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), GAIN,
@@ -113,9 +111,7 @@ def molecules_grid(c: Comparison) -> tuple[list[list[str]], str]:
         rows = c.cells[c.cells.column == column].set_index("row")
         printed = pub["rows"].get(dataset, [""] * len(pub["columns"])) if metric == "roc_auc" else [""] * len(pub["columns"])
         label = f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "") + (f" [{keys}]" if keys else "")
-        grid.append([label, SCHEMES.get(scheme, scheme),
-                     *(cell_text(rows.at[s, "mean"], rows.at[s, "std"], rows.at[s, "n"], rows.at[s, "diverged"])
-                       if s in rows.index else "-" for s in strategies), *printed])
+        grid.append([label, SCHEMES.get(scheme, scheme), *(cell_at(rows, s) for s in strategies), *printed])
         seen.add(dataset)
     for dataset, printed in pub["rows"].items():
         if dataset not in seen:

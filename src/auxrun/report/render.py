@@ -11,19 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AuxrunError
-from .compare import GAIN, Comparison, cell_text
+from .compare import GAIN, Comparison, cell_at
 from .paper import molecules_grid, table3_grid
 
 FORMATS = ("rich", "md", "csv", "latex")
 LAYOUTS = ("strategies", "table3", "molecules")
-
-
-def _cell(c: Comparison, row: str, column: str) -> str:
-    hit = c.cells[(c.cells.row == row) & (c.cells.column == column)]
-    if hit.empty:
-        return "-"
-    r = hit.iloc[0]
-    return cell_text(r["mean"], r["std"], r["n"], r["diverged"])
 
 
 def _gain(c: Comparison, row: str) -> str:
@@ -32,7 +24,8 @@ def _gain(c: Comparison, row: str) -> str:
 
 def _grid(c: Comparison) -> list[list[str]]:
     header = ["weighting", *c.columns, GAIN]
-    return [header] + [[row, *(_cell(c, row, col) for col in c.columns), _gain(c, row)] for row in c.rows]
+    by_column = {col: c.cells[c.cells.column == col].set_index("row") for col in c.columns}
+    return [header] + [[row, *(cell_at(by_column[col], row) for col in c.columns), _gain(c, row)] for row in c.rows]
 
 
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
@@ -52,7 +45,7 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
         buf = io.StringIO()
         tidy.to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
-    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)", f"{GAIN}: relative to none")
+    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)", f"{GAIN}: relative to the none row with the same settings")
 
 
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
