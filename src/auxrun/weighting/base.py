@@ -121,36 +121,36 @@ class Step:
             p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
 
-    def weighted_objective(self, weights: Mapping[str, Tensor]) -> Tensor:
+    def weighted_objective(self, weights: Mapping[str, Tensor | float]) -> Tensor:
         """``L_w = sum_i mean_j w_ij l_ij`` over the tasks in ``weights`` (per-example weights,
         or one per task, broadcast)."""
         return torch.stack([(weights[t] * self.losses[t]).mean() for t in weights]).sum()
 
-    def backward_weighted(self, weights: Mapping[str, Tensor]) -> None:
+    def _fill_grads(self, objective: Tensor, params: list[nn.Parameter]) -> None:
+        """Set ``.grad`` of ``params`` to ``grad objective`` (zeros where it does not reach)."""
+        grads = torch.autograd.grad(objective, params, retain_graph=True, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = g if g is not None else torch.zeros_like(p)
+
+    def backward_weighted(self, weights: Mapping[str, Tensor | float]) -> None:
         """Fill ``.grad`` of the shared parameters and of the weighted tasks' heads with
         ``grad L_w`` (one backward pass): the loss-weighting update, heads included."""
         heads = [p for t in weights for p in self.heads.get(t, [])]
-        params = [*self.shared, *heads]
-        grads = torch.autograd.grad(self.weighted_objective(weights), params, retain_graph=True, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.grad = g if g is not None else torch.zeros_like(p)
+        self._fill_grads(self.weighted_objective(weights), [*self.shared, *heads])
 
     def backward_heads(self, weights: Mapping[str, Tensor | float] | None = None) -> None:
         """Give head ``i`` the gradient ``grad_phi_i mean_j w_i l_ij`` of its own task (``w_i``
         from ``weights``; ``None``: every task, weight 1, the gradient-surgery rule).
 
-        One backward call over the sum of the tasks' losses: head ``i`` only appears in task
-        ``i``'s loss, and autograd stops at the heads (no encoder parameter is requested).
+        One backward call over the weighted sum of the tasks' losses: head ``i`` only appears
+        in task ``i``'s loss, and autograd stops at the heads (no encoder parameter is
+        requested).
         """
         weights = weights if weights is not None else {t: 1.0 for t in self.losses}
         names = [t for t in weights if self.heads.get(t)]
-        params = [p for t in names for p in self.heads[t]]
-        if not params:
-            return
-        total = torch.stack([(weights[t] * self.losses[t]).mean() for t in names]).sum()
-        grads = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.grad = g if g is not None else torch.zeros_like(p)
+        if names:
+            self._fill_grads(self.weighted_objective({t: weights[t] for t in names}),
+                             [p for t in names for p in self.heads[t]])
 
 
 class Weighting(nn.Module):
