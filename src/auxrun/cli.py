@@ -112,7 +112,11 @@ def compare(
                                     "layout with its published Last-FM / Book-Crossing figures) | molecules "
                                     "(one row per molecular target, Hu et al.'s ROC-AUC beside)"),
 ) -> None:
-    """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none."""
+    """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none.
+
+    Runs are grouped by their whole resolved config (minus seed, paths and other keys that do
+    not change results): runs of different configurations never share a cell, and rows or
+    columns that differ are labelled with the keys that differ."""
     from .report.compare import compare as build
     from .report.render import FORMATS, LAYOUTS, render
 
