@@ -126,9 +126,17 @@ def test_stratified_subset_keeps_every_class_share_whatever_the_order():
         assert len(set(held.tolist())) == 20
         assert torch.bincount(strata[held], minlength=3).tolist() == [14, 4, 2]  # exactly 20% of each
     assert len({tuple(sorted(h.tolist())) for h in picks}) == 5, "the seed draws the subset"
-    odd = stratified_subset(7, 3, torch.tensor([0, 0, 0, 0, 1, 1, 1]), torch.Generator().manual_seed(0))
-    counts = torch.bincount(torch.tensor([0, 0, 0, 0, 1, 1, 1])[odd], minlength=2).tolist()
-    assert counts in ([2, 1], [1, 2]), "floor or ceil of each stratum's share"
+    odd = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    for s in range(5):  # quotas 12/7 and 9/7: floors 1, 1, the third to the larger remainder
+        held = stratified_subset(7, 3, odd, torch.Generator().manual_seed(s))
+        assert torch.bincount(odd[held], minlength=2).tolist() == [2, 1]
+    single = torch.tensor([0] * 10 + [1] + [2] * 9)  # a class with one training example
+    for s in range(20):
+        held = stratified_subset(20, 4, single, torch.Generator().manual_seed(s))
+        assert 1 not in single[held].tolist(), "training keeps the only example of a class"
+        assert len(held) == 4
+    assert sorted(stratified_subset(3, 2, torch.tensor([0, 0, 1]), torch.Generator()).tolist()) in ([0, 2], [1, 2]), \
+        "k above what caps allow: the cap gives way"
 
 
 @pytest.mark.parametrize("dataset", ["bbbp", "bace"])

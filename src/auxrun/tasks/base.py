@@ -9,6 +9,7 @@ parameters.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 
 import torch
@@ -124,18 +125,32 @@ class TargetTask(Task):
 
 
 def stratified_subset(n: int, k: int, strata: Tensor | None, gen: torch.Generator) -> Tensor:
-    """``k`` of the positions ``0..n-1``, drawn at random with ``gen`` and stratified by
-    ``strata``: the positions are shuffled, grouped by stratum (random order within each),
-    and a systematic sample takes every ``n / k``-th from a random start,
-    ``floor((j + u) n / k)`` for ``j = 0..k-1``. Each stratum of size ``n_s`` then gets
-    ``floor`` or ``ceil`` of ``n_s k / n`` positions, so the subset has the class mix of the
-    whole up to one example per stratum, whatever order the examples came in."""
+    """``k`` of the positions ``0..n-1``, drawn at random with ``gen``, stratified by ``strata``.
+
+    Stratum ``s`` (``n_s`` members) gets its quota ``q_s = n_s k / n`` rounded by the largest
+    remainder method: ``floor(q_s)`` each, then one more for the strata with the largest
+    fractional parts (ties at random) until there are ``k``; so every class keeps its share of
+    the subset up to one example. No stratum gives up its last member while another can
+    (training keeps at least one example of every class whenever ``k`` allows). The members
+    of each stratum are then drawn uniformly at random.
+    """
     order = torch.randperm(n, generator=gen)
-    if strata is not None:
-        order = order[torch.argsort(strata[order], stable=True)]
-    u = float(torch.rand((), generator=gen, dtype=torch.double))
-    picks = ((torch.arange(k, dtype=torch.double) + u) * n / k).floor().long().clamp_max(n - 1)
-    return order[picks]
+    if strata is None:
+        return order[:k]
+    _, inverse, counts = torch.unique(strata, return_inverse=True, return_counts=True)
+    quota = counts.double() * k / n
+    take = torch.minimum(quota.floor().long(), counts - 1)
+    jitter = torch.rand(len(counts), generator=gen, dtype=torch.double) * 1e-6  # random ties
+    for cap in (counts - 1, counts):  # first keep one member of every stratum; if k needs it, not
+        while int(take.sum()) < k and bool((take < cap).any()):
+            priority = torch.where(take < cap, quota - take + jitter, torch.full_like(quota, -math.inf))
+            more = torch.argsort(priority, descending=True)[: min(k - int(take.sum()), int((take < cap).sum()))]
+            take[more] += 1
+    grouped = order[torch.argsort(inverse[order], stable=True)]  # by stratum, random within
+    starts = torch.cumsum(counts, 0) - counts
+    stratum = inverse[grouped]
+    rank = torch.arange(n) - starts[stratum]
+    return grouped[rank < take[stratum]]
 
 
 @functools.lru_cache(maxsize=16)
