@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from auxrun.errors import AuxrunError
 from auxrun.report.compare import compare
@@ -153,6 +154,10 @@ def test_runs_of_different_configs_are_never_pooled(tmp_path):
     assert cell("fixed [trainer.patience=30]")["baseline"] == "none [trainer.lr=0.005]"
     assert c.gains == {"fixed [trainer.patience=30]": pytest.approx((0.82 - 0.72) / 0.72 * 100)}  # never vs lr=1e6
     assert len(c.cells) == 6 and set(c.cells.n) == {1, 2}
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(render(c, "rich"))
+    shown = console.export_text()
+    assert all(label in shown for label in [*c.columns, *c.rows]), "bracketed keys are text, not rich markup"
     tidy = list(csv.DictReader(io.StringIO(render(c, "csv"))))
     p5 = next(r for r in tidy if r["row"] == "fixed [trainer.patience=5]")
     assert (p5["column"], p5["n"], p5["baseline"], p5["avg_gain_pct"]) == (col, "1", "", "")

@@ -51,9 +51,9 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
     """A header row plus rows of strings as a rich Table or Markdown / CSV / LaTeX text."""
     if fmt == "rich":
-        table = Table(title=title, caption=caption)
-        for i, h in enumerate(grid[0]):
-            table.add_column(h, justify="left" if i == 0 else "right")
+        table = Table(title=escape(title), caption=escape(caption))
+        for i, h in enumerate(grid[0]):  # labels hold [key=value]: text, never rich markup
+            table.add_column(escape(h), justify="left" if i == 0 else "right")
         for line in grid[1:]:
             table.add_row(*(escape(x) for x in line))
         return table
