@@ -210,3 +210,20 @@ def test_paper_layouts_keep_backbones_and_variants_apart(tmp_path):
     assert "| movielens (auc) | MTL | GCN [dataset.kg_min_items=1] | 0.8000 ± 0.0000 (1) |" in md
     assert "| movielens (auc) | MTL | GCN [dataset.kg_min_items=2] | 0.7000 ± 0.0000 (1) |" in md
     assert "| movielens (auc) | MTL | Avg. Gain | - | - | - | - | - | +10.00% |" in md
+
+
+def test_keys_that_differ_only_between_columns_do_not_split_rows(tmp_path):
+    """Table 3 sweeps MTL (no pretrained key) and P&F (pretrained=auto) in one folder, and a
+    dataset brings its own trainer.lr: neither may split a strategy into two rows. A key that
+    varies within one column labels the row in every column."""
+    for w, value in (("none", 0.70), ("fixed", 0.77)):
+        mtl = {**config(w), "trainer": {**config(w)["trainer"], "lr": 0.001}}
+        put_run(tmp_path, f"mtl-{w}", mtl, value)
+        put_run(tmp_path, f"ft-{w}", {**config(w), "command": "finetune", "pretrained": "auto"}, value + 0.1)
+    put_run(tmp_path, "ft-fixed-p5", {**config("fixed", patience=5), "command": "finetune", "pretrained": "auto"}, 0.5)
+    c = compare(tmp_path)
+    assert c.columns == ["synthetic / finetune / gcn (f1_micro)", "synthetic / mtl / gcn (f1_micro)"]
+    assert c.rows == ["none", "fixed [trainer.patience=30]", "fixed [trainer.patience=5]"]
+    assert set(c.cells[c.cells.row == "fixed [trainer.patience=30]"].column) == set(c.columns)
+    assert c.gains["fixed [trainer.patience=30]"] == pytest.approx((0.07 / 0.70 + 0.07 / 0.80) / 2 * 100)
+    assert "fixed [trainer.patience=5]" not in c.gains  # its none (patience 5) was never run

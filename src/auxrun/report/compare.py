@@ -8,12 +8,15 @@ with ``sign_c = -1`` for metrics where lower is better (e.g. RMSE). Only columns
 ``s`` and its ``none`` baseline have finished runs count.
 
 A cell never pools unlike runs. Runs are grouped by their whole resolved config minus the
-seed and the keys that do not change results (:mod:`auxrun.report.groups`); groups that would
-share a row label (weighting [+ aux set]) or a column label become separate rows or columns
-whose labels name the keys that differ (``fixed [trainer.patience=5]``). ``n`` counts distinct
-seeds: when one group holds a seed twice, a warning names both folders and the newer run
-counts. Diverged runs are never averaged in; the cell says how many diverged. The ``none``
-baseline of a row is the ``none`` row with the same settings (trainer, device, ...).
+seed and the keys that do not change results (:mod:`auxrun.report.groups`). Columns that
+share a label (dataset / scheme / backbone) but differ in their column keys get labels naming
+the keys that differ. Within a column, groups that share a row label (weighting [+ aux set])
+are told apart by the keys that differ among them, and those keys label the row in every
+column (``fixed [trainer.patience=5]``); keys that differ only from column to column (a
+dataset's own learning rate) do not split rows. ``n`` counts distinct seeds: when one group
+holds a seed twice, a warning names both folders and the newer run counts. Diverged runs are
+never averaged in; the cell says how many diverged. A cell's ``none`` baseline is the ``none``
+group of its column with the same settings (trainer, device, ...).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import AuxrunError
-from .groups import RunKey, differing, run_key
+from .groups import RunKey, describe, run_key, varying
 from .results import find_results
 
 log = logging.getLogger(__name__)
@@ -96,15 +99,17 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
 
 
 def _identify(df: pd.DataFrame) -> pd.DataFrame:
-    """Add ``row_id`` / ``col_id`` (what a row and a column stand for) and ``group`` (one
-    experiment: a row in a column)."""
-    several = df.loc[df.weighting != "none", "aux"].nunique() > 1
-    base = [f"{w} [{a}]" if several and w != "none" else w for w, a in zip(df.weighting, df.aux)]
+    """Add ``col_id`` (what a column stands for), ``row_base`` (weighting, with the auxiliary
+    set where one column holds a weighting with several) and ``group`` (one experiment)."""
     keys: list[RunKey] = list(df.key)
-    df = df.assign(row_base=base)
-    df["row_id"] = [(b, k.setting, k.strategy) for b, k in zip(base, keys)]
-    df["col_id"] = [(d, s, b, m, k.column) for d, s, b, m, k in zip(df.dataset, df.scheme, df.backbone, df.metric, keys)]
-    df["group"] = list(zip(df.row_id, df.col_id))
+    df = df.assign(col_id=[(d, s, b, m, k.column) for d, s, b, m, k in
+                           zip(df.dataset, df.scheme, df.backbone, df.metric, keys)])
+    trained = df[df.weighting != "none"]
+    several = bool((trained.groupby(["col_id", "weighting"]).aux.nunique() > 1).any())
+    df["row_base"] = [f"{w} [{a}]" if several and w != "none" else w for w, a in zip(df.weighting, df.aux)]
+    df["setting"] = [k.setting for k in keys]
+    df["row_part"] = [k.setting + k.strategy for k in keys]
+    df["group"] = list(zip(df.row_base, df.row_part, df.col_id))
     return df
 
 
@@ -113,27 +118,42 @@ def _newest_per_seed(df: pd.DataFrame) -> pd.DataFrame:
     except for ``none`` runs that differ only in the auxiliary set they never trained."""
     df = df.sort_values("finished", kind="stable")
     dup = df.duplicated(["group", "seed"], keep="last")
-    newest = df[~dup].set_index(["group", "seed"]).run_dir
-    newest_aux = df[~dup].set_index(["group", "seed"]).aux
+    newest = {(g, seed): (run_dir, aux) for g, seed, run_dir, aux in
+              zip(df[~dup].group, df[~dup].seed, df[~dup].run_dir, df[~dup].aux)}
     for _, r in df[dup].iterrows():
-        keep = newest[(r.group, r.seed)]
-        if r.weighting == "none" and r.aux != newest_aux[(r.group, r.seed)]:
+        keep, keep_aux = newest[(r.group, r.seed)]
+        if r.weighting == "none" and r.aux != keep_aux:
             continue  # the same run by construction: none ignores its aux set
         log.warning("seed %s appears twice in one configuration: %s and %s; only the newer, %s, counts",
                     r.seed, r.run_dir, keep, keep)
     return df[~dup]
 
 
-def _labels(ids: pd.Series, base: pd.Series, parts) -> tuple[dict, dict]:
-    """Label of each distinct id: its base label, plus ``[key=value, ...]`` naming what sets it
-    apart from the other ids with the same base label; and those key texts."""
+def _column_labels(df: pd.DataFrame) -> tuple[dict, dict]:
+    """Each column's label, ``dataset / scheme / backbone (metric)`` plus ``[key=value, ...]``
+    for the column keys that differ among columns with that label; and those key texts."""
+    ids = df.drop_duplicates("col_id").col_id.tolist()
+    base = {i: f"{i[0]} / {i[1]} / {i[2]} ({i[3]})" for i in ids}
     label, keys = {}, {}
-    by_base: dict[str, list] = {}
-    for i, b in dict(zip(ids, base)).items():
-        by_base.setdefault(b, []).append(i)
-    for b, members in by_base.items():
-        for i, text in zip(members, differing([parts(i) for i in members])):
-            label[i], keys[i] = (f"{b} [{text}]" if text else b), text
+    for b in set(base.values()):
+        members = [i for i in ids if base[i] == b]
+        vary = varying(i[4] for i in members)
+        for i in members:
+            keys[i] = describe(i[4], vary)
+            label[i] = f"{b} [{keys[i]}]" if keys[i] else b
+    return label, keys
+
+
+def _row_labels(df: pd.DataFrame) -> tuple[dict, dict]:
+    """Each (row base, row part)'s label: the base plus ``[key=value, ...]`` for every key that
+    tells apart two groups with that base within one column; and those key texts."""
+    groups = df.drop_duplicates("group")
+    label, keys = {}, {}
+    for b, same in groups.groupby("row_base"):
+        vary = set().union(*(varying(col.row_part) for _, col in same.groupby("col_id")))
+        for part in same.row_part:
+            keys[(b, part)] = describe(part, vary)
+            label[(b, part)] = f"{b} [{keys[(b, part)]}]" if keys[(b, part)] else b
     return label, keys
 
 
@@ -145,48 +165,49 @@ def _std(v: pd.Series) -> float:
 def compare(root: Path, split: str = "test") -> Comparison:
     records, skipped = collect(root, split)
     df = _newest_per_seed(_identify(records))
-    row_label, row_keys = _labels(df.row_id, df.row_base, lambda i: i[1] + i[2])
-    col_base = df.dataset + " / " + df.scheme + " / " + df.backbone + " (" + df.metric + ")"
-    col_label, col_keys = _labels(df.col_id, col_base, lambda i: i[4])
-    df["row"], df["column"] = df.row_id.map(row_label), df.col_id.map(col_label)
+    row_label, row_keys = _row_labels(df)
+    col_label, col_keys = _column_labels(df)
+    row_id = list(zip(df.row_base, df.row_part))
+    df["row"], df["row_keys"] = [row_label[i] for i in row_id], [row_keys[i] for i in row_id]
+    df["column"], df["column_keys"] = df.col_id.map(col_label), df.col_id.map(col_keys)
     df["completed"] = df.status == "completed"
     cells = (df.groupby(["row", "column"], sort=False)
                .agg(dataset=("dataset", "first"), scheme=("scheme", "first"), backbone=("backbone", "first"),
-                    metric=("metric", "first"), row_id=("row_id", "first"), col_id=("col_id", "first"),
-                    mean=("value", "mean"), std=("value", _std), n=("completed", "sum"),
-                    diverged=("completed", lambda c: int((~c).sum())),
+                    metric=("metric", "first"), weighting=("weighting", "first"), setting=("setting", "first"),
+                    row_keys=("row_keys", "first"), column_keys=("column_keys", "first"),
+                    groups=("group", "nunique"), mean=("value", "mean"), std=("value", _std),
+                    n=("completed", "sum"), diverged=("completed", lambda c: int((~c).sum())),
                     higher_is_better=("higher_is_better", "first"))
                .reset_index())
-    cells["row_keys"] = cells.row_id.map(row_keys)
-    cells["column_keys"] = cells.col_id.map(col_keys)
+    assert (cells.groups == 1).all(), "a cell holds one configuration"
     cells["keys"] = [", ".join(k for k in pair if k) for pair in zip(cells.row_keys, cells.column_keys)]
-    cells["baseline"] = _baselines(cells, row_label)
+    cells["baseline"] = _baselines(cells)
     rank = {name: i for i, name in enumerate(ORDER)}
     rows = sorted(cells.row.unique(), key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
     columns = sorted(cells.column.unique())
-    gains = _gains(cells)
     order = {r: i for i, r in enumerate(rows)}
-    cells = (cells.drop(columns=["row_id", "col_id"]).sort_values(["row", "column"], key=lambda v: v.map(order)
-             if v.name == "row" else v).reset_index(drop=True))
-    return Comparison(cells=cells, rows=rows, columns=columns, gains=gains, skipped=skipped)
+    cells = (cells.drop(columns=["setting", "groups"])
+             .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
+             .reset_index(drop=True))
+    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped)
 
 
-def _baselines(cells: pd.DataFrame, row_label: dict) -> list[str | None]:
-    """The ``none`` row each row is compared with: the one with the same settings (the
-    ``setting`` part of the key), if exactly one exists."""
+def _baselines(cells: pd.DataFrame) -> list[str | None]:
+    """Each cell's ``none`` baseline: the ``none`` row of the same column with the same
+    settings (the ``setting`` part of the key), if exactly one exists."""
     nones: dict[Any, list[str]] = {}
-    for row_id, label in row_label.items():
-        if row_id[0] == "none":
-            nones.setdefault(row_id[1], []).append(label)
+    for row, column, weighting, setting in zip(cells.row, cells.column, cells.weighting, cells.setting):
+        if weighting == "none":
+            nones.setdefault((column, setting), []).append(row)
     out = []
-    for row_id in cells.row_id:
-        match = nones.get(row_id[1], [])
-        out.append(match[0] if len(match) == 1 and row_id[0] != "none" else None)
+    for column, weighting, setting in zip(cells.column, cells.weighting, cells.setting):
+        match = nones.get((column, setting), [])
+        out.append(match[0] if len(match) == 1 and weighting != "none" else None)
     return out
 
 
 def _gains(cells: pd.DataFrame) -> dict[str, float]:
-    """Avg. Gain of every row over its ``none`` baseline, across the columns both have."""
+    """Avg. Gain of every row over its cells' ``none`` baselines, across the columns that have both."""
     means = {(r, c): m for r, c, m, n in zip(cells.row, cells.column, cells["mean"], cells.n) if n > 0}
     rel: dict[str, list[float]] = {}
     for r, c, base, higher in zip(cells.row, cells.column, cells.baseline, cells.higher_is_better):

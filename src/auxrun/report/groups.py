@@ -5,12 +5,13 @@ whole resolved configs agree once the seed and the keys that do not change resul
 removed (:data:`NON_RESULT_KEYS`: output paths, progress bars, checkpointing, ``rerun``,
 Hydra's own settings). The remaining keys fall into three parts:
 
-* **column** (:data:`COLUMN_PREFIXES`): the scheme (``command``), the dataset and the backbone:
-  what a paper's table puts in its columns;
+* **column** (:data:`COLUMN_PREFIXES`): the scheme (``command``) and the encoder it starts
+  from (``pretrained``, finetune only), the dataset and the backbone: what a paper's table
+  puts in its columns;
 * **strategy**: ``weighting.*`` and ``aux.*``, which define the row;
-* **setting**: everything else (trainer, device, pretrained encoder, ...), which also
-  distinguishes rows, and must match between a strategy and the ``none`` run it is compared
-  with.
+* **setting**: everything else (trainer, device, ...), which also distinguishes rows where it
+  varies within a column, and must match between a strategy and the ``none`` run it is
+  compared with.
 
 ``weighting=none`` trains no auxiliary task, so its strategy part leaves out ``aux.*``: runs
 that differ only in the unused auxiliary set are the same experiment. ``aux.head_dim`` also
@@ -26,7 +27,7 @@ from typing import Any
 
 # Keys (or prefixes ending in ".") that never change a run's numbers.
 NON_RESULT_KEYS = ("seed", "rerun", "paths.", "hydra.", "trainer.progress", "trainer.checkpoint")
-COLUMN_PREFIXES = ("command", "dataset.", "backbone.")
+COLUMN_PREFIXES = ("command", "pretrained", "dataset.", "backbone.")
 STRATEGY_PREFIXES = ("weighting.", "aux.")
 TARGET_READS = ("aux.head_dim",)  # aux keys the target task reads: settings, not strategy
 Part = tuple[tuple[str, str], ...]
@@ -82,11 +83,15 @@ def run_key(config: Mapping[str, Any], weighting: str) -> RunKey:
     return RunKey(*(tuple(sorted(part.items())) for part in (column, setting, strategy)))
 
 
-def differing(parts: list[Part]) -> list[str]:
-    """Labels naming what tells ``parts`` apart: for each part, its ``key=value`` pairs whose
-    values are not shared by all the others (a key one part lacks counts as ``<unset>``),
-    joined by ``, ``; empty strings when there is only one part."""
+def varying(parts: Iterable[Part]) -> set[str]:
+    """The keys whose values are not the same in all ``parts`` (a key one part lacks counts as
+    ``<unset>``)."""
     dicts = [dict(p) for p in parts]
-    keys = sorted({k for d in dicts for k in d})
-    varying = [k for k in keys if len({d.get(k, UNSET) for d in dicts}) > 1]
-    return [", ".join(f"{k}={d.get(k, UNSET)}" for k in varying) for d in dicts]
+    keys = {k for d in dicts for k in d}
+    return {k for k in keys if len({d.get(k, UNSET) for d in dicts}) > 1}
+
+
+def describe(part: Part, keys: Iterable[str]) -> str:
+    """``key=value, ...`` of ``part`` for ``keys`` (sorted), for a label."""
+    d = dict(part)
+    return ", ".join(f"{k}={d.get(k, UNSET)}" for k in sorted(keys))
