@@ -123,8 +123,9 @@ def config(weighting="fixed", seed=0, homophily=0.6, layers=2, patience=30, lr=0
 
 def put_run(root: Path, name: str, cfg: dict, value: float, status="completed", finished=None):
     write_result(root / name, {
-        "status": status, "command": cfg["command"], "dataset": "synthetic", "backbone": "gcn", "aux": cfg["aux"]["name"],
-        "weighting": cfg["weighting"]["name"], "seed": cfg["seed"], "primary_metric": "f1_micro", "higher_is_better": True,
+        "status": status, "command": cfg["command"], "dataset": "synthetic", "backbone": "gcn",
+        "aux": cfg["aux"]["name"], "weighting": cfg["weighting"]["name"], "seed": cfg["seed"],
+        "primary_metric": "f1_micro", "higher_is_better": True,
         "metrics": {"val": {"f1_micro": value}, "test": {"f1_micro": value}}, "config": cfg,
         **({"finished_at": finished} if finished else {}),
     })
@@ -201,8 +202,8 @@ def test_paper_layouts_keep_backbones_and_variants_apart(tmp_path):
     other = tmp_path / "kg"
     for kg_min, (none, auxts) in {1: (0.80, 0.88), 2: (0.70, 0.77)}.items():
         for w, v in (("none", none), ("auxts", auxts)):
-            cfg = {"command": "mtl", "dataset": {"name": "movielens", "kg_min_items": kg_min}, "backbone": {"name": "gcn"},
-                   "weighting": {"name": w}, "aux": {"name": "movielens"}}
+            cfg = {"command": "mtl", "dataset": {"name": "movielens", "kg_min_items": kg_min},
+                   "backbone": {"name": "gcn"}, "weighting": {"name": w}, "aux": {"name": "movielens"}}
             write_result(other / f"{w}{kg_min}", {
                 "status": "completed", "command": "mtl", "dataset": "movielens", "backbone": "gcn", "aux": "movielens",
                 "weighting": w, "seed": 0, "primary_metric": "auc", "metrics": {"test": {"auc": v}}, "config": cfg})

@@ -70,8 +70,10 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
         for column, backbone, keys in zip(columns.column, columns.backbone, columns.column_keys):
             gnn = backbone.upper() + (f" [{keys}]" if keys else "")
             rows = block[block.column == column].set_index("row")
-            means[gnn] = {s: float(rows.at[s, "mean"]) for s in strategies if s in rows.index and rows.at[s, "n"] > 0}
-            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn, *(cell_at(rows, s) for s in strategies)])
+            means[gnn] = {s: float(rows.at[s, "mean"]) for s in strategies
+                          if s in rows.index and rows.at[s, "n"] > 0}
+            grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn,
+                         *(cell_at(rows, s) for s in strategies)])
         baseline = dict(zip(block.row, block.baseline))
         gains = block_gains(means, strategies, higher, baseline)
         grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), GAIN,
@@ -110,7 +112,8 @@ def molecules_grid(c: Comparison) -> tuple[list[list[str]], str]:
                                                                columns.metric, columns.backbone, columns.column_keys):
         rows = c.cells[c.cells.column == column].set_index("row")
         printed = pub["rows"].get(dataset, [""] * len(pub["columns"])) if metric == "roc_auc" else [""] * len(pub["columns"])
-        label = f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "") + (f" [{keys}]" if keys else "")
+        label = (f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "")
+                 + (f" [{keys}]" if keys else ""))
         grid.append([label, SCHEMES.get(scheme, scheme), *(cell_at(rows, s) for s in strategies), *printed])
         seen.add(dataset)
     for dataset, printed in pub["rows"].items():

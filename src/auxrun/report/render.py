@@ -45,7 +45,8 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
         buf = io.StringIO()
         tidy.to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
-    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)", f"{GAIN}: relative to none with the same settings, column by column")
+    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)",
+                       f"{GAIN}: relative to none with the same settings, column by column")
 
 
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:

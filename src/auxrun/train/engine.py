@@ -174,7 +174,8 @@ def _batches(target: TargetTask | None, trainer: Any, gen: torch.Generator) -> I
 
 
 def setup(data: GraphData | MolData, encoder: nn.Module, target: TargetTask | None, aux: dict[str, Task],
-          strategy: Weighting, trainer: Any, gen: torch.Generator) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
+          strategy: Weighting, trainer: Any,
+          gen: torch.Generator) -> tuple[TaskModel, StepContext, torch.optim.Optimizer]:
     """The model (encoder + the heads the strategy trains), its step builder and optimiser; a
     strategy's held-out part of the training split is drawn with the run's seed (without
     advancing ``gen``)."""

@@ -5,8 +5,9 @@ Task weights ``lambda_i = max(0, nu_i) >= 0`` (a monotone linear map of the loss
 ``nu`` initialised to ``1/N`` for ``N`` tasks, target included). Inner problem: ordinary
 training on ``L_train(theta, lambda) = sum_i lambda_i L_i``. Outer problem: the target loss
 ``L_aux`` on an auxiliary split of the training data (an ``aux_split`` fraction drawn at
-random with the run's seed, stratified by class, held out of training). Every ``adapt_every`` steps the hypergradient, by the implicit function
-theorem at the current ``theta`` (shared encoder + target head),
+random with the run's seed, stratified by class, held out of training). Every
+``adapt_every`` steps the hypergradient, by the implicit function theorem at the current
+``theta`` (shared encoder + target head),
 
 ``dL_aux/dlambda_i = - <grad_theta L_i, H^{-1} grad_theta L_aux>``,  ``H = hess_theta L_train``,
 
