@@ -54,7 +54,7 @@ def test_same_seed_gives_identical_metrics(one_run, tmp_path):
 def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
-    for text in ("Config groups", "weighting", "auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, hgt, rgcn, sage",
+    for text in ("Config groups", "weighting", "auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, han, hgt, rgcn, sage",
                  "dataset", "movielens, synthetic", "experiment", "table3", "aux", "trainer", "-m"):
         assert text in proc.stdout, text
 

@@ -1,6 +1,6 @@
 """The ``auxrun`` command line.
 
-``pretrain``, ``finetune`` and ``mtl`` hand everything after the command name to Hydra:
+``pretrain``, ``finetune``, ``mtl`` and ``zeroshot`` hand everything after the command name to Hydra:
 ``GROUP=OPTION`` and ``key=value`` overrides, ``-m/--multirun`` sweeps, launchers
 (``hydra/launcher=joblib``, ``hydra/launcher=submitit_local``), ``hydra.run.dir=DIR``,
 ``--cfg job`` and the rest of Hydra's flags. ``compare`` reads finished runs.
@@ -46,7 +46,10 @@ def _job(cfg: DictConfig) -> None:
     """Hydra task function: one run in Hydra's output folder."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .train.schemes import run
+    if cfg.command == "zeroshot":
+        from .transfer.scheme import run
+    else:
+        from .train.schemes import run
 
     try:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
@@ -102,6 +105,12 @@ def mtl(ctx: typer.Context) -> None:
     _hydra("mtl", ctx.args)
 
 
+@app.command(context_settings=RUN, epilog=groups_help("zeroshot"))
+def zeroshot(ctx: typer.Context) -> None:
+    """Zero-shot transfer: train on a labelled source node type, test on a target type (transfer=ktn|...)."""
+    _hydra("zeroshot", ctx.args)
+
+
 @app.command()
 def compare(
     outputs: Path = typer.Option(Path("outputs"), "--outputs", "-o", help="folder searched for result.json files"),
@@ -110,7 +119,9 @@ def compare(
     layout: str = typer.Option("strategies", "--layout", "-l",
                                help="strategies (one row per weighting) | table3 (the AUX-TS paper's Table 3 "
                                     "layout with its published Last-FM / Book-Crossing figures) | molecules "
-                                    "(one row per molecular target, Hu et al.'s ROC-AUC beside)"),
+                                    "(one row per molecular target, Hu et al.'s ROC-AUC beside) | ktn (zero-shot "
+                                    "runs: one row per transfer method, columns dataset / source -> target / "
+                                    "backbone, published KTN figures beside)"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none.
 

@@ -7,17 +7,19 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
-from .graph import EdgeType, GraphData, PairLabels, TargetSpec
+from .graph import EdgeType, GraphData, NodeLabels, PairLabels, TargetSpec
 from .kgnn_ls import load_kgnn_ls
 from .moleculenet import load_moleculenet, load_moses
 from .molecules import MolData
 from .movielens import load_movielens
+from .ogb_mag import load_ogb_mag
 from .synthetic import load_synthetic
+from .synthetic_zeroshot import load_synthetic_zeroshot
 
 Loader = Callable[[DictConfig, int, "str | None"], GraphData]
 
 REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls,
-                               "moleculenet": load_moleculenet, "moses": load_moses}
+                               "moleculenet": load_moleculenet, "moses": load_moses, "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag}
 
 
 def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
@@ -33,4 +35,4 @@ def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
     return loader(cfg, seed, cache_dir)
 
 
-__all__ = ["EdgeType", "GraphData", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "load"]
+__all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "load"]

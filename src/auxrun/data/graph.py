@@ -47,6 +47,22 @@ class PairLabels:
 
 
 @dataclass
+class NodeLabels:
+    """Class labels of one node type, for zero-shot transfer between types that share them.
+
+    ``y`` is ``(num_nodes, C)``: a 0/1 multi-hot row per node (one 1 for single-label data),
+    an all-zero row for a node without a label; ``names`` the C class names (shared by every
+    type that is labelled with the same classes); ``feature_columns`` the columns of this
+    type's features that encode these labels (MovieLens's genre multi-hot), which a zero-shot
+    run leaves out of the input so the source classifier learns from the graph.
+    """
+
+    y: Tensor
+    names: list[str]
+    feature_columns: list[int] = field(default_factory=list)
+
+
+@dataclass
 class GraphData:
     """A heterogeneous graph with its target task.
 
@@ -65,6 +81,8 @@ class GraphData:
         aliases: short names for relations, usable in meta-paths (``director`` ->
             ``film.film.directed_by``).
         info: free-form description (sizes, generator parameters) for logs and results.
+        node_labels: class labels of node types that have them (zero-shot transfer); the
+            regular schemes never read them.
         fingerprint: identifies the graph's content (loader, config, seed): keys on-disk caches
             of things derived from it (meta-path labels) and is part of :meth:`schema`;
             empty for graphs that do not depend on the seed and need no cache.
@@ -80,6 +98,7 @@ class GraphData:
     embedded: list[str] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    node_labels: dict[str, NodeLabels] = field(default_factory=dict)
     fingerprint: str = ""
     cache_dir: str | None = None
 
@@ -123,6 +142,8 @@ class GraphData:
             t.labels = t.labels.to(device)
         for p in self.pair_labels.values():
             p.pairs, p.labels = p.pairs.to(device), p.labels.to(device)
+        for lab in self.node_labels.values():
+            lab.y = lab.y.to(device)
         return self
 
     def relations_between(self, src: str, dst: str) -> list[EdgeType]:

@@ -11,7 +11,8 @@ Implicit feedback as KGNN-LS: a rating >= ``positive_rating`` is a positive pair
 as many negatives as positives (``negatives_per_positive``) are drawn from the items the user
 never rated, with ``graph_seed``. Ratings below the threshold are neither. Side features:
 users get age band, gender and occupation one-hots; items get genre multi-hots and the
-release decade. Users, items and KG entities also get ID embeddings (``id_embedding``).
+release decade. The genres are also the items' class labels (``node_labels["item"]``) for
+zero-shot transfer from movies to the node types linked to them. Users, items and KG entities also get ID embeddings (``id_embedding``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint, progress
-from .graph import GraphData
+from .graph import GraphData, NodeLabels
 from .kg import build_kg_graph, kg_relations, one_hot
 
 log = logging.getLogger(__name__)
-VERSION = 1  # bump when the graph built from the same files changes
+VERSION = 2  # bump when the graph built from the same files changes
 FILES = ("inter", "user", "item", "kg", "link")
 PACKAGE, PACKAGE_DIR = "recbole", "recbole/dataset_example/ml-100k"
 AGE_BANDS = (18, 25, 35, 45, 50, 56)  # MovieLens-1M's bands: <18, 18-24, ..., 56+
@@ -111,16 +112,25 @@ def _user_features(users: pd.DataFrame, index: dict[str, int]) -> torch.Tensor:
     return out
 
 
-def _item_features(items: pd.DataFrame, index: dict[str, int]) -> torch.Tensor:
+def _item_genres(items: pd.DataFrame, index: dict[str, int]) -> NodeLabels:
+    """Each movie's genres (the ``class`` column, space-separated) as a multi-hot
+    :class:`NodeLabels`; they are also the first columns of the item features."""
     items = items[items.item_id.isin(index)]
-    rows = torch.tensor(items.item_id.map(index).to_numpy())
     genres = items["class"].str.get_dummies(sep=" ") if "class" in items else pd.DataFrame(index=items.index)
+    y = torch.zeros(len(index), genres.shape[1])
+    y[torch.tensor(items.item_id.map(index).to_numpy(), dtype=torch.long)] = \
+        torch.tensor(genres.to_numpy(), dtype=torch.float)
+    return NodeLabels(y=y, names=[str(c) for c in genres.columns], feature_columns=list(range(genres.shape[1])))
+
+
+def _item_features(items: pd.DataFrame, index: dict[str, int], genres: NodeLabels) -> torch.Tensor:
+    items = items[items.item_id.isin(index)]
+    rows = torch.tensor(items.item_id.map(index).to_numpy(), dtype=torch.long)
     year = pd.to_numeric(items.get("release_year", pd.Series(dtype=str)), errors="coerce")
     decade = ((year.fillna(1900).clip(1900, 2000) - 1900) // 10).astype(int).to_numpy()
-    feats = torch.cat([torch.tensor(genres.to_numpy(), dtype=torch.float), one_hot(torch.tensor(decade), 11)], 1)
-    out = torch.zeros(len(index), feats.shape[1])
-    out[rows] = feats
-    return out
+    out = torch.zeros(len(index), 11)
+    out[rows] = one_hot(torch.tensor(decade), 11)
+    return torch.cat([genres.y, out], 1)
 
 
 def load_movielens(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
@@ -155,10 +165,13 @@ def _build(cfg: DictConfig, seed: int, paths: dict[str, Path], key: str, cache_d
         num_entities, relations = kg_relations(triples, item_of, int(cfg.kg_min_items))
         advance("knowledge graph")
         use_features = bool(cfg.features)
+        genres = _item_genres(items_df, item_index)
         x = {
             "user": _user_features(users_df, user_index) if use_features else torch.zeros(len(user_ids), 0),
-            "item": _item_features(items_df, item_index) if use_features else torch.zeros(len(item_ids), 0),
+            "item": _item_features(items_df, item_index, genres) if use_features else torch.zeros(len(item_ids), 0),
         }
+        if not use_features:
+            genres.feature_columns = []
         if num_entities:
             x["entity"] = torch.zeros(num_entities, 0)
         data = build_kg_graph(
@@ -167,6 +180,7 @@ def _build(cfg: DictConfig, seed: int, paths: dict[str, Path], key: str, cache_d
             info={"source": str(paths["inter"].parent), "ratings": len(inter), "linked_items": len(item_of)},
             fingerprint=key, cache_dir=cache_dir,
         )
+        data.node_labels["item"] = genres  # zero-shot transfer: movie genres, shared with users
         advance("split")
     return data
 

@@ -13,6 +13,11 @@ features (width 0) it is the whole input besides ``e_t``.
   of relations) and keeps the model a plain function of its parameters for look-ahead steps.
 * ``rgcn`` uses one weight per relation on the same homogeneous view (``edge_type``).
 * ``hgt`` runs PyG's ``HGTConv`` on the per-relation edges (type-aware attention).
+* ``han`` runs PyG's ``HANConv`` on the per-relation edges, each relation a length-one
+  meta-path: node-level attention per relation, then semantic attention across relations.
+
+``rgcn``, ``hgt`` and ``han`` have type- or relation-specific parameters: the premise of
+zero-shot transfer between node types (``auxrun zeroshot``).
 
 ``h^{l+1} = dropout(act(conv_l(h^l)))`` between layers; the last layer is linear so the
 embeddings can be scored by dot products.
@@ -30,7 +35,8 @@ from ..errors import AuxrunError
 from .graph_view import GraphView
 
 HOMOGENEOUS = ("gcn", "gat", "gin", "sage", "rgcn")
-BACKBONES = (*HOMOGENEOUS, "hgt")
+PER_RELATION = ("hgt", "han")  # run on the per-relation edge_index_dict
+BACKBONES = (*HOMOGENEOUS, *PER_RELATION)
 
 
 def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.Module:
@@ -51,8 +57,12 @@ def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.
         return gnn.SAGEConv(hidden, hidden)
     if name == "rgcn":
         return gnn.RGCNConv(hidden, hidden, num_relations, num_bases=cfg.get("num_bases"))
+    if name in ("hgt", "han") and hidden % heads:
+        raise AuxrunError(f"backbone.hidden ({hidden}) must be divisible by backbone.heads ({heads})")
     if name == "hgt":
         return gnn.HGTConv(hidden, hidden, metadata, heads=heads)
+    if name == "han":
+        return gnn.HANConv(hidden, hidden, metadata, heads=heads, dropout=float(cfg.get("attention_dropout", 0.0)))
     raise AuxrunError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
 
 
@@ -76,7 +86,10 @@ class Encoder(nn.Module):
             raise AuxrunError(f"node types {bare} have neither features nor ID embeddings")
         self.type_embedding = nn.Parameter(torch.zeros(len(feats), self.hidden))
         self.type_index = {t: i for i, t in enumerate(feats)}
-        metadata = (list(feats), relations)
+        # PyG's per-relation layers key modules by relation name, which may not contain "."
+        # (MovieLens's film.film.genre): they see the names with "_" instead
+        self.safe_names = {rel: (rel[0], rel[1].replace(".", "_"), rel[2]) for rel in relations}
+        metadata = (list(feats), list(self.safe_names.values()))
         self.convs = nn.ModuleList(
             _conv(self.name, self.hidden, cfg, len(relations), metadata) for _ in range(int(cfg.num_layers))
         )
@@ -98,9 +111,10 @@ class Encoder(nn.Module):
         """Embeddings per node type, each (num_nodes_t, hidden)."""
         h_dict = self.embed_inputs(x)
         last = len(self.convs) - 1
-        if self.name == "hgt":
+        if self.name in PER_RELATION:
+            edges = {self.safe_names[tuple(k)]: v for k, v in graph.edge_index_dict.items()}
             for i, conv in enumerate(self.convs):
-                h_dict = conv(h_dict, graph.edge_index_dict)
+                h_dict = conv(h_dict, edges)
                 if i < last:
                     h_dict = {t: self._between(h) for t, h in h_dict.items()}
             return h_dict

@@ -16,7 +16,8 @@ column (``fixed [trainer.patience=5]``); keys that differ only from column to co
 dataset's own learning rate) do not split rows. ``n`` counts distinct seeds: when one group
 holds a seed twice, a warning names both folders and the newer run counts. Diverged runs are
 never averaged in; the cell says how many diverged. A cell's ``none`` baseline is the ``none``
-group of its column with the same settings (trainer, device, ...).
+group of its column with the same settings (trainer, device, ...); zero-shot runs are compared
+with ``direct`` instead.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from .results import find_results
 log = logging.getLogger(__name__)
 ORDER = ["none", "fixed", "cosine", "selar", "auxts", "auxts_all", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "blo",
          "blo_rcgrad", "jd"]
+TRANSFER_ORDER = ["direct", "dan", "jan", "dann", "cdan", "cdan_e", "wdgrl", "lp", "ep", "ktn"]  # zeroshot rows
+ORDER += TRANSFER_ORDER
 GAIN = "Avg. Gain"
 COUNTED = ("completed", "diverged")  # a diverged run counts, as diverged, never in the mean
 
@@ -87,6 +90,7 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
         records.append({
             "dataset": r["dataset"], "scheme": r["command"], "backbone": r["backbone"], "weighting": r["weighting"],
             "aux": r["aux"], "seed": r["seed"], "metric": metric, "status": r["status"],
+            "direction": f"{r['source']} -> {r['target']}" if r.get("source") else "",
             "value": float(value) if r["status"] == "completed" else math.nan,
             "higher_is_better": bool(r.get("higher_is_better", True)), "run_dir": str(run_dir),
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
@@ -102,8 +106,9 @@ def _identify(df: pd.DataFrame) -> pd.DataFrame:
     """Add ``col_id`` (what a column stands for), ``row_base`` (weighting, with the auxiliary
     set where one column holds a weighting with several) and ``group`` (one experiment)."""
     keys: list[RunKey] = list(df.key)
+    scheme = [f"{s} {d}" if d else s for s, d in zip(df.scheme, df.direction)]  # zeroshot: source -> target
     df = df.assign(col_id=[(d, s, b, m, k.column) for d, s, b, m, k in
-                           zip(df.dataset, df.scheme, df.backbone, df.metric, keys)])
+                           zip(df.dataset, scheme, df.backbone, df.metric, keys)])
     trained = df[df.weighting != "none"]
     several = bool((trained.groupby(["col_id", "weighting"]).aux.nunique() > 1).any())
     df["row_base"] = [f"{w} [{a}]" if several and w != "none" else w for w, a in zip(df.weighting, df.aux)]
@@ -172,7 +177,8 @@ def compare(root: Path, split: str = "test") -> Comparison:
     df["column"], df["column_keys"] = df.col_id.map(col_label), df.col_id.map(col_keys)
     df["completed"] = df.status == "completed"
     cells = (df.groupby(["row", "column"], sort=False)
-               .agg(dataset=("dataset", "first"), scheme=("scheme", "first"), backbone=("backbone", "first"),
+               .agg(dataset=("dataset", "first"), scheme=("scheme", "first"), direction=("direction", "first"),
+                    backbone=("backbone", "first"),
                     metric=("metric", "first"), weighting=("weighting", "first"), setting=("setting", "first"),
                     row_keys=("row_keys", "first"), column_keys=("column_keys", "first"),
                     groups=("group", "nunique"), mean=("value", "mean"), std=("value", _std),
@@ -192,17 +198,24 @@ def compare(root: Path, split: str = "test") -> Comparison:
     return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped)
 
 
+def baseline_name(scheme: str) -> str:
+    """The row every strategy of a scheme is compared with: ``direct`` for zero-shot transfer,
+    ``none`` (no auxiliary task) otherwise."""
+    return "direct" if scheme == "zeroshot" else "none"
+
+
 def _baselines(cells: pd.DataFrame) -> list[str | None]:
-    """Each cell's ``none`` baseline: the ``none`` row of the same column with the same
+    """Each cell's baseline (:func:`baseline_name`): that row of the same column with the same
     settings (the ``setting`` part of the key), if exactly one exists."""
-    nones: dict[Any, list[str]] = {}
-    for row, column, weighting, setting in zip(cells.row, cells.column, cells.weighting, cells.setting):
-        if weighting == "none":
-            nones.setdefault((column, setting), []).append(row)
+    bases: dict[Any, list[str]] = {}
+    for row, column, weighting, setting, scheme in zip(cells.row, cells.column, cells.weighting, cells.setting,
+                                                      cells.scheme):
+        if weighting == baseline_name(scheme):
+            bases.setdefault((column, setting), []).append(row)
     out = []
-    for column, weighting, setting in zip(cells.column, cells.weighting, cells.setting):
-        match = nones.get((column, setting), [])
-        out.append(match[0] if len(match) == 1 and weighting != "none" else None)
+    for column, weighting, setting, scheme in zip(cells.column, cells.weighting, cells.setting, cells.scheme):
+        match = bases.get((column, setting), [])
+        out.append(match[0] if len(match) == 1 and weighting != baseline_name(scheme) else None)
     return out
 
 

@@ -6,9 +6,10 @@ removed (:data:`NON_RESULT_KEYS`: output paths, progress bars, checkpointing, ``
 Hydra's own settings). The remaining keys fall into three parts:
 
 * **column** (:data:`COLUMN_PREFIXES`): the scheme (``command``) and the encoder it starts
-  from (``pretrained``, finetune only), the dataset and the backbone: what a paper's table
-  puts in its columns;
-* **strategy**: ``weighting.*`` and ``aux.*``, which define the row;
+  from (``pretrained``, finetune and zeroshot), the dataset, the backbone and, for zero-shot
+  runs, the source and target types (``zeroshot.*``): what a paper's table puts in its columns;
+* **strategy**: ``weighting.*`` and ``aux.*`` (``transfer.*`` for zero-shot runs), which define
+  the row;
 * **setting**: everything else (trainer, device, ...), which also distinguishes rows where it
   varies within a column, and must match between a strategy and the ``none`` run it is
   compared with.
@@ -27,8 +28,8 @@ from typing import Any
 
 # Keys (or prefixes ending in ".") that never change a run's numbers.
 NON_RESULT_KEYS = ("seed", "rerun", "paths.", "hydra.", "trainer.progress", "trainer.checkpoint")
-COLUMN_PREFIXES = ("command", "pretrained", "dataset.", "backbone.")
-STRATEGY_PREFIXES = ("weighting.", "aux.")
+COLUMN_PREFIXES = ("command", "pretrained", "dataset.", "backbone.", "zeroshot.")
+STRATEGY_PREFIXES = ("weighting.", "aux.", "transfer.")
 TARGET_READS = ("aux.head_dim",)  # aux keys the target task reads: settings, not strategy
 Part = tuple[tuple[str, str], ...]
 UNSET = "<unset>"
@@ -71,7 +72,7 @@ def run_key(config: Mapping[str, Any], weighting: str) -> RunKey:
     command = flat.get("command", "")
     column, setting, strategy = {}, {}, {}
     for key, value in flat.items():
-        if _matches(key, NON_RESULT_KEYS) or (key == "pretrained" and command != "finetune"):
+        if _matches(key, NON_RESULT_KEYS) or (key == "pretrained" and command not in ("finetune", "zeroshot")):
             continue
         if _matches(key, COLUMN_PREFIXES):
             column[key] = value

@@ -18,7 +18,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .compare import GAIN, ORDER, Comparison, cell_at
+from ..errors import AuxrunError
+
+from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison, cell_at
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
 BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt"]
@@ -123,5 +125,48 @@ def molecules_grid(c: Comparison) -> tuple[list[list[str]], str]:
                  *("" for _ in pub["columns"])])
     caption = (f"Ours: mean ± std (n seeds) of the target metric; {GAIN} relative to none over all columns. "
                f"Hu et al.: {pub['source']}, ROC-AUC x 100; pre-trained on ZINC-2M where ours uses MOSES. "
+               f"{pub['note']}")
+    return grid, caption
+
+
+def ktn_grid(c: Comparison) -> tuple[list[list[str]], str]:
+    """The KTN paper's layout: one row per transfer method, one column per zero-shot setting
+    (dataset, source -> target, backbone) with ``mean ± std (n)`` of the target metric, then the
+    published OAG-CS figures (OpenHGNN's KTN reproduction) as extra columns labelled with their
+    dataset, in the rows of the methods they report (their base HGNN is our ``direct``). A last
+    column holds each method's gain over ``direct`` averaged over our columns, and a last row,
+    ``ktn vs direct``, KTN's gain in every column, published ones included:
+
+    ``gain_c(s) = (m_{s,c} - m_{direct,c}) / m_{direct,c} * 100%``.
+    """
+    pub = published()["ktn"]
+    cells = c.cells[c.cells.scheme == "zeroshot"]
+    if cells.empty:
+        raise AuxrunError("compare --layout ktn: no zeroshot runs found; run e.g. `auxrun zeroshot -m "
+                          "transfer=ktn,direct seed=0,1,2` first")
+    rank = {name: i for i, name in enumerate(TRANSFER_ORDER)}
+    rows = sorted(cells.row.unique(), key=lambda r: (rank.get(r.split(" ")[0], len(rank)), r))
+    columns = cells.drop_duplicates("column")
+    columns = columns.iloc[sorted(range(len(columns)), key=lambda i: (
+        columns.dataset.iloc[i], columns.direction.iloc[i], _backbone_key(columns.backbone.iloc[i]),
+        columns.column.iloc[i]))]
+    labels = [f"{d} {dirn} / {b.upper()}" + (f" [{k}]" if k else "")
+              for d, dirn, b, k in zip(columns.dataset, columns.direction, columns.backbone, columns.column_keys)]
+    by_column = [cells[cells.column == col].set_index("row") for col in columns.column]
+    gains = [block_gains({"c": {s: float(col.at[s, "mean"]) for s in col.index if col.at[s, "n"] > 0}}, rows, True,
+                         {s: col.at[s, "baseline"] for s in col.index}) for col in by_column]
+    grid = [["method", *labels, *(f"{r['task']} (published)" for r in pub["rows"]), f"{GAIN} vs direct"]]
+    for r in rows:
+        printed = [f"{p['values'][pub['columns'].index(r)]:.3f}" if r in pub["columns"] else "" for p in pub["rows"]]
+        mine = [g[r] for g in gains if r in g]
+        grid.append([r, *(cell_at(col, r) for col in by_column), *printed,
+                     f"{sum(mine) / len(mine):+.2f}%" if mine else "-"])
+    ktn_rows = [r for r in rows if r.split(" ")[0] == "ktn"]
+    for k in ktn_rows:
+        published_gain = [(v[1] - v[0]) / v[0] * 100 for v in (p["values"] for p in pub["rows"])]
+        grid.append([f"{k} vs direct", *(f"{g[k]:+.2f}%" if k in g else "-" for g in gains),
+                     *(f"{g:+.2f}%" for g in published_gain), ""])
+    caption = (f"Target {cells.metric.iloc[0]}, mean ± std (n seeds); zero-shot: target labels are read for the "
+               f"test metric only. {GAIN}: relative to direct with the same settings. Published: {pub['source']}. "
                f"{pub['note']}")
     return grid, caption

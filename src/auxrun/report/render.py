@@ -12,10 +12,11 @@ from rich.table import Table
 
 from ..errors import AuxrunError
 from .compare import GAIN, Comparison, cell_at
-from .paper import molecules_grid, table3_grid
+from .paper import ktn_grid, molecules_grid, table3_grid
 
 FORMATS = ("rich", "md", "csv", "latex")
-LAYOUTS = ("strategies", "table3", "molecules")
+LAYOUTS = ("strategies", "table3", "molecules", "ktn")
+PAPER_GRIDS = {"table3": table3_grid, "molecules": molecules_grid, "ktn": ktn_grid}
 
 
 def _gain(c: Comparison, row: str) -> str:
@@ -31,10 +32,11 @@ def _grid(c: Comparison) -> list[list[str]]:
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
     """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
     (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
-    (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``);
+    (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``), or
+one row per zero-shot transfer method beside the published KTN figures (``ktn``);
     see :mod:`auxrun.report.paper`."""
-    if layout in ("table3", "molecules"):
-        grid, caption = (table3_grid if layout == "table3" else molecules_grid)(c)
+    if layout in PAPER_GRIDS:
+        grid, caption = PAPER_GRIDS[layout](c)
         return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)", caption)
     if layout != "strategies":
         raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")

@@ -60,3 +60,13 @@ def find_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
         if result is not None:
             out.append((path.parent, result))
     return out
+
+
+def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The result already in ``run_dir`` when it finished (completed, or diverged, which a
+    deterministic rerun would repeat) with exactly this resolved ``config``; else ``None``."""
+    path = run_dir / "result.json"
+    result = read_result(path) if path.exists() else None
+    if result and result["status"] in ("completed", "diverged") and result.get("config") == config:
+        return result
+    return None

@@ -92,3 +92,33 @@ def ranking_metrics(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 
     idcg = torch.cumsum(discount, 0)[(n_rel - 1).clamp(min=0)]
     ndcg = torch.where(has, dcg / idcg, torch.zeros_like(dcg))
     return torch.stack([rr, ndcg])
+
+
+def label_ranking(scores: Tensor, relevant: Tensor) -> dict[str, float]:
+    """Zero-shot label metrics of ``scores`` (nodes, C) against 0/1 ``relevant`` (nodes, C),
+    averaged over the nodes with at least one relevant label.
+
+    * ``ndcg``: NDCG of the ranking of all C labels, ``mrr``: reciprocal rank of the first
+      relevant label (both exact under random tie-breaking, :func:`ranking_metrics`).
+    * ``f1_micro`` / ``f1_macro``: each node predicts its top ``|R_v|`` labels (``R_v`` its
+      relevant set; one label for single-label data, where micro-F1 is accuracy);
+      ``micro = 2 sum TP / (2 sum TP + sum FP + sum FN)`` over all (node, label) decisions,
+      ``macro`` the mean over labels that are relevant or predicted somewhere of
+      ``2 TP_c / (2 TP_c + FP_c + FN_c)``.
+    """
+    relevant = relevant.bool()
+    keep = relevant.any(1)
+    scores, relevant = scores[keep].detach().double(), relevant[keep]
+    if not len(scores):
+        return {"ndcg": float("nan"), "mrr": float("nan"), "f1_micro": float("nan"), "f1_macro": float("nan")}
+    rr, ndcg = ranking_metrics(scores, relevant, torch.zeros_like(relevant), k=scores.shape[1])
+    size = relevant.sum(1)
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(scores.shape[1], device=scores.device).expand_as(order).contiguous())
+    pred = rank < size[:, None]
+    tp, fp, fn = ((m.sum(0).double()) for m in (pred & relevant, pred & ~relevant, ~pred & relevant))
+    micro = float(2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()))
+    seen = (tp + fp + fn) > 0
+    macro = float((2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])).mean())
+    return {"ndcg": float(ndcg.mean()), "mrr": float(rr.mean()), "f1_micro": micro, "f1_macro": macro}

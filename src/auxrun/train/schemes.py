@@ -25,7 +25,7 @@ from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..io import write_text
 from ..models import Encoder, build_encoder
-from ..report.results import read_result, write_result
+from ..report.results import finished_result, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
@@ -149,17 +149,6 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(data, encoder, target, aux, strategy, device, gen, extra)
 
 
-def finished_result(run_dir: Path, cfg: DictConfig) -> dict | None:
-    """The result already in ``run_dir`` when it finished (completed, or diverged, which a
-    deterministic rerun would repeat) with exactly this config; else ``None``."""
-    path = run_dir / "result.json"
-    result = read_result(path) if path.exists() else None
-    if result and result["status"] in ("completed", "diverged") and \
-            result.get("config") == OmegaConf.to_container(cfg, resolve=True):
-        return result
-    return None
-
-
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one job of ``cfg.command`` in ``run_dir``; returns the written result.
 
@@ -168,7 +157,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """
     _validate(cfg)
     run_dir = Path(run_dir)
-    if not cfg.get("rerun", False) and (done := finished_result(run_dir, cfg)) is not None:
+    if not cfg.get("rerun", False) and (done := finished_result(run_dir, OmegaConf.to_container(cfg, resolve=True))) is not None:
         console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
         return done
     run_dir.mkdir(parents=True, exist_ok=True)

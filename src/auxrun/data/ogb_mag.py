@@ -1,0 +1,127 @@
+"""``dataset=ogbn_mag``: OGB's ogbn-mag from its raw files, the public stand-in for KTN's OAG.
+
+Place the ``raw`` folder of OGB's ``mag.zip`` (published with the Open Graph Benchmark,
+ogb.stanford.edu, node property prediction, ogbn-mag; ODC-BY) under ``dataset.data_dir``:
+
+    raw/num-node-dict.csv.gz                          header of node types, one row of counts
+    raw/node-feat/paper/node-feat.csv.gz              one row of 128 floats per paper
+    raw/node-label/paper/node-label.csv.gz            one venue id per paper
+    raw/relations/<src>___<rel>___<dst>/edge.csv.gz   one "src,dst" row per edge, for
+        author___affiliated_with___institution, author___writes___paper,
+        paper___cites___paper, paper___has_topic___field_of_study
+
+(``data_dir`` may also point at the ``raw`` folder itself.) Papers are labelled with their
+venue (349 classes); authors, as KTN labels authors from their papers, get labels derived from
+the venues of the papers they wrote (:mod:`auxrun.transfer.data`). Only papers have features;
+with ``derived_features: true`` every other type gets the mean of its linked nodes' features
+(authors: their papers; fields of study: their papers; institutions: their authors), a
+type-specific view of the same signal as in KTN's OAG graph; otherwise they get ID embeddings.
+The regular schemes' target is paper venue classification on a seeded random 80/10/10 split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+
+from ..errors import AuxrunError
+from .cache import cached, file_stamp, fingerprint, progress
+from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split
+from .kg import one_hot
+
+VERSION = 1
+RELATIONS = (("author", "affiliated_with", "institution"), ("author", "writes", "paper"),
+             ("paper", "cites", "paper"), ("paper", "has_topic", "field_of_study"))
+OFFLINE = "dataset=synthetic_zeroshot or dataset=movielens (offline)"
+
+
+def raw_files(data_dir: str | None) -> dict[str, Path]:
+    """The raw files' paths, or one clear error naming what is missing and where it is published."""
+    if not data_dir:
+        raise AuxrunError("dataset=ogbn_mag reads OGB's raw ogbn-mag files: set dataset.data_dir to the folder "
+                          "holding raw/ from mag.zip (Open Graph Benchmark, ogbn-mag), or use " + OFFLINE)
+    root = Path(str(data_dir)).expanduser()
+    raw = root / "raw" if (root / "raw").is_dir() else root
+    files = {"num_nodes": raw / "num-node-dict.csv.gz", "feat": raw / "node-feat" / "paper" / "node-feat.csv.gz",
+             "label": raw / "node-label" / "paper" / "node-label.csv.gz"}
+    files |= {"__".join(r): raw / "relations" / "___".join(r) / "edge.csv.gz" for r in RELATIONS}
+    missing = [str(p.relative_to(raw)) for p in files.values() if not p.is_file()]
+    if missing:
+        raise AuxrunError(f"dataset=ogbn_mag: {', '.join(missing)} not found in {raw}; place the raw/ folder of OGB's "
+                          f"mag.zip (Open Graph Benchmark, ogbn-mag) there, or use {OFFLINE}")
+    return files
+
+
+def _read(path: Path, dtype) -> np.ndarray:
+    try:
+        return pd.read_csv(path, compression="gzip", header=None, dtype=dtype).to_numpy()
+    except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
+        raise AuxrunError(f"cannot read {path}: {exc}") from None
+
+
+def load_ogb_mag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
+    """Build (or load from the cache) the ogbn-mag graph of this config and seed."""
+    files = raw_files(cfg.get("data_dir"))
+    key = fingerprint("ogbn_mag", VERSION, bool(cfg.derived_features), int(seed),
+                      {k: file_stamp(p) for k, p in files.items()})
+    return cached(cache_dir, "graphs", key, lambda: _build(cfg, seed, files, key, cache_dir))
+
+
+def _mean_of(edges: torch.Tensor, x_src: torch.Tensor, n_dst: int) -> torch.Tensor:
+    """Row ``d``: the mean of ``x_src`` over the edges ``s -> d`` (zeros where there is none)."""
+    total = torch.zeros(n_dst, x_src.shape[1]).index_add_(0, edges[1], x_src[edges[0]])
+    count = torch.zeros(n_dst).index_add_(0, edges[1], torch.ones(edges.shape[1]))
+    return total / count.clamp_min(1)[:, None]
+
+
+def _build(cfg: DictConfig, seed: int, files: dict[str, Path], key: str, cache_dir: str | None) -> GraphData:
+    with progress("building ogbn-mag graph", 3) as advance:
+        try:
+            counts_df = pd.read_csv(files["num_nodes"], compression="gzip")
+        except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
+            raise AuxrunError(f"cannot read {files['num_nodes']}: {exc}") from None
+        counts = {str(c): int(counts_df[c].iloc[0]) for c in counts_df.columns}
+        x_paper = torch.from_numpy(_read(files["feat"], np.float32))
+        labels = torch.from_numpy(_read(files["label"], np.int64)).view(-1)
+        n_paper = counts.get("paper", len(labels))
+        if x_paper.shape[0] != n_paper or len(labels) != n_paper:
+            raise AuxrunError(f"ogbn_mag: {n_paper} papers in num-node-dict, but {x_paper.shape[0]} feature rows "
+                              f"and {len(labels)} labels")
+        advance("papers")
+        edges = {}
+        for rel in RELATIONS:
+            ei = torch.from_numpy(_read(files["__".join(rel)], np.int64)).T.contiguous()
+            if ei.shape[0] != 2 or (ei.numel() and (int(ei[0].max()) >= counts[rel[0]] or
+                                                    int(ei[1].max()) >= counts[rel[2]])):
+                raise AuxrunError(f"ogbn_mag: {files['__'.join(rel)]} must hold two columns of node ids within "
+                                  f"the counts of num-node-dict")
+            edges[rel] = ei
+        advance("relations")
+        x: dict[str, torch.Tensor] = {"paper": x_paper}
+        if bool(cfg.derived_features):
+            x["author"] = _mean_of(edges[("author", "writes", "paper")].flip(0), x_paper, counts["author"])
+            x["field_of_study"] = _mean_of(edges[("paper", "has_topic", "field_of_study")], x_paper,
+                                           counts["field_of_study"])
+            x["institution"] = _mean_of(edges[("author", "affiliated_with", "institution")], x["author"],
+                                        counts["institution"])
+            embedded: list[str] = []
+        else:
+            for t in ("author", "institution", "field_of_study"):
+                x[t] = torch.zeros(counts[t], 0)
+            embedded = ["author", "institution", "field_of_study"]
+        num_classes = int(labels.max()) + 1
+        split = random_split(n_paper, (0.8, 0.1), torch.Generator().manual_seed(int(seed)))
+        advance("features")
+    return GraphData(
+        name=str(cfg.name), x=x, edge_index=add_reverse(edges),
+        target=TargetSpec(kind="node_cls", split=split, node_type="paper", labels=labels, num_classes=num_classes),
+        embedded=embedded,
+        node_labels={"paper": NodeLabels(one_hot(labels, num_classes), [f"venue{i}" for i in range(num_classes)])},
+        info={"source": str(files["num_nodes"].parent), "nodes": counts,
+              "edges": {"__".join(r): int(e.shape[1]) for r, e in edges.items()}},
+        fingerprint=key, cache_dir=cache_dir,
+    )

@@ -1,0 +1,206 @@
+"""Domain-adaptation baselines of the KTN paper, on the shared encoder and classifier.
+
+Source domain: the step's labelled source nodes ``B_S``; target domain: a random batch ``B_T``
+of target nodes of the same size (their labels are never read). ``h`` are final-layer
+embeddings, ``p = softmax(f(h))`` the classifier's predictions. Each loss enters as
+``L_cls + lambda * L``.
+
+* ``dan`` (Long et al. 2015): multi-kernel MMD, ``MMD^2 = mean k(h_s, h_s') + mean k(h_t, h_t')
+  - 2 mean k(h_s, h_t)`` with skada's kernel sum ``k(x, y) = sum_u exp(-||x - y|| / sigma_u)``,
+  33 bandwidths ``sigma_u = 2^{-8 + u/2} * median ||h_s - h_s'||`` (``skada.deep.losses.dan_loss``).
+* ``jan`` (Long et al. 2017): joint MMD over features and predictions, the same estimator with
+  the product kernel ``k_h(h, h') * k_p(p, p')`` (both of skada's form, bandwidths from the
+  source medians of each layer).
+* ``dann`` (Ganin et al. 2016): a domain discriminator ``D`` behind a gradient reversal layer,
+  ``L = BCE(D(R(h_s)), 1) + BCE(D(R(h_t)), 0)`` (means over each domain); ``D`` learns to tell
+  the domains apart while the reversed gradient trains the encoder to confuse it.
+* ``cdan`` (Long et al. 2018): the discriminator sees the multilinear map ``h (x) p`` (outer
+  product, flattened); ``p`` is detached as in the authors' code, so the adversarial gradient
+  reaches the encoder through ``h``. ``cdan_e``: each example's BCE is weighted by
+  ``w = 1 + exp(-H(p))`` (``H`` the entropy), normalised to sum to 1 within each domain.
+* ``wdgrl`` (Shen et al. 2018): a critic ``c`` estimates the Wasserstein-1 distance
+  ``W = mean c(h_s) - mean c(h_t)``; before each model step it takes ``transfer.critic_steps``
+  Adam steps maximising ``W - gamma * GP`` on the step's detached embeddings, with
+  ``GP = mean (||grad c(h^)|| - 1)^2`` at random interpolates ``h^ = e h_s + (1 - e) h_t``;
+  the model then minimises ``L_cls + lambda * W``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Embeddings, StepBatch, Transfer
+from .data import ZeroShotData
+
+BANDWIDTHS = torch.tensor([2 ** (-8 + u / 2) for u in range(33)])  # skada's, times the median distance
+
+
+def multi_kernel(x: Tensor, y: Tensor, scale: Tensor) -> Tensor:
+    """``k(x_i, y_j) = sum_u exp(-||x_i - y_j|| / (b_u * scale))``, the kernel of skada's DAN loss."""
+    sigmas = BANDWIDTHS.to(x) * scale
+    return torch.exp(-torch.cdist(x, y)[None] / sigmas[:, None, None]).sum(0)
+
+
+def median_distance(x: Tensor, eps: float = 1e-7) -> Tensor:
+    return torch.median(torch.cdist(x, x)).detach() + eps
+
+
+def joint_mmd(layers_s: list[Tensor], layers_t: list[Tensor]) -> Tensor:
+    """Biased JMMD estimate with the product over layers of :func:`multi_kernel` (bandwidth
+    scale per layer: the median pairwise source distance)."""
+    kss = kst = ktt = None
+    for s, t in zip(layers_s, layers_t):
+        scale = median_distance(s)
+        k = (multi_kernel(s, s, scale), multi_kernel(s, t, scale), multi_kernel(t, t, scale))
+        kss, kst, ktt = k if kss is None else (kss * k[0], kst * k[1], ktt * k[2])
+    assert kss is not None and kst is not None and ktt is not None
+    return kss.mean() + ktt.mean() - 2 * kst.mean()
+
+
+class _Reverse(torch.autograd.Function):
+    """Gradient reversal: identity forward, ``-grad`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return -grad
+
+
+def reverse_gradient(x: Tensor) -> Tensor:
+    return _Reverse.apply(x)
+
+
+def _mlp(inp: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def _pair(emb: Embeddings, batch: StepBatch, source: str, target: str) -> tuple[Tensor, Tensor]:
+    return emb[source][batch.source], emb[target][batch.target]
+
+
+class DAN(Transfer):
+    name = "dan"
+
+    def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
+        from skada.deep.losses import dan_loss  # imported on use: skada pulls in scikit-learn and POT
+
+        h_s, h_t = _pair(emb, batch, self.source, self.target)
+        return dan_loss(h_s, h_t)
+
+
+class JAN(Transfer):
+    name = "jan"
+
+    def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
+        h_s, h_t = _pair(emb, batch, self.source, self.target)
+        p_s, p_t = classifier(h_s).softmax(1), classifier(h_t).softmax(1)
+        return joint_mmd([h_s, p_s], [h_t, p_t])
+
+
+def domain_bce(d_s: Tensor, d_t: Tensor, w_s: Tensor | None = None, w_t: Tensor | None = None) -> Tensor:
+    """``BCE(d_s, 1) + BCE(d_t, 0)`` on logits, each a mean over its domain (or a weighted sum
+    with weights that sum to 1)."""
+    l_s = F.binary_cross_entropy_with_logits(d_s, torch.ones_like(d_s), reduction="none")
+    l_t = F.binary_cross_entropy_with_logits(d_t, torch.zeros_like(d_t), reduction="none")
+    if w_s is None or w_t is None:
+        return l_s.mean() + l_t.mean()
+    return (w_s * l_s).sum() + (w_t * l_t).sum()
+
+
+class DANN(Transfer):
+    name = "dann"
+
+    def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
+        super().__init__(zs, hidden, cfg)
+        self.discriminator = _mlp(self.input_dim(hidden, zs.num_classes), int(cfg.get("disc_hidden", hidden)))
+
+    def input_dim(self, hidden: int, num_classes: int) -> int:
+        return hidden
+
+    def features(self, h: Tensor, classifier: nn.Module) -> Tensor:
+        return h
+
+    def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
+        h_s, h_t = _pair(emb, batch, self.source, self.target)
+        d_s = self.discriminator(reverse_gradient(self.features(h_s, classifier))).squeeze(1)
+        d_t = self.discriminator(reverse_gradient(self.features(h_t, classifier))).squeeze(1)
+        return domain_bce(d_s, d_t, *self.weights(h_s, h_t, classifier))
+
+    def weights(self, h_s: Tensor, h_t: Tensor, classifier: nn.Module) -> tuple[Tensor | None, Tensor | None]:
+        return None, None
+
+
+def multilinear(h: Tensor, p: Tensor) -> Tensor:
+    """``vec(p h^T)``: the outer product of predictions and features, flattened, ``(n, C * d)``."""
+    return (p[:, :, None] * h[:, None, :]).flatten(1)
+
+
+def entropy_weights(p: Tensor) -> Tensor:
+    """``w = 1 + exp(-H(p))`` per row, normalised to sum to 1 (no gradient)."""
+    p = p.detach()
+    h = -(p * torch.log(p.clamp_min(1e-12))).sum(1)
+    w = 1 + torch.exp(-h)
+    return w / w.sum()
+
+
+class CDAN(DANN):
+    name = "cdan"
+    entropy = False
+
+    def input_dim(self, hidden: int, num_classes: int) -> int:
+        return hidden * num_classes
+
+    def features(self, h: Tensor, classifier: nn.Module) -> Tensor:
+        return multilinear(h, classifier(h).softmax(1).detach())
+
+    def weights(self, h_s: Tensor, h_t: Tensor, classifier: nn.Module) -> tuple[Tensor | None, Tensor | None]:
+        if not self.entropy:
+            return None, None
+        return entropy_weights(classifier(h_s).softmax(1)), entropy_weights(classifier(h_t).softmax(1))
+
+
+class CDANE(CDAN):
+    name = "cdan_e"
+    entropy = True
+
+
+def gradient_penalty(critic: nn.Module, h_s: Tensor, h_t: Tensor, gen: torch.Generator | None = None) -> Tensor:
+    """``mean (||grad_h c(h^)||_2 - 1)^2`` at ``h^ = e h_s + (1 - e) h_t``, ``e ~ U(0, 1)`` per row."""
+    n = min(len(h_s), len(h_t))
+    e = torch.rand(n, 1, generator=gen, device="cpu").to(h_s)
+    mix = (e * h_s[:n] + (1 - e) * h_t[:n]).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    return (grad.norm(dim=1) - 1).pow(2).mean()
+
+
+class WDGRL(Transfer):
+    name = "wdgrl"
+
+    def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
+        super().__init__(zs, hidden, cfg)
+        self.critic = _mlp(hidden, int(cfg.get("disc_hidden", hidden)))
+        self.critic_steps, self.gamma = int(cfg.critic_steps), float(cfg.gamma)
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=float(cfg.critic_lr))
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        return list(self.critic.parameters())
+
+    def wasserstein(self, h_s: Tensor, h_t: Tensor) -> Tensor:
+        return self.critic(h_s).mean() - self.critic(h_t).mean()
+
+    def before_step(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> None:
+        h_s, h_t = (h.detach() for h in _pair(emb, batch, self.source, self.target))
+        for _ in range(self.critic_steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            objective = self.wasserstein(h_s, h_t) - self.gamma * gradient_penalty(self.critic, h_s, h_t)
+            (-objective).backward()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
+        return self.wasserstein(*_pair(emb, batch, self.source, self.target))

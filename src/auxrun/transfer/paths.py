@@ -1,0 +1,109 @@
+"""Meta-paths between two node types and their row-normalised adjacency matrices.
+
+A meta-path ``p = (r_1, ..., r_k)`` from type ``S`` to type ``T`` is a walk over relations:
+``r_1`` leaves ``S``, each ``r_{i+1}`` leaves the type ``r_i`` enters, ``r_k`` enters ``T``.
+With ``A_r`` the 0/1 adjacency of relation ``r = (a, rel, b)`` (``A_r[i, j] = 1`` for the edge
+``i -> j``, shape ``(n_a, n_b)``), the path's instance counts are ``C_p = A_{r_1} ... A_{r_k}``
+and its row-normalised adjacency is
+
+    A_p[s, t] = C_p[s, t] / sum_t' C_p[s, t']        (rows without an instance stay zero),
+
+so ``(A_p H_T)[s]`` is the mean of ``h_t`` over the path instances that start at ``s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from ..data.graph import EdgeType
+from ..errors import AuxrunError
+
+
+@dataclass(frozen=True)
+class MetaPath:
+    """A walk over relations; ``name`` is the relation names joined by ``,``."""
+
+    relations: tuple[EdgeType, ...]
+
+    @property
+    def name(self) -> str:
+        return ",".join(r[1] for r in self.relations)
+
+    @property
+    def start(self) -> str:
+        return self.relations[0][0]
+
+    @property
+    def end(self) -> str:
+        return self.relations[-1][2]
+
+    def reverse(self, edge_types: list[EdgeType]) -> "MetaPath":
+        """The same walk backwards, over each relation's reverse (``rel`` <-> ``rev_rel``)."""
+        by_key = {(s, r, d) for s, r, d in edge_types}
+        out = []
+        for s, r, d in reversed(self.relations):
+            rev = r[4:] if r.startswith("rev_") else f"rev_{r}"
+            if (d, rev, s) not in by_key:
+                raise AuxrunError(f"relation {r!r} has no reverse {rev!r} in this graph")
+            out.append((d, rev, s))
+        return MetaPath(tuple(out))
+
+
+def metapaths(edge_types: list[EdgeType], source: str, target: str, hops: int) -> list[MetaPath]:
+    """Every meta-path from ``source`` to ``target`` with 1 to ``hops`` relations, shortest first
+    (then in the graph's relation order)."""
+    out: list[MetaPath] = []
+    frontier: list[tuple[EdgeType, ...]] = [()]
+    for _ in range(int(hops)):
+        grown = []
+        for walk in frontier:
+            here = walk[-1][2] if walk else source
+            grown += [(*walk, r) for r in edge_types if r[0] == here]
+        out += [MetaPath(w) for w in grown if w[-1][2] == target]
+        frontier = grown
+    return out
+
+
+def select_paths(found: list[MetaPath], wanted: list[str] | None) -> list[MetaPath]:
+    """``found`` (``wanted`` None or ``all``) or the listed ones by name, in the listed order."""
+    if not wanted or wanted == ["all"]:
+        return found
+    by_name = {p.name: p for p in found}
+    missing = [w for w in wanted if w not in by_name]
+    if missing:
+        raise AuxrunError(f"ktn.paths: {', '.join(map(repr, missing))} not among the meta-paths "
+                          f"({', '.join(by_name) or 'none'}); use all or a subset of them")
+    return [by_name[w] for w in wanted]
+
+
+def relation_adjacency(edge_index: Tensor, n_src: int, n_dst: int) -> Tensor:
+    """``A_r`` as a sparse COO ``(n_src, n_dst)`` float matrix (repeated edges count once)."""
+    keys = torch.unique(edge_index[0] * n_dst + edge_index[1])
+    idx = torch.stack([keys // n_dst, keys % n_dst])
+    return torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=edge_index.device), (n_src, n_dst)).coalesce()
+
+
+def path_adjacency(path: MetaPath, edge_index: dict[EdgeType, Tensor], counts: dict[str, int]) -> Tensor:
+    """The row-normalised ``A_p`` of ``path`` (sparse COO, ``(n_start, n_end)``)."""
+    prod = None
+    with warnings.catch_warnings():  # torch's notes on sparse support being in beta
+        warnings.simplefilter("ignore", UserWarning)
+        for rel in path.relations:
+            a = relation_adjacency(edge_index[rel], counts[rel[0]], counts[rel[2]])
+            prod = a if prod is None else torch.sparse.mm(prod, a).coalesce()
+    assert prod is not None
+    rows, values = prod.indices()[0], prod.values()
+    sums = torch.zeros(prod.shape[0], device=values.device).index_add_(0, rows, values)
+    return torch.sparse_coo_tensor(prod.indices(), values / sums[rows], prod.shape).coalesce()
+
+
+def has_instance(adj: Tensor) -> Tensor:
+    """Boolean mask of the rows of a sparse ``adj`` with at least one nonzero entry."""
+    mask = torch.zeros(adj.shape[0], dtype=torch.bool, device=adj.device)
+    mask[adj.indices()[0]] = True
+    return mask
