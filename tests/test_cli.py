@@ -55,7 +55,7 @@ def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
     for text in ("Config groups", "weighting", "auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, han, hgt, rgcn, sage",
-                 "dataset", "movielens, synthetic", "experiment", "table3", "aux", "trainer", "-m"):
+                 "dataset", "movielens, ogbn_mag, synthetic", "experiment", "table3", "aux", "trainer", "-m"):
         assert text in proc.stdout, text
 
 
@@ -122,3 +122,40 @@ def test_two_sweeps_differing_in_one_key_give_two_cells(tmp_path):
     assert [(c["row"], c["keys"], c["n"]) for c in cells] == [
         ("fixed [trainer.max_epochs=2]", "trainer.max_epochs=2", "2"),
         ("fixed [trainer.max_epochs=3]", "trainer.max_epochs=3", "2")]
+
+
+ZS_SMALL = ["dataset.num_papers=150", "dataset.num_authors=100"]
+ZS_FAST = [*ZS_SMALL, "trainer.max_epochs=3", "trainer.progress=false"]
+
+
+def test_zeroshot_sweep_writes_the_run_contract_resumes_and_compares(tmp_path):
+    sweep = tmp_path / "zs"
+    proc = run_cli("zeroshot", "-m", "transfer=ktn,direct", *ZS_FAST, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    results = sorted(sweep.glob("*/result.json"))
+    assert len(results) == 2
+    for path in results:
+        r = json.loads(path.read_text())
+        assert r["command"] == "zeroshot" and r["status"] == "completed" and r["backbone"] == "rgcn"
+        assert (r["source"], r["target"], r["primary_metric"]) == ("paper", "author", "ndcg")
+        assert set(r["metrics"]["test"]) >= {"ndcg", "mrr", "f1_micro", "f1_macro", "source_ndcg"}
+        assert set(r["metrics"]["val"]) == {"source_ndcg", "source_mrr", "source_f1_micro", "source_f1_macro",
+                                            "source_loss"}  # no target metric outside the test split
+        rows = list(csv.DictReader((path.parent / "trace.csv").open()))
+        assert {row["task"] for row in rows} == {"source", "transfer"} and len(rows) == 2 * r["steps"]
+    again = run_cli("zeroshot", "-m", "transfer=ktn,direct", *ZS_FAST, f"hydra.sweep.dir={sweep}")
+    assert again.returncode == 0 and again.stderr.count("skipped") == 2, again.stderr
+    table = run_cli("compare", "--outputs", str(sweep), "--layout", "ktn", "--format", "md")
+    assert table.returncode == 0, table.stderr
+    assert "| ktn |" in table.stdout and "ktn vs direct" in table.stdout and "(published)" in table.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["backbone=gcn", *ZS_SMALL], "type-specific parameters"),
+    (["zeroshot.target=venue", *ZS_SMALL], "not a node type"),
+    (["transfer=ktn", "transfer.hops=0", *ZS_SMALL], "transfer.hops must be at least 1"),
+    (["dataset=ogbn_mag"], "set dataset.data_dir"),
+])
+def test_zeroshot_bad_input_is_one_clear_message(tmp_path, args, message):
+    proc = run_cli("zeroshot", *args, "trainer.max_epochs=3", "trainer.progress=false", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -228,3 +228,47 @@ def test_keys_that_differ_only_between_columns_do_not_split_rows(tmp_path):
     assert set(c.cells[c.cells.row == "fixed [trainer.patience=30]"].column) == set(c.columns)
     assert c.gains["fixed [trainer.patience=30]"] == pytest.approx((0.07 / 0.70 + 0.07 / 0.80) / 2 * 100)
     assert "fixed [trainer.patience=5]" not in c.gains  # its none (patience 5) was never run
+
+
+def put_zeroshot(root: Path, name: str, transfer: str, seed: int, value: float, backbone="rgcn"):
+    write_result(root / name, {
+        "status": "completed", "command": "zeroshot", "dataset": "synthetic_zeroshot", "backbone": backbone,
+        "aux": "none", "weighting": transfer, "transfer": transfer, "source": "paper", "target": "author",
+        "seed": seed, "primary_metric": "ndcg", "higher_is_better": True,
+        "metrics": {"val": {"source_ndcg": 0.9}, "test": {"ndcg": value}},
+        "config": {"command": "zeroshot", "backbone": {"name": backbone}, "transfer": {"name": transfer},
+                   "zeroshot": {"source": "paper", "target": "author"}},
+    })
+
+
+def test_ktn_layout_rows_methods_gain_over_direct_and_published_figures(tmp_path):
+    for seed, (d, k, l) in enumerate([(0.50, 0.90, 0.70), (0.60, 0.94, 0.72)]):
+        put_zeroshot(tmp_path, f"d{seed}", "direct", seed, d)
+        put_zeroshot(tmp_path, f"k{seed}", "ktn", seed, k)
+        put_zeroshot(tmp_path, f"l{seed}", "lp", seed, l)
+    put_zeroshot(tmp_path, "h0", "direct", 0, 0.40, backbone="hgt")
+    put_zeroshot(tmp_path, "h1", "ktn", 0, 0.80, backbone="hgt")
+    c = compare(tmp_path)
+    grid = render(c, "csv", "ktn").splitlines()
+    header = next(csv.reader([grid[0]]))
+    assert header[:3] == ["method", "synthetic_zeroshot paper -> author / RGCN",
+                          "synthetic_zeroshot paper -> author / HGT"]
+    assert "OAG-CS paper -> author (L1) (published)" in header
+    rows = {r[0]: r for r in csv.reader(grid[1:])}
+    assert list(rows)[:3] == ["direct", "lp", "ktn"]  # baselines first, KTN last
+    assert rows["ktn"][1] == "0.9200 ± 0.0283 (2)" and rows["ktn"][2] == "0.8000 ± 0.0000 (1)"
+    assert rows["direct"][header.index("OAG-CS paper -> author (L1) (published)")] == "0.278"
+    # gains over direct: rgcn (0.92 - 0.55) / 0.55, hgt (0.8 - 0.4) / 0.4; the published one 0.278 -> 0.606
+    assert rows["ktn vs direct"][1] == f"{(0.92 - 0.55) / 0.55 * 100:+.2f}%"
+    assert rows["ktn vs direct"][2] == "+100.00%"
+    assert rows["ktn vs direct"][header.index("OAG-CS paper -> author (L1) (published)")] == \
+        f"{(0.606 - 0.278) / 0.278 * 100:+.2f}%"
+    assert rows["ktn"][-1] == f"{((0.92 - 0.55) / 0.55 * 100 + 100) / 2:+.2f}%"
+    # the strategies layout compares zero-shot cells with direct, not with none
+    assert c.gains["ktn"] == pytest.approx(((0.92 - 0.55) / 0.55 * 100 + 100) / 2)
+
+
+def test_ktn_layout_without_zeroshot_runs_is_a_user_error(tmp_path):
+    put(tmp_path, "n0", "none", 0, 0.7)
+    with pytest.raises(AuxrunError, match="no zeroshot runs"):
+        render(compare(tmp_path), "md", "ktn")

@@ -24,6 +24,7 @@ def test_every_config_option_composes_and_every_weighting_builds():
     from hydra import compose, initialize_config_module
 
     from auxrun.cli import group_options
+    from auxrun.transfer import METHODS
     from auxrun.weighting import build
 
     with initialize_config_module("auxrun.conf", version_base="1.3"):
@@ -34,3 +35,9 @@ def test_every_config_option_composes_and_every_weighting_builds():
         for option in group_options("weighting"):
             cfg = compose("mtl", overrides=[f"weighting={option}"])
             assert build(cfg.weighting, ["target", "a", "b"]) is not None, option
+        for option in group_options("transfer"):  # every transfer method names a registered class
+            cfg = compose("zeroshot", overrides=[f"transfer={option}"])
+            assert cfg.transfer.name in METHODS, option
+        for option in ("movielens", "ogbn_mag", "synthetic_zeroshot"):  # datasets with zero-shot defaults
+            cfg = compose("zeroshot", overrides=[f"dataset={option}"])
+            assert cfg.zeroshot.source and cfg.zeroshot.target, option

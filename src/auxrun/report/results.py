@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..io import write_json
+from ..io import write_json, write_text
 
 SCHEMA = 1
 STATUSES = ("completed", "diverged", "failed")
@@ -70,3 +70,17 @@ def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | N
     if result and result["status"] in ("completed", "diverged") and result.get("config") == config:
         return result
     return None
+
+
+def start_run(run_dir: Path, config: dict[str, Any], config_yaml: str, rerun: bool) -> dict[str, Any] | None:
+    """Begin a run in ``run_dir``: the finished result already there for this ``config``
+    (unless ``rerun``), which the caller returns instead of running again; else ``None``, after
+    creating the folder and writing ``config.yaml``."""
+    if not rerun and (done := finished_result(run_dir, config)) is not None:
+        return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", config_yaml)
+    return None
+
+
+SKIPPED = "{run_dir}: already {status} with this config, skipped (rerun=true runs it again)"

@@ -23,9 +23,8 @@ from rich.console import Console
 from .. import data as datasets
 from ..data.graph import GraphData
 from ..errors import AuxrunError
-from ..io import write_text
 from ..models import Encoder, build_encoder
-from ..report.results import finished_result, write_result
+from ..report.results import SKIPPED, start_run, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
@@ -157,11 +156,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """
     _validate(cfg)
     run_dir = Path(run_dir)
-    if not cfg.get("rerun", False) and (done := finished_result(run_dir, OmegaConf.to_container(cfg, resolve=True))) is not None:
-        console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    done = start_run(run_dir, config, OmegaConf.to_yaml(cfg, resolve=True), bool(cfg.get("rerun", False)))
+    if done is not None:
+        console.print(SKIPPED.format(run_dir=run_dir, status=done["status"]))
         return done
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     start = time.time()
     p = prepare(cfg)
     data, target, strategy = p.data, p.target, p.strategy
@@ -172,7 +171,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "primary_metric": target.primary_metric if target else None,
         "higher_is_better": target.higher_is_better if target else None,
         "device": str(p.device), "data_schema": schema, "data_info": data.info, **p.extra,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config,
     }
     try:
         out = fit(data=data, encoder=p.encoder, target=target, aux=p.aux, strategy=strategy, trainer=cfg.trainer,

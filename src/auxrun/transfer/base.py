@@ -41,11 +41,18 @@ class Transfer(nn.Module):
 
     name = "direct"
     trains = True
+    tensor_lists: tuple[str, ...] = ()  # attributes holding lists of (sparse) tensors to move with the module
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__()
         self.source, self.target = zs.source, zs.target
         self.weight = float(cfg.get("lambda", 0.0))
+
+    def _apply(self, fn, recurse=True):  # sparse adjacencies are not buffers: move them too
+        out = super()._apply(fn, recurse)
+        for attr in self.tensor_lists:
+            setattr(self, attr, [fn(t) for t in getattr(self, attr)])
+        return out
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor | None:
         """The transfer term ``L_transfer`` of this step (``None``: none)."""

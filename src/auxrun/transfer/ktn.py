@@ -39,6 +39,7 @@ def relation_key(rel: tuple[str, str, str]) -> str:
 
 class KTN(Transfer):
     name = "ktn"
+    tensor_lists = ("adjacency", "rows")
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__(zs, hidden, cfg)
@@ -56,12 +57,6 @@ class KTN(Transfer):
         self.maps = nn.ModuleDict({r: nn.Linear(hidden, hidden, bias=False) for r in rels})
         for m in self.maps.values():
             nn.init.eye_(m.weight)
-
-    def _apply(self, fn, recurse=True):  # move the sparse adjacencies with the module
-        out = super()._apply(fn, recurse)
-        self.adjacency = [fn(a) for a in self.adjacency]
-        self.rows = [fn(r) for r in self.rows]
-        return out
 
     def map_path(self, h: Tensor, path: MetaPath) -> Tensor:
         """``T_p h`` for rows ``h`` (the relation next to the target first)."""

@@ -52,6 +52,7 @@ class LP(Transfer):
 
 class EP(Transfer):
     name = "ep"
+    tensor_lists = ("adjacency",)
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__(zs, hidden, cfg)
@@ -63,11 +64,6 @@ class EP(Transfer):
         counts = {t: g.num_nodes(t) for t in g.node_types}
         self.paths = paths
         self.adjacency = [path_adjacency(p, g.edge_index, counts) for p in paths]
-
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        self.adjacency = [fn(a) for a in self.adjacency]
-        return out
 
     def target_embeddings(self, emb: Embeddings) -> Tensor:
         h_s, h_t = emb[self.source], emb[self.target]

@@ -32,9 +32,9 @@ from torch import nn
 
 from .. import data as datasets
 from ..errors import AuxrunError
-from ..io import save_torch, write_text
+from ..io import save_torch
 from ..models import ClassifierHead, Encoder, GraphView, build_encoder
-from ..report.results import finished_result, write_result
+from ..report.results import SKIPPED, start_run, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
@@ -190,9 +190,10 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
                     state["status"], state["message"] = "diverged", f"{exc} at step {state['steps']}"
                     break
                 state["step_time"] += time.perf_counter() - t0
-                state["trace"] += [{"step": state["steps"], "epoch": epoch, "task": "source", "loss": cls, "weight": 1.0},
-                                   {"step": state["steps"], "epoch": epoch, "task": "transfer",
-                                    "loss": None if math.isnan(extra) else extra, "weight": method.weight}]
+                at = {"step": state["steps"], "epoch": epoch}
+                state["trace"] += [{**at, "task": "source", "loss": cls, "weight": 1.0},
+                                   {**at, "task": "transfer", "loss": None if math.isnan(extra) else extra,
+                                    "weight": method.weight}]
                 state["steps"] += 1
             state["epochs_run"] = epoch + 1
             if state["status"] == "diverged":
@@ -224,11 +225,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     validate(cfg)
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
-    if not cfg.get("rerun", False) and (done := finished_result(run_dir, config)) is not None:
-        console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
+    done = start_run(run_dir, config, OmegaConf.to_yaml(cfg, resolve=True), bool(cfg.get("rerun", False)))
+    if done is not None:
+        console.print(SKIPPED.format(run_dir=run_dir, status=done["status"]))
         return done
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     start = time.time()
     p = prepare(cfg)
     zs, method = p.zs, p.model.method
