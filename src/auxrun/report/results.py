@@ -72,15 +72,17 @@ def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | N
     return None
 
 
-def start_run(run_dir: Path, config: dict[str, Any], config_yaml: str, rerun: bool) -> dict[str, Any] | None:
-    """Begin a run in ``run_dir``: the finished result already there for this ``config``
-    (unless ``rerun``), which the caller returns instead of running again; else ``None``, after
-    creating the folder and writing ``config.yaml``."""
-    if not rerun and (done := finished_result(run_dir, config)) is not None:
-        return done
+def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Begin a run of the composed ``cfg`` in ``run_dir``: its resolved config, and the finished
+    result already there for that config (unless ``rerun=true``), which the caller returns
+    instead of running again, saying so on ``console``; else ``None``, after creating the
+    folder and writing ``config.yaml``."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if not cfg.get("rerun", False) and (done := finished_result(run_dir, config)) is not None:
+        console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
+        return config, done
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", config_yaml)
-    return None
-
-
-SKIPPED = "{run_dir}: already {status} with this config, skipped (rerun=true runs it again)"
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return config, None

@@ -24,7 +24,7 @@ from .. import data as datasets
 from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
-from ..report.results import SKIPPED, start_run, write_result
+from ..report.results import start_run, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
@@ -156,10 +156,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """
     _validate(cfg)
     run_dir = Path(run_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    done = start_run(run_dir, config, OmegaConf.to_yaml(cfg, resolve=True), bool(cfg.get("rerun", False)))
+    config, done = start_run(cfg, run_dir, console)
     if done is not None:
-        console.print(SKIPPED.format(run_dir=run_dir, status=done["status"]))
         return done
     start = time.time()
     p = prepare(cfg)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -34,7 +34,7 @@ from .. import data as datasets
 from ..errors import AuxrunError
 from ..io import save_torch
 from ..models import ClassifierHead, Encoder, GraphView, build_encoder
-from ..report.results import SKIPPED, start_run, write_result
+from ..report.results import start_run, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
@@ -224,10 +224,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     already holds this config's finished result, unless ``rerun=true``)."""
     validate(cfg)
     run_dir = Path(run_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    done = start_run(run_dir, config, OmegaConf.to_yaml(cfg, resolve=True), bool(cfg.get("rerun", False)))
+    config, done = start_run(cfg, run_dir, console)
     if done is not None:
-        console.print(SKIPPED.format(run_dir=run_dir, status=done["status"]))
         return done
     start = time.time()
     p = prepare(cfg)
