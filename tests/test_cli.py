@@ -159,3 +159,10 @@ def test_zeroshot_sweep_writes_the_run_contract_resumes_and_compares(tmp_path):
 def test_zeroshot_bad_input_is_one_clear_message(tmp_path, args, message):
     proc = run_cli("zeroshot", *args, "trainer.max_epochs=3", "trainer.progress=false", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path):
+    proc = run_cli("mtl", "device=cuda", *FAST, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "asks for a CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "result.json").exists()

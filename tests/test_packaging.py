@@ -41,3 +41,14 @@ def test_every_config_option_composes_and_every_weighting_builds():
         for option in ("movielens", "ogbn_mag", "synthetic_zeroshot"):  # datasets with zero-shot defaults
             cfg = compose("zeroshot", overrides=[f"dataset={option}"])
             assert cfg.zeroshot.source and cfg.zeroshot.target, option
+
+
+def test_nothing_below_the_command_line_imports_it():
+    """One direction of imports: the CLI imports the schemes, never the reverse (the schemes
+    read the config folder from auxrun.configs), not even inside a function."""
+    import re
+
+    src = ROOT / "src" / "auxrun"
+    offenders = [str(f.relative_to(src)) for f in src.rglob("*.py") if f.name not in ("cli.py", "__main__.py")
+                 and re.search(r"from \.+cli import|import auxrun\.cli|from auxrun\.cli import", f.read_text())]
+    assert not offenders

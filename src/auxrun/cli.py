@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib.resources import files
 from pathlib import Path
 
 import typer
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from .configs import CONF_DIR, group_options
 from .errors import AuxrunError
 
-CONF_DIR = Path(str(files("auxrun.conf")))
 err = Console(stderr=True)
 out = Console()
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="markdown",
@@ -56,10 +55,6 @@ def _job(cfg: DictConfig) -> None:
     except AuxrunError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         sys.exit(exc.exit_code)
-
-
-def group_options(group: str) -> list[str]:
-    return sorted(f.stem for f in (CONF_DIR / group).glob("*.yaml") if not f.stem.startswith("_"))
 
 
 def check_group_overrides(args: list[str]) -> None:

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from .. import data as datasets
+from ..configs import CONF_DIR
 from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
@@ -81,8 +82,6 @@ def _choice(group: str, fallback: str) -> str | None:
     """The option chosen for ``group`` in this Hydra run, else ``fallback`` when a config file
     of that name exists, else ``None``."""
     from hydra.core.hydra_config import HydraConfig
-
-    from ..cli import CONF_DIR
 
     if HydraConfig.initialized():
         choice = HydraConfig.get().runtime.choices.get(group)
