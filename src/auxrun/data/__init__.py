@@ -19,7 +19,8 @@ from .synthetic_zeroshot import load_synthetic_zeroshot
 Loader = Callable[[DictConfig, int, "str | None"], GraphData]
 
 REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls,
-                               "moleculenet": load_moleculenet, "moses": load_moses, "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag}
+                               "moleculenet": load_moleculenet, "moses": load_moses,
+                               "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag}
 
 
 def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:

@@ -12,7 +12,8 @@ as many negatives as positives (``negatives_per_positive``) are drawn from the i
 never rated, with ``graph_seed``. Ratings below the threshold are neither. Side features:
 users get age band, gender and occupation one-hots; items get genre multi-hots and the
 release decade. The genres are also the items' class labels (``node_labels["item"]``) for
-zero-shot transfer from movies to the node types linked to them. Users, items and KG entities also get ID embeddings (``id_embedding``).
+zero-shot transfer from movies to the node types linked to them. Users, items and KG entities
+also get ID embeddings (``id_embedding``).
 """
 
 from __future__ import annotations

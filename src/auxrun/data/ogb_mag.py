@@ -56,11 +56,16 @@ def raw_files(data_dir: str | None) -> dict[str, Path]:
     return files
 
 
-def _read(path: Path, dtype) -> np.ndarray:
+def _csv(path: Path, **kwargs) -> pd.DataFrame:
+    """A gzipped CSV of OGB's raw files, or one clear error naming the file."""
     try:
-        return pd.read_csv(path, compression="gzip", header=None, dtype=dtype).to_numpy()
+        return pd.read_csv(path, compression="gzip", **kwargs)
     except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
         raise AuxrunError(f"cannot read {path}: {exc}") from None
+
+
+def _read(path: Path, dtype) -> np.ndarray:
+    return _csv(path, header=None, dtype=dtype).to_numpy()
 
 
 def load_ogb_mag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
@@ -80,10 +85,7 @@ def _mean_of(edges: torch.Tensor, x_src: torch.Tensor, n_dst: int) -> torch.Tens
 
 def _build(cfg: DictConfig, seed: int, files: dict[str, Path], key: str, cache_dir: str | None) -> GraphData:
     with progress("building ogbn-mag graph", 3) as advance:
-        try:
-            counts_df = pd.read_csv(files["num_nodes"], compression="gzip")
-        except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
-            raise AuxrunError(f"cannot read {files['num_nodes']}: {exc}") from None
+        counts_df = _csv(files["num_nodes"])
         counts = {str(c): int(counts_df[c].iloc[0]) for c in counts_df.columns}
         x_paper = torch.from_numpy(_read(files["feat"], np.float32))
         labels = torch.from_numpy(_read(files["label"], np.int64)).view(-1)

@@ -19,11 +19,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
-
 from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison, cell_at
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
-BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt"]
+BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt", "han"]
 
 
 @cache
@@ -146,10 +145,8 @@ def ktn_grid(c: Comparison) -> tuple[list[list[str]], str]:
                           "transfer=ktn,direct seed=0,1,2` first")
     rank = {name: i for i, name in enumerate(TRANSFER_ORDER)}
     rows = sorted(cells.row.unique(), key=lambda r: (rank.get(r.split(" ")[0], len(rank)), r))
-    columns = cells.drop_duplicates("column")
-    columns = columns.iloc[sorted(range(len(columns)), key=lambda i: (
-        columns.dataset.iloc[i], columns.direction.iloc[i], _backbone_key(columns.backbone.iloc[i]),
-        columns.column.iloc[i]))]
+    columns = (cells.drop_duplicates("column").assign(gnn=lambda d: d.backbone.map(_backbone_key))
+               .sort_values(["dataset", "direction", "gnn", "column"]))
     labels = [f"{d} {dirn} / {b.upper()}" + (f" [{k}]" if k else "")
               for d, dirn, b, k in zip(columns.dataset, columns.direction, columns.backbone, columns.column_keys)]
     by_column = [cells[cells.column == col].set_index("row") for col in columns.column]

@@ -33,7 +33,7 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
     """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
     (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
     (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``), or
-one row per zero-shot transfer method beside the published KTN figures (``ktn``);
+    one row per zero-shot transfer method beside the published KTN figures (``ktn``);
     see :mod:`auxrun.report.paper`."""
     if layout in PAPER_GRIDS:
         grid, caption = PAPER_GRIDS[layout](c)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     record.setdefault("finished_at", datetime.now(timezone.utc).isoformat())
     write_json(run_dir / "result.json", record)
     return record
+
+
+def write_failure(run_dir: Path, base: dict[str, Any], exc: BaseException, start: float) -> dict[str, Any]:
+    """Record a run that stopped with ``exc``: ``base`` with status ``failed``, the error, empty
+    metrics and the time since ``start`` (``time.time()``)."""
+    return write_result(run_dir, {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                                  "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
 
 
 def read_result(path: Path) -> dict[str, Any] | None:

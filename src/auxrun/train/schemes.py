@@ -25,7 +25,7 @@ from ..configs import CONF_DIR
 from ..data.graph import GraphData
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
-from ..report.results import start_run, write_result
+from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
@@ -38,15 +38,19 @@ log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 
-def _validate(cfg: DictConfig) -> None:
-    if cfg.command not in COMMANDS:
-        raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
-    t = cfg.trainer
-    for key in ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"):
+def check_trainer(t: DictConfig, counts: tuple[str, ...]) -> None:
+    """``trainer.<key>`` at least 1 for each of ``counts`` and a positive ``trainer.lr``."""
+    for key in counts:
         if int(t[key]) < 1:
             raise AuxrunError(f"trainer.{key} must be at least 1 (got {t[key]})")
     if float(t.lr) <= 0:
         raise AuxrunError(f"trainer.lr must be positive (got {t.lr})")
+
+
+def _validate(cfg: DictConfig) -> None:
+    if cfg.command not in COMMANDS:
+        raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
+    check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")
@@ -174,8 +178,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         out = fit(data=data, encoder=p.encoder, target=target, aux=p.aux, strategy=strategy, trainer=cfg.trainer,
                   run_dir=run_dir, gen=p.gen, console=console)
     except Exception as exc:
-        write_result(run_dir, {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                               "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
+        write_failure(run_dir, base, exc, start)
         raise
     if cfg.command == "pretrain" and out.state.status == "completed":
         save_encoder(run_dir / FILENAME, p.encoder, cfg.backbone, schema)

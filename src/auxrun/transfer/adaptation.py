@@ -79,17 +79,13 @@ def _mlp(inp: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
-def _pair(emb: Embeddings, batch: StepBatch, source: str, target: str) -> tuple[Tensor, Tensor]:
-    return emb[source][batch.source], emb[target][batch.target]
-
-
 class DAN(Transfer):
     name = "dan"
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
         from skada.deep.losses import dan_loss  # imported on use: skada pulls in scikit-learn and POT
 
-        h_s, h_t = _pair(emb, batch, self.source, self.target)
+        h_s, h_t = self.domains(emb, batch)
         return dan_loss(h_s, h_t)
 
 
@@ -97,7 +93,7 @@ class JAN(Transfer):
     name = "jan"
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
-        h_s, h_t = _pair(emb, batch, self.source, self.target)
+        h_s, h_t = self.domains(emb, batch)
         p_s, p_t = classifier(h_s).softmax(1), classifier(h_t).softmax(1)
         return joint_mmd([h_s, p_s], [h_t, p_t])
 
@@ -122,17 +118,22 @@ class DANN(Transfer):
     def input_dim(self, hidden: int, num_classes: int) -> int:
         return hidden
 
-    def features(self, h: Tensor, classifier: nn.Module) -> Tensor:
+    def predictions(self, h: Tensor, classifier: nn.Module) -> Tensor | None:
+        """What the discriminator is conditioned on besides ``h`` (DANN: nothing)."""
+        return None
+
+    def features(self, h: Tensor, p: Tensor | None) -> Tensor:
         return h
 
-    def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
-        h_s, h_t = _pair(emb, batch, self.source, self.target)
-        d_s = self.discriminator(reverse_gradient(self.features(h_s, classifier))).squeeze(1)
-        d_t = self.discriminator(reverse_gradient(self.features(h_t, classifier))).squeeze(1)
-        return domain_bce(d_s, d_t, *self.weights(h_s, h_t, classifier))
-
-    def weights(self, h_s: Tensor, h_t: Tensor, classifier: nn.Module) -> tuple[Tensor | None, Tensor | None]:
+    def weights(self, p_s: Tensor | None, p_t: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         return None, None
+
+    def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
+        h_s, h_t = self.domains(emb, batch)
+        p_s, p_t = self.predictions(h_s, classifier), self.predictions(h_t, classifier)
+        d_s = self.discriminator(reverse_gradient(self.features(h_s, p_s))).squeeze(1)
+        d_t = self.discriminator(reverse_gradient(self.features(h_t, p_t))).squeeze(1)
+        return domain_bce(d_s, d_t, *self.weights(p_s, p_t))
 
 
 def multilinear(h: Tensor, p: Tensor) -> Tensor:
@@ -155,13 +156,18 @@ class CDAN(DANN):
     def input_dim(self, hidden: int, num_classes: int) -> int:
         return hidden * num_classes
 
-    def features(self, h: Tensor, classifier: nn.Module) -> Tensor:
-        return multilinear(h, classifier(h).softmax(1).detach())
+    def predictions(self, h: Tensor, classifier: nn.Module) -> Tensor:
+        """``softmax(f(h))``, detached (computed once per domain and step)."""
+        return classifier(h).softmax(1).detach()
 
-    def weights(self, h_s: Tensor, h_t: Tensor, classifier: nn.Module) -> tuple[Tensor | None, Tensor | None]:
-        if not self.entropy:
+    def features(self, h: Tensor, p: Tensor | None) -> Tensor:
+        assert p is not None
+        return multilinear(h, p)
+
+    def weights(self, p_s: Tensor | None, p_t: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        if not self.entropy or p_s is None or p_t is None:
             return None, None
-        return entropy_weights(classifier(h_s).softmax(1)), entropy_weights(classifier(h_t).softmax(1))
+        return entropy_weights(p_s), entropy_weights(p_t)
 
 
 class CDANE(CDAN):
@@ -169,10 +175,10 @@ class CDANE(CDAN):
     entropy = True
 
 
-def gradient_penalty(critic: nn.Module, h_s: Tensor, h_t: Tensor, gen: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(critic: nn.Module, h_s: Tensor, h_t: Tensor) -> Tensor:
     """``mean (||grad_h c(h^)||_2 - 1)^2`` at ``h^ = e h_s + (1 - e) h_t``, ``e ~ U(0, 1)`` per row."""
     n = min(len(h_s), len(h_t))
-    e = torch.rand(n, 1, generator=gen, device="cpu").to(h_s)
+    e = torch.rand(n, 1, device="cpu").to(h_s)
     mix = (e * h_s[:n] + (1 - e) * h_t[:n]).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
     return (grad.norm(dim=1) - 1).pow(2).mean()
@@ -194,7 +200,7 @@ class WDGRL(Transfer):
         return self.critic(h_s).mean() - self.critic(h_t).mean()
 
     def before_step(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> None:
-        h_s, h_t = (h.detach() for h in _pair(emb, batch, self.source, self.target))
+        h_s, h_t = (h.detach() for h in self.domains(emb, batch))
         for _ in range(self.critic_steps):
             self.optimizer.zero_grad(set_to_none=True)
             objective = self.wasserstein(h_s, h_t) - self.gamma * gradient_penalty(self.critic, h_s, h_t)
@@ -203,4 +209,4 @@ class WDGRL(Transfer):
         self.optimizer.zero_grad(set_to_none=True)
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
-        return self.wasserstein(*_pair(emb, batch, self.source, self.target))
+        return self.wasserstein(*self.domains(emb, batch))

@@ -54,6 +54,10 @@ class Transfer(nn.Module):
             setattr(self, attr, [fn(t) for t in getattr(self, attr)])
         return out
 
+    def domains(self, emb: Embeddings, batch: StepBatch) -> tuple[Tensor, Tensor]:
+        """The step's source and target embeddings, ``(H_S[B_S], H_T[B_T])``."""
+        return emb[self.source][batch.source], emb[self.target][batch.target]
+
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor | None:
         """The transfer term ``L_transfer`` of this step (``None``: none)."""
         return None

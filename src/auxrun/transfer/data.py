@@ -55,9 +55,9 @@ class ZeroShotData:
         return len(self.class_names)
 
     @property
-    def target_nodes(self) -> Tensor:
-        """Every node of the target type (unlabelled: training may use them freely)."""
-        return torch.arange(self.graph.num_nodes(self.target), device=self.y_source.device)
+    def num_target(self) -> int:
+        """How many nodes the target type has (all unlabelled to training, which may use them)."""
+        return self.graph.num_nodes(self.target)
 
     def target_labels(self) -> Tensor:
         """The target's relevant label sets: for test metrics only."""
@@ -85,8 +85,8 @@ def whole_graph(data: GraphData) -> GraphData:
 
 
 def _drop_columns(x: Tensor, columns: list[int]) -> Tensor:
-    keep = [i for i in range(x.shape[1]) if i not in set(columns)]
-    return x[:, keep]
+    drop = set(columns)
+    return x[:, [i for i in range(x.shape[1]) if i not in drop]]
 
 
 def derive_labels(data: GraphData, source: str, target: str, y_source: Tensor,

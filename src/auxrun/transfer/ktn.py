@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import AuxrunError
 from .base import Embeddings, StepBatch, Transfer
 from .data import ZeroShotData
 from .paths import MetaPath, has_instance, metapaths, path_adjacency, select_paths
-from ..errors import AuxrunError
 
 
 def relation_key(rel: tuple[str, str, str]) -> str:

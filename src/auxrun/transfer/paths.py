@@ -13,9 +13,8 @@ so ``(A_p H_T)[s]`` is the mean of ``h_t`` over the path instances that start at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -33,25 +32,6 @@ class MetaPath:
     @property
     def name(self) -> str:
         return ",".join(r[1] for r in self.relations)
-
-    @property
-    def start(self) -> str:
-        return self.relations[0][0]
-
-    @property
-    def end(self) -> str:
-        return self.relations[-1][2]
-
-    def reverse(self, edge_types: list[EdgeType]) -> "MetaPath":
-        """The same walk backwards, over each relation's reverse (``rel`` <-> ``rev_rel``)."""
-        by_key = {(s, r, d) for s, r, d in edge_types}
-        out = []
-        for s, r, d in reversed(self.relations):
-            rev = r[4:] if r.startswith("rev_") else f"rev_{r}"
-            if (d, rev, s) not in by_key:
-                raise AuxrunError(f"relation {r!r} has no reverse {rev!r} in this graph")
-            out.append((d, rev, s))
-        return MetaPath(tuple(out))
 
 
 def metapaths(edge_types: list[EdgeType], source: str, target: str, hops: int) -> list[MetaPath]:

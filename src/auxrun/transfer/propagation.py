@@ -30,24 +30,19 @@ class LP(Transfer):
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__(zs, hidden, cfg)
-        self.propagation = LabelPropagation(num_layers=int(cfg.layers), alpha=float(cfg.alpha))
-        self.view = GraphView.from_data(zs.graph)
-        y0 = torch.zeros(sum(self.view.counts.values()), zs.num_classes)
-        train = zs.source_split["train"].cpu() + self.view.offsets[zs.source]
-        y = zs.y_source.cpu()[zs.source_split["train"].cpu()]
-        y0[train] = y / y.sum(1, keepdim=True).clamp_min(1.0)
-        self.y0 = y0
-
-    def scores(self) -> dict[str, Tensor]:
-        """Propagated label scores of every node, per node type."""
-        out = self.propagation(self.y0.to(self.view.edge_index.device), self.view.edge_index)
-        return self.view.split(out)
+        view = GraphView.from_data(zs.graph)
+        train = zs.source_split["train"]
+        y0 = torch.zeros(sum(view.counts.values()), zs.num_classes, device=zs.y_source.device)
+        y = zs.y_source[train]
+        y0[train + view.offsets[zs.source]] = y / y.sum(1, keepdim=True).clamp_min(1.0)
+        out = LabelPropagation(num_layers=int(cfg.layers), alpha=float(cfg.alpha))(y0, view.edge_index)
+        self.scores: dict[str, Tensor] = view.split(out)  # nothing is trained: propagate once
 
     def source_scores(self, emb: Embeddings, classifier: nn.Module) -> Tensor:
-        return self.scores()[self.source]
+        return self.scores[self.source]
 
     def target_scores(self, emb: Embeddings, classifier: nn.Module) -> Tensor:
-        return self.scores()[self.target]
+        return self.scores[self.target]
 
 
 class EP(Transfer):

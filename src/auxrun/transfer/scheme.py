@@ -4,7 +4,7 @@ One run: compose the zero-shot data (:mod:`auxrun.transfer.data`), build the het
 encoder (``pretrained=PATH`` to start from a pre-trained one), the source classifier and the
 transfer method, then train with ``L = L_cls + lambda * L_transfer`` (:mod:`auxrun.transfer.base`)
 in epochs over the source training nodes. Model selection and early stopping use the source
-*validation* labels only (``transfer.select`` metric, NDCG by default); the target's labels
+*validation* labels only (``zeroshot.select`` metric, NDCG by default); the target's labels
 are read once, for the test metrics of the restored best epoch. The run folder gets
 ``result.json``, ``trace.csv`` (tasks ``source`` and ``transfer``) and ``checkpoints/best.pt``
 as every other command; a folder that already holds this config's finished result is skipped.
@@ -34,12 +34,13 @@ from .. import data as datasets
 from ..errors import AuxrunError
 from ..io import save_torch
 from ..models import ClassifierHead, Encoder, GraphView, build_encoder
-from ..report.results import start_run, write_result
+from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
 from ..train.engine import write_trace
 from ..train.pretrained import load_encoder
+from ..train.schemes import check_trainer
 from . import build
 from .base import StepBatch, Transfer, soft_cross_entropy
 from .data import ZeroShotData, prepare as prepare_data
@@ -73,12 +74,7 @@ def validate(cfg: DictConfig) -> None:
     if str(cfg.backbone.name) not in HETERO_BACKBONES:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
-    t = cfg.trainer
-    for key in ("max_epochs", "batch_size"):
-        if int(t[key]) < 1:
-            raise AuxrunError(f"trainer.{key} must be at least 1 (got {t[key]})")
-    if float(t.lr) <= 0:
-        raise AuxrunError(f"trainer.lr must be positive (got {t.lr})")
+    check_trainer(cfg.trainer, ("max_epochs", "batch_size"))
     z = cfg.zeroshot
     split = list(z.source_split)
     if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
@@ -117,13 +113,20 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(zs, model, GraphView.from_data(zs.graph), device, gen, str(pretrained) if pretrained else None)
 
 
-def source_metrics(p: Prepared, split: str) -> dict[str, float]:
-    """``source_*`` label metrics of the source nodes of ``split``."""
-    model, zs = p.model, p.zs
-    model.eval()
+def embeddings(p: Prepared) -> dict[str, torch.Tensor]:
+    """The encoder's embeddings of the whole graph in evaluation mode (no gradient)."""
+    p.model.eval()
     with torch.no_grad():
-        emb = model.encoder(zs.graph.x, p.graph)
-        nodes = zs.source_split[split]
+        return p.model.encoder(p.zs.graph.x, p.graph)
+
+
+def source_metrics(p: Prepared, split: str, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """``source_*`` label metrics of the source nodes of ``split`` (on ``emb``, by default
+    :func:`embeddings`)."""
+    model, zs = p.model, p.zs
+    emb = embeddings(p) if emb is None else emb
+    nodes = zs.source_split[split]
+    with torch.no_grad():
         scores = model.method.source_scores(emb, model.classifier)[nodes]
     y = zs.y_source[nodes]
     out = label_ranking(scores, y)
@@ -132,20 +135,19 @@ def source_metrics(p: Prepared, split: str) -> dict[str, float]:
     return {f"source_{k}": v for k, v in out.items()}
 
 
-def target_metrics(p: Prepared) -> dict[str, float]:
+def target_metrics(p: Prepared, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """The target's label metrics: the only place a target label is read."""
-    model, zs = p.model, p.zs
-    model.eval()
+    model = p.model
+    emb = embeddings(p) if emb is None else emb
     with torch.no_grad():
-        emb = model.encoder(zs.graph.x, p.graph)
         scores = model.method.target_scores(emb, model.classifier)
-    return label_ranking(scores, zs.target_labels())
+    return label_ranking(scores, p.zs.target_labels())
 
 
 def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, trainer: Any) -> tuple[float, float]:
     """One optimisation step on the labelled source ``nodes``; returns ``(L_cls, L_transfer)``."""
     model, zs = p.model, p.zs
-    targets = zs.target_nodes[torch.randint(len(zs.target_nodes), (len(nodes),), generator=p.gen).to(p.device)]
+    targets = torch.randint(zs.num_target, (len(nodes),), generator=p.gen).to(p.device)
     batch = StepBatch(source=nodes, target=targets)
     emb = model.encoder(zs.graph.x, p.graph)
     model.method.before_step({k: v.detach() for k, v in emb.items()}, batch, model.classifier)
@@ -238,11 +240,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             **({"pretrained": p.pretrained} if p.pretrained else {})}
     try:
         state = fit(p, cfg.trainer, run_dir, str(cfg.zeroshot.select))
-        val = source_metrics(p, "val")
-        test = {**target_metrics(p), **source_metrics(p, "test")}
+        emb = embeddings(p)  # the kept epoch's embeddings serve every final metric
+        val = source_metrics(p, "val", emb)
+        test = {**target_metrics(p, emb), **source_metrics(p, "test", emb)}
     except Exception as exc:
-        write_result(run_dir, {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                               "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
+        write_failure(run_dir, base, exc, start)
         raise
     write_trace(run_dir / "trace.csv", state["trace"])
     result = write_result(run_dir, {
