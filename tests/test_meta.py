@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from auxrun.data import load
-from auxrun.models import Encoder, GraphView
+from auxrun.data.view import FullGraph
+from auxrun.models import Encoder
 from auxrun.tasks import build_aux, build_target
 from auxrun.train.engine import StepContext, TaskModel
 from auxrun.weighting import build
@@ -38,7 +39,8 @@ def make_step(make_cfg, weighting: str, overrides: list[str], seed: int = 0):
     strategy = build(cfg.weighting, ["target", *aux])
     model = TaskModel(Encoder(cfg.backbone, data.schema()), {"target": target, **aux})
     model.train()
-    ctx = StepContext(model, data, GraphView.from_data(data), target, aux, strategy, cfg.trainer)
+    ctx = StepContext(model, FullGraph(data, model.tasks, int(cfg.trainer.aux_batch_size)), target, aux, strategy,
+                      cfg.trainer)
     gen = torch.Generator().manual_seed(seed)
     return strategy, ctx.step(next(target.train_batches(int(cfg.trainer.batch_size), gen)), gen, 1)
 

@@ -119,23 +119,23 @@ def test_auxiliary_labels_on_small_molecules():
     g = data.mols.collate(torch.arange(2))
     gen = torch.Generator().manual_seed(0)
     mask = AttributeMasking("am", 8, 0.3)
-    b = mask.sample_for(g, 64, gen)
+    b = mask.sample(64, gen, g)
     assert len(b["atoms"]) == round(0.3 * 10) and torch.equal(b["labels"], g.x[b["atoms"], 0])
     x = mask.corrupt({"atom": g.x}, b)["atom"]
     assert (x[b["atoms"]] == torch.tensor([MASK_ATOM, 0])).all() and (g.x[b["atoms"], 0] != MASK_ATOM).all()
     edge = EdgePrediction("ep", 8)
-    b = edge.sample_for(g, 64, gen)
+    b = edge.sample(64, gen, g)
     bonds = {tuple(e) for e in g.edge_index.t().tolist()}
     for (u, v), y in zip(b["pairs"].t().tolist(), b["labels"].tolist()):
         assert g.batch[u] == g.batch[v] and u != v  # pairs within one molecule
         assert ((u, v) in bonds) == (y == 1.0)
     assert 0 < b["labels"].sum() < len(b["labels"])
     info = InfoGraph("ig", 8)
-    b = info.sample_for(g, 64, gen)
+    b = info.sample(64, gen, g)
     assert torch.equal(b["pos"], g.batch[b["atoms"]]) and (b["neg"] != b["pos"]).all()
     motif = MotifPrediction("mo", 8, data.mols, None)
     names = fragment_names()
-    labels = motif.sample_for(g, 64, gen)["labels"]
+    labels = motif.sample(64, gen, g)["labels"]
     have = [{n for n, v in zip(names, row.tolist()) if v} for row in labels]
     assert "fr_Al_OH" in have[0] and "fr_benzene" not in have[0]
     assert {"fr_benzene", "fr_phenol"} <= have[1] and "fr_Al_OH" not in have[1]
@@ -217,13 +217,13 @@ def test_context_prediction_rings_and_anchors_on_a_chain():
 
     data = mol_data(["CCCCCCCCCC", "CC", "C"], torch.zeros(3, 0), "none")  # decane, ethane, methane
     g = data.mols.collate(torch.arange(3))
-    b = ContextPrediction("c", 8, 2, 2, 0.0).sample_for(g, 64, torch.Generator())
+    b = ContextPrediction("c", 8, 2, 2, 0.0).sample(64, torch.Generator(), g)
     assert len(b["centers"]) == 2  # methane has no atom 1..2 bonds from its center: skipped
     g = data.mols.collate(torch.arange(2))
     assert hop_distances(g, torch.tensor([3, 10]), 4).tolist() == [3, 2, 1, 0, 1, 2, 3, 4, 5, 5] + [0, 1]
     task = ContextPrediction("ctx", 8, num_layers=2, context_layers=2, dropout=0.0)  # r1 = 1, r2 = 4
     for seed in range(5):
-        b = task.sample_for(g, 64, torch.Generator().manual_seed(seed))
+        b = task.sample(64, torch.Generator().manual_seed(seed), g)
         c, c_eth = b["centers"].tolist()  # ethane counts too: its other atom is an anchor (1 bond away)
         assert c < 10 <= c_eth
         ctx = sorted(b["ctx_atoms"].tolist())

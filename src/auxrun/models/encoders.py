@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch_geometric import nn as gnn
 
 from ..errors import AuxrunError
-from .graph_view import GraphView
+from ..data.graph_view import GraphView
 
 HOMOGENEOUS = ("gcn", "gat", "gin", "sage", "rgcn")
 PER_RELATION = ("hgt", "han")  # run on the per-relation edge_index_dict
@@ -95,21 +95,22 @@ class Encoder(nn.Module):
         )
         self.act = nn.ReLU()
 
-    def embed_inputs(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``h_v^0 = W_t x_v + b_t + e_t (+ z_v)`` per node type (see the module docstring)."""
+    def embed_inputs(self, x: dict[str, Tensor], n_id: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """``h_v^0 = W_t x_v + b_t + e_t (+ z_v)`` per node type (see the module docstring);
+        on a subgraph ``n_id[t]`` names the graph-wide node behind each row (its ``z_v``)."""
         out = {}
         for t, v in x.items():
             h = self.type_embedding[self.type_index[t]].expand(v.shape[0], -1)
             if t in self.inputs:
                 h = h + self.inputs[t](v)
             if t in self.ids:
-                h = h + self.ids[t].weight
+                h = h + (self.ids[t].weight if n_id is None else self.ids[t](n_id[t]))
             out[t] = h
         return out
 
     def forward(self, x: dict[str, Tensor], graph: GraphView) -> dict[str, Tensor]:
         """Embeddings per node type, each (num_nodes_t, hidden)."""
-        h_dict = self.embed_inputs(x)
+        h_dict = self.embed_inputs(x, graph.n_id)
         last = len(self.convs) - 1
         if self.name in PER_RELATION:
             edges = {self.safe_names[tuple(k)]: v for k, v in graph.edge_index_dict.items()}

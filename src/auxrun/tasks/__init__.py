@@ -36,9 +36,14 @@ MOL_KINDS = ("attr_mask", "context", "edge_pred", "infograph", "motif")
 AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", *MOL_KINDS)
 
 
+def molecular(data: GraphData | MolData) -> bool:
+    """Whether ``data`` holds molecules (its schema says so: the same test picks the encoder)."""
+    return data.schema().get("kind") == "molecules"
+
+
 def build_target(data: GraphData | MolData, hidden: int, head_dim: int) -> TargetTask:
-    if isinstance(data, MolData):
-        return GraphPrediction(data, hidden)
+    if molecular(data):
+        return GraphPrediction(data, hidden)  # type: ignore[arg-type]
     if data.target.kind == "node_cls":
         return NodeClassification(data.target, hidden)
     return LinkPrediction(data, hidden, head_dim)
@@ -62,7 +67,7 @@ def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hi
     if name == "target":
         raise AuxrunError("an auxiliary task cannot be called 'target'")
     kind = spec.get("kind")
-    if kind in MOL_KINDS or isinstance(data, MolData):
+    if kind in MOL_KINDS or molecular(data):
         return _build_molecular(name, kind, spec, data, hidden, num_layers)
     if kind == "planted":
         task: Task = PlantedPairs(name, data, str(spec.relation), hidden, head_dim)
@@ -89,7 +94,7 @@ def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hi
 def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData, hidden: int,
                      num_layers: int) -> Task:
     """A molecular self-supervised task (see :mod:`auxrun.tasks.molecular`)."""
-    if not isinstance(data, MolData):
+    if not molecular(data):
         raise AuxrunError(f"auxiliary task {name!r} ({kind}) needs a molecular dataset, not {data.name!r}")
     if kind == "attr_mask":
         return AttributeMasking(name, hidden, float(spec.get("mask_rate", 0.15)))
@@ -101,7 +106,7 @@ def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData,
     if kind == "infograph":
         return InfoGraph(name, hidden)
     if kind == "motif":
-        return MotifPrediction(name, hidden, data.mols, data.cache_dir)
+        return MotifPrediction(name, hidden, data.mols, data.cache_dir)  # type: ignore[union-attr]
     raise AuxrunError(f"auxiliary task {name!r}: kind {kind!r} does not apply to molecules; "
                       f"use one of {', '.join(MOL_KINDS)}")
 

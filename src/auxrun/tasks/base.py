@@ -34,14 +34,17 @@ class Task(nn.Module):
     higher_is_better: bool = True
     head: nn.Module
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
-        """A random training batch (auxiliary tasks draw one per step)."""
+    def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:
+        """A random training batch (auxiliary tasks draw one per step). Tasks on one graph
+        sample graph-wide (``graph`` is ``None``); molecular tasks draw their examples from
+        the step's molecules, which the data view passes as ``graph``."""
         raise NotImplementedError
 
-    def sample_for(self, graph, batch_size: int, gen: torch.Generator) -> Batch:
-        """This step's training batch given the step's graph (a molecular batch draws its
-        examples from the step's molecules; a task on one fixed graph ignores it)."""
-        return self.sample(batch_size, gen)
+    def node_refs(self) -> dict[str, tuple[str, ...]]:
+        """Which entries of this task's batches hold node indices, and of which node type (one
+        type per row of a 2-D entry): a subgraph view takes them as seeds and localises them.
+        Empty where batches index something else (molecules)."""
+        return {}
 
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         """Per-example losses ``l_j`` (shape ``(n,)``) on ``batch``; ``x`` are the clean features."""
@@ -51,12 +54,14 @@ class Task(nn.Module):
         """Inputs to use for this step's forward pass, or ``None`` to leave them alone."""
         return None
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
-        """Metrics on ``split`` (auxiliary tasks use a fixed evaluation sample)."""
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
+        """Metrics: a target's on ``split``; an auxiliary task's on ``batch``, its fixed
+        evaluation batch (:meth:`eval_batch`), with ``x`` the clean features."""
         raise NotImplementedError
 
     def eval_batch(self) -> Batch | None:
-        """The fixed batch ``evaluate`` scores, when it needs a corrupted forward pass."""
+        """The fixed batch an auxiliary task is evaluated on (graph-wide indices)."""
         return None
 
 
@@ -76,6 +81,11 @@ class TargetTask(Task):
     def batch(self, idx: Tensor, gen: torch.Generator) -> Batch:
         """The batch of training examples at positions ``idx`` (CPU long tensor)."""
         raise NotImplementedError
+
+    def eval_nodes(self, split: str) -> dict[str, Tensor]:
+        """Graph-wide node indices per node type whose embeddings :meth:`evaluate` reads on
+        ``split`` (a subgraph view computes only those)."""
+        return {}
 
     def strata(self) -> Tensor | None:
         """One class key per training example (1-D, CPU) for stratified hold-outs, or ``None``
@@ -105,7 +115,7 @@ class TargetTask(Task):
         for idx in shuffled_chunks(len(positions), batch_size, gen):
             yield self.batch(positions[idx], gen)
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:
         positions = self._positions()
         return self.batch(positions[torch.randint(len(positions), (batch_size,), generator=gen)], gen)
 

@@ -104,6 +104,11 @@ class GraphPrediction(TargetTask):
             per = (out - y0) ** 2
         return masked_task_mean(per, mask)
 
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
+        """Metrics on ``split`` from ``emb["graph"]``, the split's molecules in split order."""
+        return self.metrics(self.head(emb["graph"]), self.data.mols.y[self.data.split[split]])
+
     def metrics(self, out: Tensor, y: Tensor) -> dict[str, float]:
         """``roc_auc`` or ``rmse`` (plus ``loss``) of head outputs ``out`` against ``y``."""
         out, y = out.detach().cpu(), y.cpu()
@@ -120,17 +125,16 @@ class MolAuxTask(Task):
 
     metric_name = "auc"
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
-        raise RuntimeError("molecular auxiliary tasks draw their examples from the step's molecules")
-
-    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph: MolBatch | None = None) -> Batch:
+        """Examples drawn from the step's molecules ``graph`` (the molecule view passes them)."""
         raise NotImplementedError
 
     def score(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Scores and 0/1 labels for the AUC metric."""
         raise NotImplementedError
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
         assert batch is not None
         s, y = self.score(emb, batch, x)
         return {self.metric_name: roc_auc(s, y)}
@@ -151,7 +155,7 @@ class AttributeMasking(MolAuxTask):
         self.name, self.mask_rate = name, float(mask_rate)
         self.head = nn.Linear(hidden, NUM_PREDICTED_ATOM_TYPES)
 
-    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph: MolBatch | None = None) -> Batch:
         n = graph.x.shape[0]
         k = max(1, int(round(self.mask_rate * n)))
         atoms = torch.randperm(n, generator=gen)[:k].to(graph.x.device)
@@ -165,7 +169,8 @@ class AttributeMasking(MolAuxTask):
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         return F.cross_entropy(self.head(emb["atom"][batch["atoms"]]), batch["labels"], reduction="none")
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
         assert batch is not None
         pred = self.head(emb["atom"][batch["atoms"]]).argmax(1)
         return {"acc": float((pred == batch["labels"]).float().mean())}
@@ -179,7 +184,7 @@ class EdgePrediction(MolAuxTask):
         self.name = name
         self.head = PairHead(hidden, None)
 
-    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph: MolBatch | None = None) -> Batch:
         ei = graph.edge_index.cpu()
         bonds = ei[:, ei[0] < ei[1]]
         pos = bonds[:, torch.randperm(bonds.shape[1], generator=gen)[: max(1, batch_size // 2)]]
@@ -221,7 +226,7 @@ class InfoGraph(MolAuxTask):
         self.head = nn.ModuleDict({"local": mlp(), "global": mlp()})
         self.scale = 1.0 / math.sqrt(hidden)
 
-    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph: MolBatch | None = None) -> Batch:
         n, b = graph.x.shape[0], graph.num_graphs
         atoms = torch.randperm(n, generator=gen)[:batch_size]
         own = graph.batch.cpu()[atoms]
@@ -279,13 +284,14 @@ class MotifPrediction(MolAuxTask):
         self.labels = cached(cache_dir, "motifs", key, lambda: motif_labels(mols.smiles))
         self.head = nn.Linear(hidden, self.labels.shape[1])
 
-    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph: MolBatch | None = None) -> Batch:
         return {"labels": self.labels[graph.mols.cpu()].to(graph.x.device)}
 
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         return F.binary_cross_entropy_with_logits(self.head(emb["graph"]), batch["labels"], reduction="none").mean(1)
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor], batch: Batch | None = None) -> dict[str, float]:
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
         assert batch is not None
         return {"auc": multitask_roc_auc(self.head(emb["graph"]), batch["labels"])}
 
@@ -325,7 +331,7 @@ class ContextPrediction(MolAuxTask):
         self.head = MolEncoder(cfg, {})
         self.scale = 1.0 / math.sqrt(hidden)
 
-    def sample_for(self, graph: MolBatch, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph: MolBatch | None = None) -> Batch:
         dev = graph.x.device
         sizes = graph.atom_counts()
         centers = (graph.atom_start.cpu() + (torch.rand(graph.num_graphs, generator=gen) * sizes).long()).to(dev)

@@ -30,17 +30,23 @@ class NodeClassification(TargetTask):
         return len(self.split["train"])
 
     def batch(self, idx: Tensor, gen: torch.Generator) -> Batch:
-        nodes = self.split["train"]
-        return {"nodes": nodes[idx.to(nodes.device)]}
+        nodes = self.split["train"][idx.to(self.split["train"].device)]
+        return {"nodes": nodes, "y": self.labels[nodes]}
+
+    def node_refs(self) -> dict[str, tuple[str, ...]]:
+        return {"nodes": (self.node_type,)}
+
+    def eval_nodes(self, split: str) -> dict[str, Tensor]:
+        return {self.node_type: self.split[split]}
 
     def strata(self) -> Tensor:
         return self.labels[self.split["train"]].cpu()
 
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
-        nodes = batch["nodes"]
-        return F.cross_entropy(self.head(emb[self.node_type][nodes]), self.labels[nodes], reduction="none")
+        return F.cross_entropy(self.head(emb[self.node_type][batch["nodes"]]), batch["y"], reduction="none")
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
         nodes = self.split[split]
         logits = self.head(emb[self.node_type][nodes])
         out = f1_scores(logits.argmax(-1), self.labels[nodes], self.num_classes)
@@ -68,7 +74,7 @@ class AttributeGeneration(Task):
         k = min(eval_size, self.num_nodes)
         self._eval = {"nodes": torch.randperm(self.num_nodes, generator=g)[:k].to(x.device)}
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:
         k = min(batch_size, self.num_nodes)
         device = self._eval["nodes"].device
         return {"nodes": torch.randperm(self.num_nodes, generator=gen)[:k].to(device)}
@@ -82,8 +88,13 @@ class AttributeGeneration(Task):
         nodes = batch["nodes"]
         return (self.head(emb[self.node_type][nodes]) - x[self.node_type][nodes]).pow(2).mean(-1)
 
+    def node_refs(self) -> dict[str, tuple[str, ...]]:
+        return {"nodes": (self.node_type,)}
+
     def eval_batch(self) -> Batch:
         return self._eval
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
-        return {"mse": float(self.losses(emb, self._eval, x).mean())}
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
+        assert x is not None
+        return {"mse": float(self.losses(emb, batch if batch is not None else self._eval, x).mean())}

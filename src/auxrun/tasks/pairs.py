@@ -43,11 +43,18 @@ class PairTask(Task):
     def scores(self, emb: Embeddings, pairs: Tensor) -> Tensor:
         return self.head(emb[self.src_type][pairs[0]], emb[self.dst_type][pairs[1]])
 
+    def node_refs(self) -> dict[str, tuple[str, ...]]:
+        return {"pairs": (self.src_type, self.dst_type)}
+
     def losses(self, emb: Embeddings, batch: Batch, x: dict[str, Tensor]) -> Tensor:
         return F.binary_cross_entropy_with_logits(self.scores(emb, batch["pairs"]), batch["labels"], reduction="none")
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
-        batch = self._eval_pairs(split)
+    def eval_batch(self) -> Batch:
+        return self._eval_pairs("val")
+
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
+        batch = batch if batch is not None else self._eval_pairs(split)
         return {"auc": roc_auc(self.scores(emb, batch["pairs"]), batch["labels"])}
 
     def _eval_pairs(self, split: str) -> Batch:
@@ -77,7 +84,7 @@ class _PositivesVsNegatives(PairTask):
         self.num_src, self.num_dst = num_src, num_dst
         self.known = known  # sorted keys of pairs that must not be sampled as negatives
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:
         k = max(1, batch_size // 2)
         pos = self.positives[:, torch.randint(self.positives.shape[1], (k,), generator=gen).to(self.positives.device)]
         neg = sample_non_edges(k, self.num_src, self.num_dst, self.known, gen, device=self.positives.device)
@@ -98,7 +105,7 @@ class PlantedPairs(PairTask):
         super().__init__(name, p.src_type, p.dst_type, hidden, head_dim)
         self.pairs, self.labels = p.pairs, p.labels
 
-    def sample(self, batch_size: int, gen: torch.Generator) -> Batch:
+    def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:
         idx = torch.randint(self.pairs.shape[1], (batch_size,), generator=gen).to(self.pairs.device)
         return {"pairs": self.pairs[:, idx], "labels": self.labels[idx]}
 
@@ -334,7 +341,16 @@ class LinkPrediction(PairTask, TargetTask):
     def _eval_pairs(self, split: str) -> Batch:
         return labelled_pairs(self.split[split], self.negatives[split])
 
-    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor]) -> dict[str, float]:
+    def eval_nodes(self, split: str) -> dict[str, Tensor]:
+        """The split's sources (its pairs and the ranked ones) and every destination (ranking)."""
+        pairs = self._eval_pairs(split)["pairs"]
+        dst = torch.arange(self.num_dst, device=pairs.device)
+        if self.src_type == self.dst_type:
+            return {self.dst_type: dst}
+        return {self.src_type: torch.unique(pairs[0]), self.dst_type: dst}
+
+    def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
+                 batch: Batch | None = None) -> dict[str, float]:
         batch = self._eval_pairs(split)
         out = {"auc": roc_auc(self.scores(emb, batch["pairs"]), batch["labels"])}
         out.update(self.ranking(emb, split))

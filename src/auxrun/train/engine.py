@@ -1,7 +1,8 @@
 """The training loop shared by every scheme.
 
-Each step: sample a batch of target examples (and one batch per auxiliary task), run the
-encoder once on the step's inputs (auxiliary tasks such as attribute generation may hide
+Each step: take a batch of target examples, ask the data view (:mod:`auxrun.data.view`) for
+the step's inputs (one batch per auxiliary task and the graph they all share: the whole
+graph, a sampled subgraph or the step's molecules), run the encoder once on them (auxiliary tasks such as attribute generation may hide
 some features), compute every task's per-example losses, let the weighting strategy fill the
 gradients, take an optimiser step. Each epoch: evaluate on validation, keep the best epoch
 (early stopping with ``patience``), checkpoint it. At the end: restore the best epoch and
@@ -10,6 +11,7 @@ evaluate on validation and test.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -27,32 +29,46 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from ..data.graph import GraphData
+from ..data.graph_view import GraphView
 from ..data.molecules import MolData
+from ..data.view import DataView, make_view
 from ..io import save_torch, write_text
-from ..models import Encoder, GraphView
+from ..models import Encoder
 from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
 from .lookahead import lookahead_names, make_lookahead, rng_snapshot
-from .molecular import evaluate_molecules
 
 log = logging.getLogger(__name__)
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
 
 
 class TaskModel(nn.Module):
-    """The shared encoder and every task (whose heads are the only parameters tasks own)."""
+    """The shared encoder and every task (whose heads are the only parameters tasks own).
 
-    def __init__(self, encoder: Encoder, tasks: dict[str, Task]) -> None:
+    ``precision="bf16"`` runs every forward pass (steps, look-ahead re-evaluations,
+    evaluation) under ``torch.autocast`` in bfloat16; losses come back in float32."""
+
+    def __init__(self, encoder: Encoder, tasks: dict[str, Task], precision: str = "32") -> None:
         super().__init__()
         self.encoder = encoder
         self.tasks = nn.ModuleDict(tasks)
+        self.precision = str(precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this model's precision (a no-op at 32 bits)."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        device = next(self.parameters()).device
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
     def forward(self, x: dict[str, Tensor], x_clean: dict[str, Tensor], graph: GraphView,
                 batches: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         """Per-example losses of every task in ``batches``: one encoder pass on ``x`` (the
         step's possibly corrupted inputs), reconstruction targets from ``x_clean``."""
-        emb = self.encoder(x, graph)
-        return {name: self.tasks[name].losses(emb, batch, x_clean) for name, batch in batches.items()}
+        with self.autocast():
+            emb = self.encoder(x, graph)
+            losses = {name: self.tasks[name].losses(emb, batch, x_clean) for name, batch in batches.items()}
+        return {n: v.float() for n, v in losses.items()} if self.precision == "bf16" else losses
 
 
 @dataclass
@@ -82,52 +98,34 @@ class StepContext:
     """Builds the :class:`Step` of one optimisation step (the engine's inner loop body, kept
     separate so tests can build exactly the steps the engine trains on)."""
 
-    def __init__(self, model: TaskModel, data: GraphData | MolData, graph: GraphView | None, target: TargetTask | None,
-                 aux: dict[str, Task], strategy: Weighting, trainer: Any) -> None:
-        self.model, self.data, self.graph = model, data, graph
+    def __init__(self, model: TaskModel, view: DataView, target: TargetTask | None, aux: dict[str, Task],
+                 strategy: Weighting, trainer: Any) -> None:
+        self.model, self.view = model, view
         self.target, self.aux, self.strategy, self.trainer = target, aux, strategy, trainer
         self.shared = [p for p in model.encoder.parameters() if p.requires_grad]
         self.heads = {name: [p for p in t.parameters() if p.requires_grad] for name, t in model.tasks.items()}
         self.theta_names = lookahead_names(model)
         self.device = next(model.parameters()).device
 
-    def inputs(self, batch: dict | None, gen: torch.Generator) -> tuple[dict[str, Tensor], Any]:
-        """The step's clean inputs and graph: the dataset's graph, or for molecules the batch of
-        the target's molecules (a random corpus sample when pre-training)."""
-        if not isinstance(self.data, MolData):
-            return self.data.x, self.graph
-        if batch is not None:
-            ids = batch["mols"]
-        else:
-            pool = self.data.split["train"]
-            ids = pool[torch.randint(len(pool), (int(self.trainer.aux_batch_size),), generator=gen)]
-        g = self.data.mols.collate(ids).to(self.device)
-        return {"atom": g.x}, g
-
     def step(self, batch: dict | None, gen: torch.Generator, index: int) -> Step:
-        """Sample the auxiliary batches, corrupt inputs, one forward pass; attach the
-        look-ahead closures when the strategy needs them, with a meta batch from fold
-        ``index mod folds`` of the training split, or from the held-out part of the training
-        split for strategies that reserve one (``meta_holdout``)."""
-        x_clean, graph = self.inputs(batch, gen)
-        batches = {TARGET: batch} if self.target is not None else {}
-        batches |= {n: t.sample_for(graph, int(self.trainer.aux_batch_size), gen) for n, t in self.aux.items()}
-        x = x_clean
+        """The step's inputs from the data view (target batch, a batch of every auxiliary
+        task, the graph they share), corrupted inputs, one forward pass; the look-ahead
+        closures when the strategy needs them, on the meta batch the strategy picks
+        (:meth:`Weighting.meta_batch`) with inputs of its own from the view."""
+        inputs = self.view.step(batch, gen)
+        x = inputs.x
         for n, t in self.aux.items():
-            x = t.corrupt(x, batches[n]) or x
+            x = t.corrupt(x, inputs.batches[n]) or x
         rng_step = rng_snapshot(self.device)
-        losses = self.model(x, x_clean, graph, batches)
+        losses = self.model(x, inputs.x, inputs.graph, inputs.batches)
         lookahead = None
         if self.strategy.needs_lookahead:
             assert self.target is not None
-            if self.strategy.meta_holdout:
-                meta_batch = self.target.heldout_batch(int(self.trainer.batch_size), gen)
-            else:
-                meta_batch = self.target.fold_batch(index, self.strategy.folds, int(self.trainer.batch_size), gen)
-            meta_inputs = self.inputs(meta_batch, gen) if isinstance(self.data, MolData) else None
-            lookahead = make_lookahead(self.model, self.theta_names, x, x_clean, graph, batches, rng_step,
-                                       meta_batch, rng_snapshot(self.device), meta_inputs)
-        return Step(losses=losses, shared=self.shared, heads=self.heads, batches=batches, lookahead=lookahead)
+            meta_batch = self.strategy.meta_batch(self.target, index, int(self.trainer.batch_size), gen)
+            meta = self.view.meta_inputs(meta_batch, gen)
+            lookahead = make_lookahead(self.model, self.theta_names, x, inputs, rng_step, meta,
+                                       rng_snapshot(self.device))
+        return Step(losses=losses, shared=self.shared, heads=self.heads, batches=inputs.batches, lookahead=lookahead)
 
 
 def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:
@@ -140,26 +138,23 @@ def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:
     return value if task.higher_is_better else -value
 
 
-def _evaluate(model: TaskModel, data: GraphData | MolData, graph: GraphView | None, target: TargetTask | None,
-              aux: dict[str, Task], splits: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Metrics per split: the target's under their own names, each auxiliary task's as
-    ``<task>_<metric>`` (on its fixed evaluation sample, with its own corrupted forward
-    pass where it hides inputs)."""
-    if isinstance(data, MolData):
-        return evaluate_molecules(model, data, target, aux, splits)
-    assert graph is not None
+def evaluate(model: TaskModel, view: DataView, target: TargetTask | None, aux: dict[str, Task],
+             splits: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Metrics per split: the target's under their own names (on the embeddings the view
+    computes for the splits), each auxiliary task's as ``<task>_<metric>`` (on its fixed
+    evaluation batch, with a corrupted forward pass where the task hides inputs)."""
     model.eval()
     out: dict[str, dict[str, float]] = {s: {} for s in splits}
-    with torch.no_grad():
-        emb = model.encoder(data.x, graph)
-        for s in splits:
-            if target is not None:
-                out[s].update(target.evaluate(emb, s, data.x))
+    with torch.no_grad(), model.autocast():
+        if target is not None:
+            embs = view.target_embeddings(model.encoder, splits)
+            for s in splits:
+                out[s].update(target.evaluate(embs[s], s))
         for name, task in aux.items():
-            batch = task.eval_batch()
-            x = task.corrupt(data.x, batch) if batch is not None else None
-            task_emb = model.encoder(x, graph) if x is not None else emb
-            metrics = task.evaluate(task_emb, "val", data.x)
+            inputs = view.aux_eval_inputs(name)
+            batch = inputs.batches[name]
+            emb = model.encoder(task.corrupt(inputs.x, batch) or inputs.x, inputs.graph)
+            metrics = task.evaluate(emb, "val", inputs.x, batch)
             for s in splits:
                 out[s].update({f"{name}_{k}": v for k, v in metrics.items()})
     return out
@@ -184,10 +179,10 @@ def setup(data: GraphData | MolData, encoder: nn.Module, target: TargetTask | No
         target.hold_out(strategy.meta_holdout, gen.initial_seed())
     active_aux = aux if strategy.trains_aux else {}
     tasks: dict[str, Task] = ({TARGET: target} if target is not None else {}) | active_aux
-    model = TaskModel(encoder, tasks).to(device)
+    model = TaskModel(encoder, tasks, str(trainer.get("precision", "32"))).to(device)
     strategy.to(device)
-    graph = None if isinstance(data, MolData) else GraphView.from_data(data)
-    ctx = StepContext(model, data, graph, target, active_aux, strategy, trainer)
+    view = make_view(data, tasks, trainer, gen, device)
+    ctx = StepContext(model, view, target, active_aux, strategy, trainer)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
     return model, ctx, optimizer
 
@@ -226,7 +221,7 @@ def fit(
 ) -> FitResult:
     """Train ``encoder`` and the task heads under ``strategy``; see the module docstring."""
     model, ctx, optimizer = setup(data, encoder, target, aux, strategy, trainer, gen)
-    graph, active_aux = ctx.graph, ctx.aux
+    view, active_aux = ctx.view, ctx.aux
     state = RunState()
     best_model = copy.deepcopy(model.state_dict())
     ckpt_dir = run_dir / "checkpoints"
@@ -261,7 +256,7 @@ def fit(
                 log.warning("run diverged: %s", state.message)
                 break
 
-            val = _evaluate(model, data, graph, target, {}, ("val",))["val"] if target is not None else {}
+            val = evaluate(model, view, target, {}, ("val",))["val"] if target is not None else {}
             score = _select_score(val, target)
             state.history.append({"epoch": epoch, **val})
             # the first epoch always counts, so a metric that is undefined on every epoch
@@ -281,7 +276,7 @@ def fit(
                 break
 
     model.load_state_dict(best_model)
-    final = _evaluate(model, data, graph, target, active_aux, ("val", "test"))
+    final = evaluate(model, view, target, active_aux, ("val", "test"))
     write_trace(run_dir / "trace.csv", state.trace)
     return FitResult(state=state, val=final["val"], test=final["test"],
                      seconds_per_step=step_time / max(1, steps_timed))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..data.view import StepInputs
 from ..weighting import TARGET
 from ..weighting.base import Lookahead
 
@@ -59,23 +60,22 @@ def lookahead_names(model: nn.Module) -> list[str]:
             if p.requires_grad and (n.startswith("encoder.") or n.startswith(f"tasks.{TARGET}."))]
 
 
-def make_lookahead(model: nn.Module, names: list[str], x: dict[str, Tensor], x_clean: dict[str, Tensor],
-                   graph, batches: dict, rng_step: RngState, meta_batch: dict,
-                   rng_meta: RngState, meta_inputs: tuple | None = None) -> Lookahead:
+def make_lookahead(model: nn.Module, names: list[str], x: dict[str, Tensor], inputs: StepInputs,
+                   rng_step: RngState, meta: StepInputs, rng_meta: RngState) -> Lookahead:
     """Closures over this step's inputs; ``model(x, x_clean, graph, batches)`` must return the
-    per-example losses of every task in ``batches``. The meta batch is scored on the step's
-    clean inputs, or on ``meta_inputs = (x, graph)`` when it brings its own graph (molecules)."""
-    meta_x, meta_graph = meta_inputs if meta_inputs is not None else (x_clean, graph)
-    device = x_clean[next(iter(x_clean))].device
+    per-example losses of every task in ``batches``. The step's losses are computed on ``x``
+    (its possibly corrupted features) over ``inputs``; the meta batch on ``meta``'s clean
+    features and graph (the step's own, or a graph of its own where the data view samples)."""
+    device = inputs.x[next(iter(inputs.x))].device
     named = dict(model.named_parameters())
 
     def losses_at(values: list[Tensor]) -> dict[str, Tensor]:
         with replay(rng_step, device), frozen_norm_stats(model):
-            return functional_call(model, dict(zip(names, values)), (x, x_clean, graph, batches))
+            return functional_call(model, dict(zip(names, values)), (x, inputs.x, inputs.graph, inputs.batches))
 
     def meta_loss_at(values: list[Tensor]) -> Tensor:
         with replay(rng_meta, device), frozen_norm_stats(model):
-            out = functional_call(model, dict(zip(names, values)), (meta_x, meta_x, meta_graph, {TARGET: meta_batch}))
+            out = functional_call(model, dict(zip(names, values)), (meta.x, meta.x, meta.graph, meta.batches))
         return out[TARGET].mean()
 
     return Lookahead(params=[named[n] for n in names], losses_at=losses_at, meta_loss_at=meta_loss_at)

@@ -23,6 +23,7 @@ from rich.console import Console
 from .. import data as datasets
 from ..configs import CONF_DIR
 from ..data.graph import GraphData
+from ..data.view import check_sampling
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
 from ..report.results import start_run, write_failure, write_result
@@ -34,6 +35,7 @@ from .engine import fit
 from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
 
 COMMANDS = ("pretrain", "finetune", "mtl")
+PRECISIONS = ("32", "bf16")
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
@@ -45,12 +47,15 @@ def check_trainer(t: DictConfig, counts: tuple[str, ...]) -> None:
             raise AuxrunError(f"trainer.{key} must be at least 1 (got {t[key]})")
     if float(t.lr) <= 0:
         raise AuxrunError(f"trainer.lr must be positive (got {t.lr})")
+    if str(t.get("precision", "32")) not in PRECISIONS:
+        raise AuxrunError(f"trainer.precision={t.precision}; use one of {', '.join(PRECISIONS)}")
 
 
 def _validate(cfg: DictConfig) -> None:
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))
+    check_sampling(cfg.trainer)
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")

@@ -33,7 +33,8 @@ from torch import nn
 from .. import data as datasets
 from ..errors import AuxrunError
 from ..io import save_torch
-from ..models import ClassifierHead, Encoder, GraphView, build_encoder
+from ..data.view import FullGraph
+from ..models import ClassifierHead, Encoder, build_encoder
 from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
@@ -63,7 +64,7 @@ class ZeroShotModel(nn.Module):
 class Prepared:
     zs: ZeroShotData
     model: ZeroShotModel
-    graph: GraphView
+    view: FullGraph
     device: torch.device
     gen: torch.Generator
     pretrained: str | None
@@ -75,6 +76,9 @@ def validate(cfg: DictConfig) -> None:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size"))
+    if str(cfg.trainer.get("sampling", "full")) != "full":
+        raise AuxrunError("zeroshot trains on the whole graph: KTN's matching loss and the adaptation "
+                          "baselines read every source node's neighbourhood; use trainer.sampling=full")
     z = cfg.zeroshot
     split = list(z.source_split)
     if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
@@ -110,14 +114,14 @@ def prepare(cfg: DictConfig) -> Prepared:
     classifier = ClassifierHead(hidden, zs.num_classes)
     method = build(cfg.transfer, zs, hidden)
     model = ZeroShotModel(encoder, classifier, method).to(device)
-    return Prepared(zs, model, GraphView.from_data(zs.graph), device, gen, str(pretrained) if pretrained else None)
+    return Prepared(zs, model, FullGraph(zs.graph, {}, 1), device, gen, str(pretrained) if pretrained else None)
 
 
 def embeddings(p: Prepared) -> dict[str, torch.Tensor]:
     """The encoder's embeddings of the whole graph in evaluation mode (no gradient)."""
     p.model.eval()
     with torch.no_grad():
-        return p.model.encoder(p.zs.graph.x, p.graph)
+        return p.view.embed(p.model.encoder)
 
 
 def source_metrics(p: Prepared, split: str, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
@@ -149,7 +153,8 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     model, zs = p.model, p.zs
     targets = torch.randint(zs.num_target, (len(nodes),), generator=p.gen).to(p.device)
     batch = StepBatch(source=nodes, target=targets)
-    emb = model.encoder(zs.graph.x, p.graph)
+    inputs = p.view.step(None, p.gen)
+    emb = model.encoder(inputs.x, inputs.graph)
     model.method.before_step({k: v.detach() for k, v in emb.items()}, batch, model.classifier)
     cls = soft_cross_entropy(model.classifier(emb[zs.source][nodes]), zs.y_source[nodes]).mean()
     extra = model.method.loss(emb, batch, model.classifier)

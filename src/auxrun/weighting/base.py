@@ -154,19 +154,30 @@ class Step:
 
 
 class Weighting(nn.Module):
-    """Base class of all strategies.
+    """Base class of all strategies, and the contract between a strategy and the engine.
 
     ``trains_aux`` is ``False`` for strategies that ignore auxiliary tasks (``none``): the
-    engine then does not even compute their losses. ``needs_lookahead`` asks the engine for
-    the :class:`Lookahead` closures; their meta batch comes from a fold of the training split,
-    or, when ``meta_holdout > 0``, from that fraction of it held out of training.
+    engine then does not even compute their losses. ``needs_target``: the strategy cannot
+    run without a target task (pre-training refuses it). ``needs_lookahead`` asks the engine
+    for the :class:`Lookahead` closures, whose meta batch :meth:`meta_batch` picks: from fold
+    ``step mod folds`` of a fixed ``folds``-way partition of the target's training split, or,
+    when ``meta_holdout > 0``, from that fraction of the training split, which the engine
+    holds out of training (``TargetTask.hold_out``) before the first step. Never from
+    validation.
     """
 
     name: str = "base"
     trains_aux: bool = True
     needs_target: bool = False
     needs_lookahead: bool = False
+    folds: int = 1             # meta batches cycle through this many folds of the training split
     meta_holdout: float = 0.0  # fraction of the target's training split reserved for meta batches
+
+    def meta_batch(self, target, step_index: int, batch_size: int, gen: torch.Generator) -> dict[str, Tensor]:
+        """The target examples this step's meta loss is scored on (see the class docstring)."""
+        if self.meta_holdout > 0:
+            return target.heldout_batch(batch_size, gen)
+        return target.fold_batch(step_index, self.folds, batch_size, gen)
 
     def backward(self, step: Step) -> Diagnostics:
         """Fill ``.grad`` of shared and head parameters; return per-task diagnostics

@@ -1,0 +1,96 @@
+"""The tensors an encoder runs on: a whole :class:`GraphData` or a subgraph of it.
+
+Homogeneous layers (GCN, GAT, GIN, SAGE) and RGCN run on the *homogeneous view*: node types
+are stacked (``offsets[t]`` is where type ``t`` starts) and all relations are merged into
+one ``edge_index``, with ``edge_type`` keeping each edge's relation id for RGCN. HGT and HAN
+run on the per-relation ``edge_index_dict`` (indices local to each node type).
+
+A subgraph (:meth:`GraphView.subgraph`) has the same fields over its own nodes, plus
+``n_id[t]``: the graph-wide index of each of its type-``t`` nodes (for ID embeddings and for
+gathering features); ``n_id`` is ``None`` on the whole graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .graph import EdgeType, GraphData
+
+
+@dataclass
+class GraphView:
+    node_types: list[str]
+    counts: dict[str, int]
+    offsets: dict[str, int]
+    edge_index: Tensor
+    edge_type: Tensor
+    edge_index_dict: dict[EdgeType, Tensor]
+    n_id: dict[str, Tensor] | None = None
+
+    @property
+    def metadata(self) -> tuple[list[str], list[EdgeType]]:
+        return self.node_types, list(self.edge_index_dict)
+
+    @property
+    def num_nodes(self) -> int:
+        return sum(self.counts.values())
+
+    @classmethod
+    def from_data(cls, data: GraphData) -> "GraphView":
+        types = data.node_types
+        counts = {t: data.num_nodes(t) for t in types}
+        offsets, acc = {}, 0
+        for t in types:
+            offsets[t], acc = acc, acc + counts[t]
+        parts, rel_ids = [], []
+        for i, ((s, _, d), ei) in enumerate(data.edge_index.items()):
+            parts.append(torch.stack([ei[0] + offsets[s], ei[1] + offsets[d]]))
+            rel_ids.append(torch.full((ei.shape[1],), i, dtype=torch.long, device=ei.device))
+        return cls(
+            node_types=types,
+            counts=counts,
+            offsets=offsets,
+            edge_index=torch.cat(parts, 1),
+            edge_type=torch.cat(rel_ids),
+            edge_index_dict=dict(data.edge_index),
+        )
+
+    def split(self, h: Tensor) -> dict[str, Tensor]:
+        """Cut stacked node embeddings back into one tensor per node type."""
+        return {t: h[self.offsets[t] : self.offsets[t] + self.counts[t]] for t in self.node_types}
+
+    def stacked(self, node_type: str, ids: Tensor) -> Tensor:
+        """Indices of type-``node_type`` nodes ``ids`` in the homogeneous (stacked) view."""
+        return ids + self.offsets[node_type]
+
+    def subgraph(self, nodes: Tensor, edges: Tensor) -> "GraphView":
+        """The subgraph on stacked node indices ``nodes`` (sorted, unique) with the edges
+        ``edges`` (indices into :attr:`edge_index`, both ends among ``nodes``).
+
+        Sorting keeps every type's nodes contiguous, so the subgraph is again a stacked view:
+        its type-``t`` nodes are ``nodes`` in ``[offsets[t], offsets[t] + counts[t])``."""
+        bounds = torch.tensor([self.offsets[t] + self.counts[t] for t in self.node_types], device=nodes.device)
+        per_type = torch.bucketize(nodes, bounds, right=True)
+        sizes = torch.bincount(per_type, minlength=len(self.node_types)).tolist()
+        counts = dict(zip(self.node_types, sizes))
+        offsets, acc, n_id = {}, 0, {}
+        for t in self.node_types:
+            offsets[t], acc = acc, acc + counts[t]
+            n_id[t] = nodes[offsets[t] : acc] - self.offsets[t]
+        local = torch.searchsorted(nodes, self.edge_index[:, edges])
+        edge_type = self.edge_type[edges]
+        edge_index_dict = {}
+        for i, (s, r, d) in enumerate(self.edge_index_dict):
+            ei = local[:, edge_type == i]
+            edge_index_dict[(s, r, d)] = torch.stack([ei[0] - offsets[s], ei[1] - offsets[d]])
+        return GraphView(self.node_types, counts, offsets, local, edge_type, edge_index_dict, n_id)
+
+    def localize(self, node_type: str, ids: Tensor) -> Tensor:
+        """Positions, among this subgraph's type-``node_type`` nodes, of the graph-wide node
+        indices ``ids`` (which must all be in the subgraph)."""
+        if self.n_id is None:
+            return ids
+        return torch.searchsorted(self.n_id[node_type], ids)

@@ -1,0 +1,261 @@
+"""The data view: the one protocol through which the engine gets every input.
+
+A step asks its view for :class:`StepInputs`: the clean input features, the graph the encoder
+runs on, and each task's batch in that graph's local indices. Evaluation asks the same view
+for the target's embeddings on the evaluation splits and for each auxiliary task's fixed
+evaluation batch. Three implementations:
+
+* :class:`FullGraph`: the whole graph every step (``trainer.sampling=full``).
+* :class:`SampledGraph`: the target's and every auxiliary task's examples of a step share one
+  neighbour-sampled subgraph around all their endpoints (GPT-GNN, AUX-TS), so one encoder
+  pass serves every task; a meta batch gets its own subgraph; evaluation is mini-batched
+  inference (``trainer.sampling=neighbor``, ``trainer.fanout``).
+* :class:`MoleculeBatches`: the step's molecules (the target's batch, or a random draw from
+  the corpus when pre-training) as one disconnected graph; auxiliary tasks draw their
+  examples from those molecules.
+
+Tasks tell a view what it needs to know through three methods: ``sample(batch_size, gen,
+graph)`` (graph views sample graph-wide and pass no graph; the molecule view passes the
+step's molecules), ``node_refs()`` (which batch entries hold node indices of which node type,
+so a subgraph view can take them as seeds and localise them) and, for targets,
+``eval_nodes(split)`` (whose embeddings evaluation needs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from ..errors import AuxrunError
+from .graph import GraphData
+from .graph_view import GraphView
+from .molecules import MolData
+from .neighbors import NeighborSubgraphs
+
+if TYPE_CHECKING:  # tasks depend on data, never the other way round at run time
+    from ..tasks.base import Batch, Task, TargetTask
+
+TARGET = "target"
+EVAL_SEED = 12345     # evaluation subgraphs and samples are the same every epoch
+AUX_EVAL_MOLS = 256   # molecules the auxiliary metrics are measured on
+SAMPLING = ("full", "neighbor")
+
+
+@dataclass
+class StepInputs:
+    """What one forward pass needs: clean features ``x`` per node type (the graph's own rows,
+    in local order), the ``graph`` the encoder runs on, and per task its batch in ``graph``'s
+    local indices."""
+
+    x: dict[str, Tensor]
+    graph: Any
+    batches: dict[str, "Batch"]
+
+
+class DataView:
+    """The protocol (see the module docstring); built by :func:`make_view`."""
+
+    def __init__(self, tasks: Mapping[str, "Task"], aux_batch_size: int) -> None:
+        self.tasks = dict(tasks)
+        self.aux = {n: t for n, t in self.tasks.items() if n != TARGET}
+        self.aux_batch_size = int(aux_batch_size)
+
+    def step(self, target_batch: "Batch | None", gen: torch.Generator) -> StepInputs:
+        """Inputs of one training step: ``target_batch`` plus a fresh batch of every auxiliary task."""
+        raise NotImplementedError
+
+    def meta_inputs(self, meta_batch: "Batch", gen: torch.Generator) -> StepInputs:
+        """Inputs scoring a meta batch of target examples (on its own graph where the view samples)."""
+        raise NotImplementedError
+
+    def aux_eval_inputs(self, name: str) -> StepInputs:
+        """Inputs holding auxiliary task ``name``'s fixed evaluation batch."""
+        raise NotImplementedError
+
+    def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
+        """Per split, the embeddings the target's ``evaluate`` scores (no gradients)."""
+        raise NotImplementedError
+
+
+class FullGraph(DataView):
+    """The whole graph every step; batches are already in its (graph-wide) indices."""
+
+    def __init__(self, data: GraphData, tasks: Mapping[str, "Task"], aux_batch_size: int) -> None:
+        super().__init__(tasks, aux_batch_size)
+        self.x = data.x
+        self.graph = GraphView.from_data(data)
+
+    def _sample_aux(self, gen: torch.Generator) -> dict[str, "Batch"]:
+        return {n: t.sample(self.aux_batch_size, gen) for n, t in self.aux.items()}
+
+    def _inputs(self, batches: dict[str, "Batch"], gen: torch.Generator | None) -> StepInputs:
+        return StepInputs(self.x, self.graph, batches)
+
+    def step(self, target_batch: "Batch | None", gen: torch.Generator) -> StepInputs:
+        batches = {TARGET: target_batch} if target_batch is not None else {}
+        return self._inputs(batches | self._sample_aux(gen), gen)
+
+    def meta_inputs(self, meta_batch: "Batch", gen: torch.Generator) -> StepInputs:
+        return self._inputs({TARGET: meta_batch}, gen)
+
+    def aux_eval_inputs(self, name: str) -> StepInputs:
+        return self._inputs({name: self.aux[name].eval_batch()}, None)
+
+    def embed(self, encoder: torch.nn.Module) -> dict[str, Tensor]:
+        """Every node's embedding: one encoder pass over the whole graph."""
+        return encoder(self.x, self.graph)
+
+    def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
+        emb = self.embed(encoder)
+        return {s: emb for s in splits}
+
+
+class SampledGraph(FullGraph):
+    """Neighbour-sampled subgraphs (module docstring). Training subgraphs draw from the
+    run's generator; evaluation subgraphs from a generator reset to :data:`EVAL_SEED` at
+    every evaluation, so every epoch is scored on the same subgraphs."""
+
+    def __init__(self, data: GraphData, tasks: Mapping[str, "Task"], aux_batch_size: int, fanout: list[int],
+                 eval_fanout: list[int], eval_batch_size: int, gen: torch.Generator, backend: str = "auto") -> None:
+        super().__init__(data, tasks, aux_batch_size)
+        self.train_subgraphs = NeighborSubgraphs(self.graph, fanout, gen, backend)
+        self.eval_gen = torch.Generator()
+        self.eval_subgraphs = NeighborSubgraphs(self.graph, eval_fanout, self.eval_gen, backend)
+        self.eval_batch_size = int(eval_batch_size)
+
+    def _refs(self, batches: dict[str, "Batch"]):
+        for name, batch in batches.items():
+            for key, types in self.tasks[name].node_refs().items():
+                value = batch[key]
+                rows = [value] if value.dim() == 1 else list(value)
+                yield name, key, list(zip(types, rows))
+
+    def _inputs(self, batches: dict[str, "Batch"], gen: torch.Generator | None) -> StepInputs:
+        seeds = [self.graph.stacked(t, ids) for _, _, rows in self._refs(batches) for t, ids in rows]
+        subgraphs = self.train_subgraphs if gen is not None else self.eval_subgraphs
+        sub = subgraphs.around(torch.unique(torch.cat(seeds)))
+        local = {n: dict(b) for n, b in batches.items()}
+        for name, key, rows in self._refs(batches):
+            parts = [sub.localize(t, ids) for t, ids in rows]
+            local[name][key] = parts[0] if batches[name][key].dim() == 1 else torch.stack(parts)
+        return StepInputs(self.features(sub), sub, local)
+
+    def features(self, sub: GraphView) -> dict[str, Tensor]:
+        assert sub.n_id is not None
+        return {t: v[sub.n_id[t]] for t, v in self.x.items()}
+
+    def aux_eval_inputs(self, name: str) -> StepInputs:
+        self.eval_gen.manual_seed(EVAL_SEED)
+        with torch.random.fork_rng(devices=[]):  # PyG's sampler draws from the global RNG
+            torch.manual_seed(EVAL_SEED)
+            return super().aux_eval_inputs(name)
+
+    def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
+        """Mini-batched inference: every node the target's metrics need, ``eval_batch_size``
+        seeds at a time, each chunk on its own sampled subgraph; rows nobody needs stay 0."""
+        target: TargetTask = self.tasks[TARGET]  # type: ignore[assignment]
+        needed: dict[str, list[Tensor]] = {}
+        for s in splits:
+            for t, ids in target.eval_nodes(s).items():
+                needed.setdefault(t, []).append(ids)
+        emb: dict[str, Tensor] = {}
+        self.eval_gen.manual_seed(EVAL_SEED)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            for t, parts in needed.items():
+                for chunk in torch.unique(torch.cat(parts)).split(self.eval_batch_size):
+                    sub = self.eval_subgraphs.around(self.graph.stacked(t, chunk))
+                    h = encoder(self.features(sub), sub)[t][sub.localize(t, chunk)]
+                    if t not in emb:
+                        emb[t] = h.new_zeros(self.graph.counts[t], h.shape[1])
+                    emb[t][chunk] = h
+        return {s: emb for s in splits}
+
+
+class MoleculeBatches(DataView):
+    """A batch of molecules per step (module docstring); molecules stay on the CPU until
+    their batch is collated and moved to ``device``."""
+
+    EVAL_CHUNK = 512  # molecules per forward pass when scoring a split
+
+    def __init__(self, data: MolData, tasks: Mapping[str, "Task"], aux_batch_size: int,
+                 device: torch.device) -> None:
+        super().__init__(tasks, aux_batch_size)
+        self.data, self.device = data, device
+
+    def _collate(self, ids: Tensor) -> tuple[dict[str, Tensor], Any]:
+        g = self.data.mols.collate(ids).to(self.device)
+        return {"atom": g.x}, g
+
+    def step(self, target_batch: "Batch | None", gen: torch.Generator) -> StepInputs:
+        if target_batch is not None:
+            ids = target_batch["mols"]
+        else:
+            pool = self.data.split["train"]
+            ids = pool[torch.randint(len(pool), (self.aux_batch_size,), generator=gen)]
+        x, g = self._collate(ids)
+        batches = {TARGET: target_batch} if target_batch is not None else {}
+        batches |= {n: t.sample(self.aux_batch_size, gen, g) for n, t in self.aux.items()}
+        return StepInputs(x, g, batches)
+
+    def meta_inputs(self, meta_batch: "Batch", gen: torch.Generator) -> StepInputs:
+        x, g = self._collate(meta_batch["mols"])
+        return StepInputs(x, g, {TARGET: meta_batch})
+
+    def aux_eval_inputs(self, name: str) -> StepInputs:
+        """A fixed sample of validation molecules (training ones for a corpus without)."""
+        pool = self.data.split.get("val")
+        pool = pool if pool is not None and len(pool) else self.data.split["train"]
+        x, g = self._collate(pool[:AUX_EVAL_MOLS])
+        batch = self.aux[name].sample(4 * AUX_EVAL_MOLS, torch.Generator().manual_seed(EVAL_SEED), g)
+        return StepInputs(x, g, {name: batch})
+
+    def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
+        """``{"graph": pooled embedding of every molecule of the split, in split order}``."""
+        out = {}
+        for s in splits:
+            parts = [encoder(*self._collate(chunk))["graph"] for chunk in self.data.split[s].split(self.EVAL_CHUNK)]
+            out[s] = {"graph": torch.cat(parts)}
+        return out
+
+
+def check_sampling(trainer: Any) -> None:
+    """``trainer.sampling``, ``trainer.fanout`` (and ``eval_fanout``, ``eval_batch_size``)
+    are valid: checked when the config is composed, before any data loads."""
+    sampling = str(trainer.get("sampling", "full"))
+    if sampling not in SAMPLING:
+        raise AuxrunError(f"trainer.sampling={sampling!r}; use one of {', '.join(SAMPLING)}")
+    for key in ("fanout", "eval_fanout"):
+        value = trainer.get(key)
+        if value is None and key == "eval_fanout":
+            continue
+        try:
+            hops = [int(k) for k in value]
+        except (TypeError, ValueError):
+            raise AuxrunError(f"trainer.{key} must be a list of neighbours per hop, e.g. [15,10] (got {value})") from None
+        if not hops or any(k == 0 or k < -1 for k in hops):
+            raise AuxrunError(f"trainer.{key}: each hop keeps a positive number of neighbours or -1 for all "
+                              f"(got {list(value)})")
+    if int(trainer.get("eval_batch_size", 1)) < 1:
+        raise AuxrunError(f"trainer.eval_batch_size must be at least 1 (got {trainer.eval_batch_size})")
+
+
+def make_view(data: GraphData | MolData, tasks: Mapping[str, "Task"], trainer: Any, gen: torch.Generator,
+              device: torch.device) -> DataView:
+    """The view ``trainer.sampling`` asks for on ``data`` (molecules are always batched)."""
+    check_sampling(trainer)
+    if isinstance(data, MolData):
+        if str(trainer.get("sampling", "full")) == "neighbor":
+            raise AuxrunError("molecular datasets train on batches of whole molecules already; "
+                              "trainer.sampling=neighbor applies to graph datasets")
+        return MoleculeBatches(data, tasks, int(trainer.aux_batch_size), device)
+    if str(trainer.get("sampling", "full")) == "full":
+        return FullGraph(data, tasks, int(trainer.aux_batch_size))
+    fanout = [int(k) for k in trainer.fanout]
+    eval_fanout = [int(k) for k in trainer.eval_fanout] if trainer.get("eval_fanout") is not None else fanout
+    return SampledGraph(data, tasks, int(trainer.aux_batch_size), fanout, eval_fanout,
+                        int(trainer.get("eval_batch_size", 4096)), gen, str(trainer.get("sampler", "auto")))

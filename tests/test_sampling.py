@@ -1,0 +1,155 @@
+"""Neighbour sampling and the data views: the sampler against its definition and PyG's
+k-hop subgraph, subgraph embeddings against whole-graph ones, localised batches against the
+graph-wide examples they stand for, and training of every strategy on sampled subgraphs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.sampler import NodeSamplerInput
+from torch_geometric.utils import k_hop_subgraph
+
+from auxrun.data import load
+from auxrun.data.graph_view import GraphView
+from auxrun.data.neighbors import NeighborSubgraphs, TorchNeighborSampler
+from auxrun.data.view import FullGraph, SampledGraph
+from auxrun.models import Encoder
+from auxrun.tasks import build_aux, build_target
+
+SMALL = ["dataset.num_users=120", "dataset.num_items=80", "dataset.num_tags=10"]
+
+
+def random_graph(n: int = 200, e: int = 1500, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(n, (2, e), generator=g)
+    return torch.unique(ei, dim=1)
+
+
+def test_each_node_keeps_min_degree_fanout_distinct_incoming_edges_of_the_graph():
+    ei = random_graph()
+    sampler = TorchNeighborSampler(ei, 200, [4, 3], torch.Generator().manual_seed(1))
+    seeds = torch.tensor([3, 17, 42])
+    out = sampler.sample_from_nodes(NodeSamplerInput(None, seeds))
+    assert torch.equal(out.node, torch.unique(out.node)) and bool(torch.isin(seeds, out.node).all())
+    # every sampled edge is a graph edge, and row/col name its endpoints
+    assert torch.equal(out.node[out.row], ei[0, out.edge]) and torch.equal(out.node[out.col], ei[1, out.edge])
+    assert len(torch.unique(out.edge)) == len(out.edge)  # without replacement
+    in_deg = torch.bincount(ei[1], minlength=200)
+    kept = torch.bincount(ei[1, out.edge], minlength=200)
+    for s in seeds.tolist():
+        assert kept[s] == min(int(in_deg[s]), 4)
+    hop1 = torch.unique(ei[0, out.edge][torch.isin(ei[1, out.edge], seeds)])
+    for v in hop1[~torch.isin(hop1, seeds)].tolist():
+        assert kept[v] == min(int(in_deg[v]), 3)
+
+
+def test_uniform_over_a_nodes_neighbours():
+    """Node 0 has 10 in-neighbours and fanout 3: each is kept with probability 3/10."""
+    ei = torch.stack([torch.arange(1, 11), torch.zeros(10, dtype=torch.long)])
+    sampler = TorchNeighborSampler(ei, 11, [3], torch.Generator().manual_seed(0))
+    counts = torch.zeros(11)
+    draws = 4000
+    for _ in range(draws):
+        out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([0])))
+        counts[ei[0, out.edge]] += 1
+    freq = counts[1:] / draws
+    assert float((freq - 0.3).abs().max()) < 0.03  # ~4 binomial standard deviations
+
+
+def test_all_neighbours_reach_exactly_the_k_hop_subgraph_of_pyg():
+    ei = random_graph(e=600)
+    seeds = torch.tensor([5, 9])
+    sampler = TorchNeighborSampler(ei, 200, [-1, -1], torch.Generator())
+    out = sampler.sample_from_nodes(NodeSamplerInput(None, seeds))
+    subset, _, _, _ = k_hop_subgraph(seeds, 2, ei, num_nodes=200, flow="source_to_target")
+    assert torch.equal(out.node, torch.sort(subset).values)
+
+
+@pytest.mark.parametrize("backbone", ["sage", "gin", "rgcn", "hgt"])
+def test_seed_embeddings_on_a_full_fanout_subgraph_equal_the_whole_graph_ones(make_cfg, backbone):
+    """Layers that aggregate over a node's incoming edges only (not GCN's symmetric degree
+    normalisation) compute a seed's embedding exactly from its full 2-hop computation tree."""
+    cfg = make_cfg("mtl", f"backbone={backbone}", "backbone.num_layers=2", "backbone.hidden=16", *SMALL)
+    data = load(cfg.dataset, 0)
+    enc = Encoder(cfg.backbone, data.schema()).eval()
+    whole = GraphView.from_data(data)
+    full = enc(data.x, whole)
+    sub = NeighborSubgraphs(whole, [-1, -1], torch.Generator()).around(
+        torch.cat([whole.stacked("user", torch.tensor([0, 7, 33])), whole.stacked("item", torch.tensor([2, 5]))]))
+    assert sub.num_nodes < whole.num_nodes
+    emb = enc({t: v[sub.n_id[t]] for t, v in data.x.items()}, sub)
+    for t, ids in (("user", torch.tensor([0, 7, 33])), ("item", torch.tensor([2, 5]))):
+        assert torch.allclose(emb[t][sub.localize(t, ids)], full[t][ids], atol=1e-5)
+
+
+def test_a_sampled_step_shares_one_subgraph_and_localises_every_batch(make_cfg):
+    cfg = make_cfg("mtl", "dataset.target=link", "aux=ssl", "+aux.tasks.helpful={kind: planted, relation: helpful}",
+                   *SMALL, "trainer.fanout=[3,2]")
+    data = load(cfg.dataset, 0)
+    target = build_target(data, 16, int(cfg.aux.head_dim))
+    aux = build_aux(cfg.aux, data, 16, 0)
+    tasks = {"target": target, **aux}
+    gen = torch.Generator().manual_seed(0)
+    view = SampledGraph(data, tasks, 32, [3, 2], [3, 2], 64, gen)
+    batch = next(target.train_batches(16, gen))
+    state = gen.get_state()
+    inputs = view.step(batch, gen)
+    gen.set_state(state)
+    graph_wide = FullGraph(data, tasks, 32).step(batch, gen).batches
+    sub = inputs.graph
+    assert sub.num_nodes < GraphView.from_data(data).num_nodes
+    for name, task in tasks.items():
+        for key, types in task.node_refs().items():
+            local, wide = inputs.batches[name][key], graph_wide[name][key]
+            rows = zip(types, [local] if local.dim() == 1 else local, [wide] if wide.dim() == 1 else wide)
+            for t, lo, wi in rows:
+                assert torch.equal(sub.n_id[t][lo], wi), (name, key)
+    assert torch.equal(inputs.x["user"], data.x["user"][sub.n_id["user"]])
+
+
+def test_sampled_evaluation_with_all_neighbours_matches_the_whole_graph(make_cfg):
+    from auxrun.train.engine import TaskModel, evaluate
+
+    cfg = make_cfg("mtl", "dataset.target=link", "backbone=sage", "backbone.num_layers=2", *SMALL)
+    data = load(cfg.dataset, 0)
+    target = build_target(data, int(cfg.backbone.hidden), int(cfg.aux.head_dim))
+    model = TaskModel(Encoder(cfg.backbone, data.schema()), {"target": target})
+    tasks = dict(model.tasks)
+    full = evaluate(model, FullGraph(data, tasks, 8), target, {}, ("val", "test"))
+    sampled = evaluate(model, SampledGraph(data, tasks, 8, [-1, -1], [-1, -1], 50, torch.Generator()), target, {},
+                       ("val", "test"))
+    for s in ("val", "test"):
+        for k in ("auc", "mrr", "ndcg"):
+            assert sampled[s][k] == pytest.approx(full[s][k], abs=1e-5), (s, k)
+
+
+STRATEGIES = ["none", "fixed", "cosine", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "selar", "auxts", "blo",
+              "blo_rcgrad", "jd"]
+
+
+@pytest.mark.parametrize("sampling", ["full", "neighbor"])
+@pytest.mark.parametrize("weighting", STRATEGIES)
+def test_every_strategy_trains_under_each_sampling(make_cfg, tmp_path, weighting, sampling):
+    """A few steps of every strategy, with a look-ahead meta batch on its own subgraph where
+    the strategy needs one: finite losses, the encoder moves, metrics come out."""
+    from auxrun.train.engine import evaluate, setup, train_step
+    from auxrun.train.schemes import prepare
+
+    extra = ["weighting.adapt_every=1"] if weighting.startswith("blo") else []
+    cfg = make_cfg("mtl", f"weighting={weighting}", "aux=mixed", f"trainer.sampling={sampling}", *SMALL,
+                   "dataset.train_frac=0.5", "trainer.batch_size=16", "trainer.aux_batch_size=16",
+                   "trainer.fanout=[4,3]",
+                   f"paths.outputs={tmp_path}", *extra)
+    p = prepare(cfg)
+    model, ctx, opt = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
+    assert type(ctx.view).__name__ == {"full": "FullGraph", "neighbor": "SampledGraph"}[sampling]
+    before = [q.detach().clone() for q in model.encoder.parameters()]
+    batches = p.target.train_batches(16, p.gen)
+    for i in range(3):
+        step, _ = train_step(ctx, opt, next(batches), p.gen, i)
+        assert all(bool(torch.isfinite(v).all()) for v in step.losses.values())
+        if sampling == "neighbor":
+            assert step.lookahead is None or ctx.strategy.needs_lookahead
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters()))
+    metrics = evaluate(model, ctx.view, p.target, ctx.aux, ("val", "test"))
+    assert 0.0 <= metrics["test"]["f1_micro"] <= 1.0
