@@ -34,9 +34,11 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-# Speed and memory of the weighting strategies (ratios to fixed); writes bench/results.json.
+# Speed and memory of the weighting strategies (ratios to fixed): bench/results.json; and how
+# step time and memory scale with the graph and K, whole graph vs neighbour sampling: bench/scaling.json.
 bench: setup
 	$(BIN)/python -m auxrun.bench --out bench/results.json
+	$(BIN)/python -m auxrun.scaling --out bench/scaling.json
 
 clean:
 	rm -rf $(VENV) outputs/* .pytest_cache

@@ -166,3 +166,50 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path):
     proc = run_cli("mtl", "device=cuda", *FAST, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2 and "asks for a CUDA GPU" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["trainer.sampling=some"], "trainer.sampling='some'; use one of full, neighbor"),
+    (["trainer.sampling=neighbor", "trainer.fanout=[10,0]"], "each hop keeps a positive number"),
+    (["trainer.fanout=ten"], "trainer.fanout must be a list"),
+    (["trainer.precision=16"], "trainer.precision=16; use one of 32, bf16"),
+    (["dataset=bbbp", "trainer.sampling=neighbor"], "batches of whole molecules"),
+    (["trainer.sampler=nope"], "trainer.sampler='nope'; use one of auto, pyg, torch"),
+])
+def test_bad_sampling_and_precision_values_are_refused_before_data_loads(make_cfg, tmp_path, monkeypatch, args,
+                                                                          message):
+    """Checked when the config is composed: one AuxrunError (exit 2 at the CLI), nothing loaded."""
+    import auxrun.train.schemes as schemes
+    from auxrun.errors import AuxrunError
+
+    monkeypatch.setattr(schemes.datasets, "load", lambda *a: pytest.fail("data loaded before validation"))
+    with pytest.raises(AuxrunError, match=__import__("re").escape(message)):
+        schemes.run(make_cfg("mtl", *args), tmp_path)
+
+
+def test_bad_sampling_value_at_the_cli_is_one_clear_message(tmp_path):
+    proc = run_cli("mtl", "trainer.sampling=some", *FAST, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and "trainer.sampling='some'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_slurm_launcher_config_composes_with_its_documented_keys():
+    """The shipped SLURM launcher (the same sweep as submitit_local above, on a cluster)
+    resolves to submitit's SLURM launcher with the partition given on the command line."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("auxrun.conf", version_base="1.3"):
+        cfg = compose("mtl", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 240
+
+
+@pytest.mark.skipif(__import__("auxrun.data.neighbors", fromlist=["x"]).pyg_backend_available(),
+                    reason="pyg-lib or torch-sparse is installed")
+def test_pyg_sampler_without_its_compiled_backend_is_refused(make_cfg, tmp_path):
+    from auxrun.errors import AuxrunError
+    from auxrun.train.schemes import run
+
+    with pytest.raises(AuxrunError, match="needs pyg-lib or torch-sparse"):
+        run(make_cfg("mtl", "trainer.sampler=pyg"), tmp_path)

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from auxrun.io import atomic_write, write_json
 from auxrun.train.schemes import run
@@ -55,3 +56,27 @@ def test_a_finished_run_is_not_run_again_unless_asked(make_cfg, tmp_path, monkey
     monkeypatch.undo()
     again = run(make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false", "rerun=true"), tmp_path)
     assert again["metrics"] == first["metrics"] and again["config"]["rerun"] is True
+
+
+def test_bf16_precision_trains_under_autocast_with_float32_losses(make_cfg, tmp_path):
+    """trainer.precision=bf16: the encoder's matrix products run in bfloat16 inside the model's
+    autocast (PyG's GCN aggregation promotes back to float32 with its float edge weights),
+    the losses strategies see are float32, and a run completes with a different (rounded)
+    result than the 32-bit one."""
+    from auxrun.train.engine import setup
+    from auxrun.train.schemes import prepare, run
+
+    cfg = make_cfg("mtl", "trainer.precision=bf16", "trainer=fast", f"paths.outputs={tmp_path}")
+    p = prepare(cfg)
+    model, ctx, _ = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
+    step = ctx.step(next(p.target.train_batches(8, p.gen)), p.gen, 0)
+    assert all(v.dtype == torch.float32 for v in step.losses.values())
+    inputs = ctx.view.step(None, p.gen)
+    project = model.encoder.inputs["user"]  # the typed input projection, a matrix product
+    with model.autocast():
+        assert project(inputs.x["user"]).dtype == torch.bfloat16
+    assert project(inputs.x["user"]).dtype == torch.float32
+    half = run(make_cfg("mtl", "trainer.precision=bf16", "trainer=fast", "trainer.checkpoint=false"), tmp_path / "a")
+    full = run(make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false"), tmp_path / "b")
+    assert half["status"] == full["status"] == "completed"
+    assert half["metrics"]["val"]["loss"] != full["metrics"]["val"]["loss"]

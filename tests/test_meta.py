@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from auxrun.data import load
-from auxrun.data.view import FullGraph
+from auxrun.data.view import FullGraph, SampledGraph
 from auxrun.models import Encoder
 from auxrun.tasks import build_aux, build_target
 from auxrun.train.engine import StepContext, TaskModel
@@ -26,9 +26,11 @@ def float64():
     torch.set_default_dtype(torch.float32)
 
 
-def make_step(make_cfg, weighting: str, overrides: list[str], seed: int = 0):
+def make_step(make_cfg, weighting: str, overrides: list[str], seed: int = 0, sampling: str = "full"):
     """A step exactly as the engine builds it: attribute generation hides inputs, dropout is
-    on (the look-ahead closures must replay its masks), meta batch from a training fold."""
+    on (the look-ahead closures must replay its masks), meta batch from a training fold; with
+    ``sampling="neighbor"`` the step's tasks share one sampled subgraph and the meta batch
+    has its own."""
     net = ["weighting.hidden=16"] if weighting in ("selar", "auxts") else []
     cfg = make_cfg("mtl", f"weighting={weighting}", *SMALL, *net, *overrides)
     torch.manual_seed(seed)
@@ -39,8 +41,10 @@ def make_step(make_cfg, weighting: str, overrides: list[str], seed: int = 0):
     strategy = build(cfg.weighting, ["target", *aux])
     model = TaskModel(Encoder(cfg.backbone, data.schema()), {"target": target, **aux})
     model.train()
-    ctx = StepContext(model, FullGraph(data, model.tasks, int(cfg.trainer.aux_batch_size)), target, aux, strategy,
-                      cfg.trainer)
+    bs = int(cfg.trainer.aux_batch_size)
+    view = FullGraph(data, model.tasks, bs) if sampling == "full" else \
+        SampledGraph(data, model.tasks, bs, [4, 3], [4, 3], 64, torch.Generator().manual_seed(seed))
+    ctx = StepContext(model, view, target, aux, strategy, cfg.trainer)
     gen = torch.Generator().manual_seed(seed)
     return strategy, ctx.step(next(target.train_batches(int(cfg.trainer.batch_size), gen)), gen, 1)
 
@@ -54,9 +58,10 @@ def meta_loss(strategy, step) -> torch.Tensor:
     return la.meta_loss_at([p - strategy.step_size * (gi if gi is not None else 0) for p, gi in zip(la.params, g)])
 
 
+@pytest.mark.parametrize("sampling", ["full", "neighbor"])
 @pytest.mark.parametrize(("weighting", "overrides"), VARIANTS)
-def test_jvp_unrolled_and_finite_difference_agree(make_cfg, float64, weighting, overrides):
-    strategy, step = make_step(make_cfg, weighting, overrides)
+def test_jvp_unrolled_and_finite_difference_agree(make_cfg, float64, weighting, overrides, sampling):
+    strategy, step = make_step(make_cfg, weighting, overrides, sampling=sampling)
     assert set(step.losses) == {"target", "uiu", "iti", "edge_rates", "attr_user", "helpful"}
     la = step.lookahead
     before = {t: v.detach().clone() for t, v in la.losses_at([p.detach() for p in la.params]).items()}

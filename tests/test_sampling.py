@@ -153,3 +153,22 @@ def test_every_strategy_trains_under_each_sampling(make_cfg, tmp_path, weighting
     assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters()))
     metrics = evaluate(model, ctx.view, p.target, ctx.aux, ("val", "test"))
     assert 0.0 <= metrics["test"]["f1_micro"] <= 1.0
+
+
+@pytest.mark.parametrize("degree", [5, 40])  # 5: k < deg <= 2k (random keys); 40: deg > 2k (distinct offsets)
+def test_uniform_k_subsets_on_both_draw_paths(degree):
+    """Every pair of a node's neighbours is kept together equally often: P = k(k-1) / (d(d-1))."""
+    ei = torch.stack([torch.arange(1, degree + 1), torch.zeros(degree, dtype=torch.long)])
+    sampler = TorchNeighborSampler(ei, degree + 1, [3], torch.Generator().manual_seed(3))
+    single, pair = torch.zeros(degree + 1), torch.zeros(degree + 1, degree + 1)
+    draws = 6000
+    for _ in range(draws):
+        kept = ei[0, sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([0]))).edge]
+        assert len(kept) == 3 and len(torch.unique(kept)) == 3
+        single[kept] += 1
+        pair[kept[:, None], kept[None, :]] += 1
+    p1 = 3 / degree
+    assert float((single[1:] / draws - p1).abs().max()) < 4.5 * (p1 * (1 - p1) / draws) ** 0.5
+    off = pair[1:, 1:][~torch.eye(degree, dtype=torch.bool)] / draws
+    p2 = 6 / (degree * (degree - 1))
+    assert float((off - p2).abs().max()) < 5 * (p2 / draws) ** 0.5

@@ -12,8 +12,10 @@ from auxrun.train.schemes import run
 SMALL = ["trainer=fast", "trainer.checkpoint=false"]
 
 
-def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sampling", ["full", "neighbor"])
+def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypatch, sampling):
     out = tmp_path / "outputs"
+    SMALL = ["trainer=fast", "trainer.checkpoint=false", f"trainer.sampling={sampling}"]  # noqa: N806
     pre = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
     assert pre["status"] == "completed" and (out / "pre" / FILENAME).exists()
     assert {"uiu_auc", "edge_rates_auc", "attr_user_mse"} <= set(pre["metrics"]["val"])

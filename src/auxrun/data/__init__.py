@@ -23,6 +23,9 @@ REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_mo
                                "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag}
 
 
+MOLECULAR_LOADERS = ("moleculenet", "moses")  # loaders that return MolData
+
+
 def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
     """Load the dataset with ``cfg.loader`` (default ``cfg.name``) and the run's ``seed``
     (splits); loaders that build slowly keep what they built under ``cache_dir``."""
@@ -36,4 +39,5 @@ def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
     return loader(cfg, seed, cache_dir)
 
 
-__all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "load"]
+__all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "MOLECULAR_LOADERS",
+           "load"]

@@ -17,6 +17,8 @@ to checkpoint); ``auto`` takes PyG's when it can.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch_geometric.typing
 from torch import Tensor
@@ -39,12 +41,12 @@ class TorchNeighborSampler(BaseSampler):
     """Uniform neighbour sampling without replacement (module docstring) in plain torch.
 
     The incoming edges of every node are kept in CSC order (sorted by destination); a hop
-    draws one uniform key per incoming edge of the frontier and keeps, per node, the
-    ``fanout`` edges with the smallest keys: a uniform draw without replacement, for all
-    frontier nodes in one sort. Cost per hop: the frontier's total in-degree.
+    draws, for all frontier nodes at once, ``fanout`` of each node's incoming edges uniformly
+    without replacement (:meth:`_hop`), at a cost of O(fanout) per node.
     """
 
     def __init__(self, edge_index: Tensor, num_nodes: int, fanout: list[int], gen: torch.Generator) -> None:
+        super().__init__()
         dst = edge_index[1].cpu()
         self.perm = torch.argsort(dst, stable=True)
         self.row = edge_index[0].cpu()[self.perm]
@@ -53,36 +55,72 @@ class TorchNeighborSampler(BaseSampler):
         self.fanout = [int(k) for k in fanout]
         self.gen = gen
 
-    def _hop(self, frontier: Tensor, k: int) -> Tensor:
-        """Positions (in CSC order) of the incoming edges kept for ``frontier``."""
+    def derive(self, fanout: list[int], gen: torch.Generator) -> "TorchNeighborSampler":
+        """A sampler over the same CSC arrays (not copied) with another fanout and generator."""
+        other = copy.copy(self)
+        other.fanout, other.gen = [int(k) for k in fanout], gen
+        return other
+
+    def _hop(self, frontier: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        """Positions (in CSC order) of the incoming edges kept for ``frontier``, and each kept
+        edge's destination. Per node: every edge when ``deg <= k`` (or ``k = -1``); with
+        ``k < deg <= 2k`` the ``k`` of its edges with the smallest uniform keys; with
+        ``deg > 2k`` ``k`` uniform offsets, duplicates redrawn until all differ. Both draws
+        are equivariant under relabelling a node's edges, so every ``k``-subset is equally
+        likely, and both cost O(k) per node: a hub's cost does not grow with its degree."""
         start, deg = self.colptr[frontier], self.colptr[frontier + 1] - self.colptr[frontier]
-        total = int(deg.sum())
-        if total == 0:
-            return torch.empty(0, dtype=torch.long)
-        seg = torch.repeat_interleave(torch.arange(len(frontier)), deg)
+        take_all = deg <= k if k >= 0 else torch.ones_like(deg, dtype=torch.bool)
+        parts = [self._ranges(frontier[take_all], start[take_all], deg[take_all])]
+        if k >= 0:
+            mid = ~take_all & (deg <= 2 * k)
+            pos, dst = self._ranges(frontier[mid], start[mid], deg[mid])
+            if len(pos):
+                seg = torch.repeat_interleave(torch.arange(int(mid.sum())), deg[mid])
+                order = torch.argsort(torch.rand(len(pos), generator=self.gen, dtype=torch.double) + seg)
+                first = torch.cumsum(deg[mid], 0) - deg[mid]
+                keep = order[(torch.arange(len(pos)) - first[seg[order]]) < k]
+                parts.append((pos[keep], dst[keep]))
+            big = deg > 2 * k
+            if bool(big.any()):
+                parts.append((start[big, None] + self._distinct(deg[big], k), frontier[big, None].expand(-1, k)))
+        return torch.cat([p.reshape(-1) for p, _ in parts]), torch.cat([d.reshape(-1) for _, d in parts])
+
+    @staticmethod
+    def _ranges(nodes: Tensor, start: Tensor, deg: Tensor) -> tuple[Tensor, Tensor]:
+        """Every incoming edge position of ``nodes`` and its destination."""
+        seg = torch.repeat_interleave(torch.arange(len(nodes)), deg)
         first = torch.cumsum(deg, 0) - deg
-        pos = start[seg] + torch.arange(total) - first[seg]
-        if k < 0:
-            return pos
-        keys = torch.rand(total, generator=self.gen, dtype=torch.double) + seg  # segment, then random order
-        order = torch.argsort(keys)
-        rank = torch.arange(total) - first[seg[order]]
-        return pos[order[rank < k]]
+        return start[seg] + torch.arange(len(seg)) - first[seg], nodes[seg]
+
+    def _distinct(self, deg: Tensor, k: int) -> Tensor:
+        """Per row, ``k`` distinct uniform offsets in ``[0, deg)`` (``deg > 2k``)."""
+        span = deg[:, None].double()
+        off = (torch.rand(len(deg), k, generator=self.gen, dtype=torch.double) * span).long()
+        while True:
+            off = off.sort(1).values
+            dup = torch.zeros_like(off, dtype=torch.bool)
+            dup[:, 1:] = off[:, 1:] == off[:, :-1]
+            if not bool(dup.any()):
+                return off
+            fresh = (torch.rand(int(dup.sum()), generator=self.gen, dtype=torch.double)
+                     * span.expand_as(off)[dup]).long()
+            off[dup] = fresh
 
     def sample_from_nodes(self, index: NodeSamplerInput, **kwargs) -> SamplerOutput:
         seeds = torch.unique(index.node.cpu())
         reached, frontier, kept = seeds, seeds, []
+        dsts = []
         for k in self.fanout:
-            pos = self._hop(frontier, k)
+            pos, dst = self._hop(frontier, k)
             kept.append(pos)
+            dsts.append(dst)
             src = torch.unique(self.row[pos])
             frontier = src[~in_sorted(src, reached)]
             reached = torch.unique(torch.cat([reached, frontier]))
             if len(frontier) == 0:
                 break
-        pos = torch.cat(kept)
+        pos, dst = torch.cat(kept), torch.cat(dsts)
         edge = self.perm[pos]
-        dst = torch.searchsorted(self.colptr, pos, right=True) - 1
         row, col = torch.searchsorted(reached, self.row[pos]), torch.searchsorted(reached, dst)
         return SamplerOutput(node=reached, row=row, col=col, edge=edge)
 
@@ -93,7 +131,8 @@ class TorchNeighborSampler(BaseSampler):
 class NeighborSubgraphs:
     """Subgraphs of one graph around seed nodes, with ``fanout`` per hop (module docstring)."""
 
-    def __init__(self, view: GraphView, fanout: list[int], gen: torch.Generator, backend: str = "auto") -> None:
+    def __init__(self, view: GraphView, fanout: list[int], gen: torch.Generator, backend: str = "auto",
+                 share: "NeighborSubgraphs | None" = None) -> None:
         if backend not in BACKENDS:
             raise AuxrunError(f"trainer.sampler={backend!r}; use one of {', '.join(BACKENDS)}")
         if backend == "pyg" and not pyg_backend_available():
@@ -101,9 +140,12 @@ class NeighborSubgraphs:
                               "use trainer.sampler=auto to fall back to the built-in sampler")
         self.view = view
         self.backend = "pyg" if backend == "pyg" or (backend == "auto" and pyg_backend_available()) else "torch"
+        if share is not None and isinstance(share.sampler, TorchNeighborSampler) and self.backend == "torch":
+            self.sampler: BaseSampler = share.sampler.derive(fanout, gen)  # one CSC for both
+            return
         edge_index = view.edge_index.cpu()
         if self.backend == "pyg":
-            self.sampler: BaseSampler = NeighborSampler(Data(edge_index=edge_index, num_nodes=view.num_nodes),
+            self.sampler = NeighborSampler(Data(edge_index=edge_index, num_nodes=view.num_nodes),
                                                         num_neighbors=list(fanout))
         else:
             self.sampler = TorchNeighborSampler(edge_index, view.num_nodes, list(fanout), gen)

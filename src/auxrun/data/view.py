@@ -34,7 +34,7 @@ from ..errors import AuxrunError
 from .graph import GraphData
 from .graph_view import GraphView
 from .molecules import MolData
-from .neighbors import NeighborSubgraphs
+from .neighbors import BACKENDS, NeighborSubgraphs, pyg_backend_available
 
 if TYPE_CHECKING:  # tasks depend on data, never the other way round at run time
     from ..tasks.base import Batch, Task, TargetTask
@@ -105,9 +105,15 @@ class FullGraph(DataView):
     def aux_eval_inputs(self, name: str) -> StepInputs:
         return self._inputs({name: self.aux[name].eval_batch()}, None)
 
-    def embed(self, encoder: torch.nn.Module) -> dict[str, Tensor]:
-        """Every node's embedding: one encoder pass over the whole graph."""
+    def embed(self, encoder: torch.nn.Module, needed: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Embeddings of the ``needed`` nodes per type (graph-wide indices; ``None``: all), in
+        tables of the whole graph's size: here one encoder pass over the whole graph."""
         return encoder(self.x, self.graph)
+
+    def around(self, nodes: dict[str, list[Tensor]], gen: torch.Generator) -> tuple[dict[str, Tensor], GraphView]:
+        """Features and graph of a training step that reads the embeddings of ``nodes``
+        (graph-wide indices per type): here the whole graph (``graph.localize`` is the identity)."""
+        return self.x, self.graph
 
     def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
         emb = self.embed(encoder)
@@ -124,7 +130,8 @@ class SampledGraph(FullGraph):
         super().__init__(data, tasks, aux_batch_size)
         self.train_subgraphs = NeighborSubgraphs(self.graph, fanout, gen, backend)
         self.eval_gen = torch.Generator()
-        self.eval_subgraphs = NeighborSubgraphs(self.graph, eval_fanout, self.eval_gen, backend)
+        self.eval_subgraphs = NeighborSubgraphs(self.graph, eval_fanout, self.eval_gen, backend,
+                                                share=self.train_subgraphs)
         self.eval_batch_size = int(eval_batch_size)
 
     def _refs(self, batches: dict[str, "Batch"]):
@@ -134,10 +141,16 @@ class SampledGraph(FullGraph):
                 rows = [value] if value.dim() == 1 else list(value)
                 yield name, key, list(zip(types, rows))
 
+    def _subgraph(self, seeds: list[tuple[str, Tensor]], train: bool) -> GraphView:
+        stacked = torch.unique(torch.cat([self.graph.stacked(t, ids) for t, ids in seeds]))
+        return (self.train_subgraphs if train else self.eval_subgraphs).around(stacked)
+
+    def around(self, nodes: dict[str, list[Tensor]], gen: torch.Generator) -> tuple[dict[str, Tensor], GraphView]:
+        sub = self._subgraph([(t, ids) for t, parts in nodes.items() for ids in parts], train=True)
+        return self.features(sub), sub
+
     def _inputs(self, batches: dict[str, "Batch"], gen: torch.Generator | None) -> StepInputs:
-        seeds = [self.graph.stacked(t, ids) for _, _, rows in self._refs(batches) for t, ids in rows]
-        subgraphs = self.train_subgraphs if gen is not None else self.eval_subgraphs
-        sub = subgraphs.around(torch.unique(torch.cat(seeds)))
+        sub = self._subgraph([(t, ids) for _, _, rows in self._refs(batches) for t, ids in rows], gen is not None)
         local = {n: dict(b) for n, b in batches.items()}
         for name, key, rows in self._refs(batches):
             parts = [sub.localize(t, ids) for t, ids in rows]
@@ -155,25 +168,33 @@ class SampledGraph(FullGraph):
             return super().aux_eval_inputs(name)
 
     def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
-        """Mini-batched inference: every node the target's metrics need, ``eval_batch_size``
-        seeds at a time, each chunk on its own sampled subgraph; rows nobody needs stay 0."""
+        """The nodes the target's metrics need on ``splits`` (:meth:`embed`)."""
         target: TargetTask = self.tasks[TARGET]  # type: ignore[assignment]
         needed: dict[str, list[Tensor]] = {}
         for s in splits:
             for t, ids in target.eval_nodes(s).items():
                 needed.setdefault(t, []).append(ids)
+        emb = self.embed(encoder, {t: torch.cat(parts) for t, parts in needed.items()})
+        return {s: emb for s in splits}
+
+    def embed(self, encoder: torch.nn.Module, needed: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Mini-batched inference: the ``needed`` nodes (``None``: every node),
+        ``eval_batch_size`` seeds at a time, each chunk on its own sampled subgraph from the
+        evaluation generator; rows nobody needs stay 0."""
+        if needed is None:
+            needed = {t: torch.arange(n, device=self.graph.edge_index.device) for t, n in self.graph.counts.items()}
         emb: dict[str, Tensor] = {}
         self.eval_gen.manual_seed(EVAL_SEED)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(EVAL_SEED)
-            for t, parts in needed.items():
-                for chunk in torch.unique(torch.cat(parts)).split(self.eval_batch_size):
-                    sub = self.eval_subgraphs.around(self.graph.stacked(t, chunk))
+            for t, ids in needed.items():
+                for chunk in torch.unique(ids).split(self.eval_batch_size):
+                    sub = self._subgraph([(t, chunk)], train=False)
                     h = encoder(self.features(sub), sub)[t][sub.localize(t, chunk)]
                     if t not in emb:
                         emb[t] = h.new_zeros(self.graph.counts[t], h.shape[1])
                     emb[t][chunk] = h
-        return {s: emb for s in splits}
+        return emb
 
 
 class MoleculeBatches(DataView):
@@ -240,6 +261,12 @@ def check_sampling(trainer: Any) -> None:
         if not hops or any(k == 0 or k < -1 for k in hops):
             raise AuxrunError(f"trainer.{key}: each hop keeps a positive number of neighbours or -1 for all "
                               f"(got {list(value)})")
+    backend = str(trainer.get("sampler", "auto"))
+    if backend not in BACKENDS:
+        raise AuxrunError(f"trainer.sampler={backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "pyg" and not pyg_backend_available():
+        raise AuxrunError("trainer.sampler=pyg needs pyg-lib or torch-sparse (see PyG's installation notes); "
+                          "trainer.sampler=auto falls back to the built-in sampler")
     if int(trainer.get("eval_batch_size", 1)) < 1:
         raise AuxrunError(f"trainer.eval_batch_size must be at least 1 (got {trainer.eval_batch_size})")
 

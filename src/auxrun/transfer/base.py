@@ -1,8 +1,9 @@
 """The interface every zero-shot transfer method implements, and ``direct``.
 
-A zero-shot step runs the shared heterogeneous encoder once on the whole graph (embeddings
-``H``), scores a batch of labelled source nodes with the source classifier ``f`` and adds the
-method's transfer term on the same embeddings:
+A zero-shot step runs the shared heterogeneous encoder once on the step's graph (embeddings
+``H``: the whole graph, or with ``trainer.sampling=neighbor`` a subgraph sampled around the
+nodes :meth:`Transfer.seeds` names), scores a batch of labelled source nodes with the source
+classifier ``f`` and adds the method's transfer term on the same embeddings:
 
     L = L_cls(f(H_S[batch]), y_batch) + lambda * L_transfer(H, batch_S, batch_T, f)
 
@@ -13,6 +14,7 @@ cross-entropy for single-label data). At test time a target node is scored by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,10 +27,15 @@ Embeddings = dict[str, Tensor]
 
 @dataclass
 class StepBatch:
-    """This step's nodes: labelled source training nodes and target nodes (labels unseen)."""
+    """This step's nodes: labelled source training nodes and target nodes (labels unseen), as
+    rows of the step's embeddings. On a sampled subgraph ``source_ids`` are the source nodes'
+    graph-wide indices and ``localize(node_type, ids)`` maps graph-wide indices of nodes in
+    the subgraph to rows; on the whole graph rows are the indices and both are ``None``."""
 
     source: Tensor
     target: Tensor
+    source_ids: Tensor | None = None
+    localize: Callable[[str, Tensor], Tensor] | None = None
 
 
 class Transfer(nn.Module):
@@ -57,6 +64,11 @@ class Transfer(nn.Module):
     def domains(self, emb: Embeddings, batch: StepBatch) -> tuple[Tensor, Tensor]:
         """The step's source and target embeddings, ``(H_S[B_S], H_T[B_T])``."""
         return emb[self.source][batch.source], emb[self.target][batch.target]
+
+    def seeds(self, source: Tensor, target: Tensor) -> dict[str, list[Tensor]]:
+        """Graph-wide nodes whose embeddings this step's loss reads, per node type: the batch's
+        source and target nodes (a sampled step's subgraph is drawn around them)."""
+        return {self.source: [source], self.target: [target]}
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor | None:
         """The transfer term ``L_transfer`` of this step (``None``: none)."""

@@ -13,7 +13,10 @@ and trains them together with the GNN by the matching loss
 
 ``A_p`` the row-normalised adjacency along ``p`` (:mod:`auxrun.transfer.paths`) and ``S_p`` the
 source nodes with at least one instance of ``p`` (a source without one has nothing to match);
-the loss enters as ``L_cls + lambda * L_KTN``. Every ``W_r`` starts at the identity, so an
+the loss enters as ``L_cls + lambda * L_KTN``. On neighbour-sampled steps (as the paper trains,
+on HGT-sampled subgraphs) the sum runs over the step's source nodes: ``S_p`` is the batch's
+sources with an instance of ``p``, and their rows of ``A_p`` reach target nodes that the
+step's subgraph is sampled around (:meth:`KTN.seeds`), so every term is exact. Every ``W_r`` starts at the identity, so an
 untrained KTN is ``direct`` transfer. At test time a target node is classified by the source
 classifier applied to ``mean_p T_p h_t``.
 
@@ -64,8 +67,11 @@ class KTN(Transfer):
             h = self.maps[relation_key(rel)](h)
         return h
 
-    def matching_loss(self, emb: Embeddings) -> Tensor:
-        """``L_KTN`` over all source nodes (see the module docstring)."""
+    def matching_loss(self, emb: Embeddings, batch: StepBatch | None = None) -> Tensor:
+        """``L_KTN`` (see the module docstring): over all source nodes, or over the batch's
+        when the step runs on a sampled subgraph (``batch.source_ids`` set)."""
+        if batch is not None and batch.source_ids is not None:
+            return self._batch_matching_loss(emb, batch)
         h_s, h_t = emb[self.source], emb[self.target]
         total = h_s.new_zeros(())
         for path, adj, rows in zip(self.paths, self.adjacency, self.rows):
@@ -73,8 +79,38 @@ class KTN(Transfer):
             total = total + (h_s[rows] - mapped[rows]).pow(2).sum() / rows.sum().clamp_min(1)
         return total
 
+    def _batch_rows(self, adj: Tensor, ids: Tensor) -> Tensor:
+        """Rows ``ids`` of a sparse path adjacency (coalesced COO, so sorted by row) as a
+        ``(len(ids), n_target)`` COO matrix, gathered by each row's range of entries."""
+        row, col = adj.indices()
+        ptr = torch.searchsorted(row, torch.arange(adj.shape[0] + 1, device=row.device))
+        start, count = ptr[ids], ptr[ids + 1] - ptr[ids]
+        seg = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), count)
+        pos = start[seg] + torch.arange(len(seg), device=ids.device) - (torch.cumsum(count, 0) - count)[seg]
+        return torch.sparse_coo_tensor(torch.stack([seg, col[pos]]), adj.values()[pos], (len(ids), adj.shape[1]),
+                                       is_coalesced=True)
+
+    def seeds(self, source: Tensor, target: Tensor) -> dict[str, list[Tensor]]:
+        """The batch's nodes and every target node their rows of each ``A_p`` reach."""
+        reached = [self._batch_rows(adj, source).indices()[1] for adj in self.adjacency]
+        return {self.source: [source], self.target: [target, *reached]}
+
+    def _batch_matching_loss(self, emb: Embeddings, batch: StepBatch) -> Tensor:
+        assert batch.source_ids is not None and batch.localize is not None
+        h_s, h_t = emb[self.source][batch.source], emb[self.target]
+        total = h_s.new_zeros(())
+        for path, adj in zip(self.paths, self.adjacency):
+            rows = self._batch_rows(adj, batch.source_ids)
+            i, j = rows.indices()
+            local = torch.sparse_coo_tensor(torch.stack([i, batch.localize(self.target, j)]), rows.values(),
+                                            (len(batch.source_ids), len(h_t)))
+            has = has_instance(rows)
+            mapped = torch.sparse.mm(local, self.map_path(h_t, path))
+            total = total + (h_s[has] - mapped[has]).pow(2).sum() / has.sum().clamp_min(1)
+        return total
+
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
-        return self.matching_loss(emb)
+        return self.matching_loss(emb, batch)
 
     def target_embeddings(self, emb: Embeddings) -> Tensor:
         """``mean_p T_p h_t``."""

@@ -33,7 +33,7 @@ from torch import nn
 from .. import data as datasets
 from ..errors import AuxrunError
 from ..io import save_torch
-from ..data.view import FullGraph
+from ..data.view import FullGraph, check_sampling, make_view
 from ..models import ClassifierHead, Encoder, build_encoder
 from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
@@ -76,9 +76,7 @@ def validate(cfg: DictConfig) -> None:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size"))
-    if str(cfg.trainer.get("sampling", "full")) != "full":
-        raise AuxrunError("zeroshot trains on the whole graph: KTN's matching loss and the adaptation "
-                          "baselines read every source node's neighbourhood; use trainer.sampling=full")
+    check_sampling(cfg.trainer)
     z = cfg.zeroshot
     split = list(z.source_split)
     if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
@@ -114,14 +112,16 @@ def prepare(cfg: DictConfig) -> Prepared:
     classifier = ClassifierHead(hidden, zs.num_classes)
     method = build(cfg.transfer, zs, hidden)
     model = ZeroShotModel(encoder, classifier, method).to(device)
-    return Prepared(zs, model, FullGraph(zs.graph, {}, 1), device, gen, str(pretrained) if pretrained else None)
+    return Prepared(zs, model, make_view(zs.graph, {}, cfg.trainer, gen, device), device, gen, str(pretrained) if pretrained else None)
 
 
 def embeddings(p: Prepared) -> dict[str, torch.Tensor]:
-    """The encoder's embeddings of the whole graph in evaluation mode (no gradient)."""
+    """Every source and target node's embedding in evaluation mode (no gradient): one pass
+    over the whole graph, or mini-batched inference on sampled subgraphs."""
     p.model.eval()
+    every = {t: torch.arange(p.zs.graph.num_nodes(t), device=p.device) for t in (p.zs.source, p.zs.target)}
     with torch.no_grad():
-        return p.view.embed(p.model.encoder)
+        return p.view.embed(p.model.encoder, every)
 
 
 def source_metrics(p: Prepared, split: str, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
@@ -152,11 +152,13 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     """One optimisation step on the labelled source ``nodes``; returns ``(L_cls, L_transfer)``."""
     model, zs = p.model, p.zs
     targets = torch.randint(zs.num_target, (len(nodes),), generator=p.gen).to(p.device)
-    batch = StepBatch(source=nodes, target=targets)
-    inputs = p.view.step(None, p.gen)
-    emb = model.encoder(inputs.x, inputs.graph)
+    x, graph = p.view.around(model.method.seeds(nodes, targets), p.gen)
+    sampled = graph.n_id is not None
+    batch = StepBatch(source=graph.localize(zs.source, nodes), target=graph.localize(zs.target, targets),
+                      source_ids=nodes if sampled else None, localize=graph.localize if sampled else None)
+    emb = model.encoder(x, graph)
     model.method.before_step({k: v.detach() for k, v in emb.items()}, batch, model.classifier)
-    cls = soft_cross_entropy(model.classifier(emb[zs.source][nodes]), zs.y_source[nodes]).mean()
+    cls = soft_cross_entropy(model.classifier(emb[zs.source][batch.source]), zs.y_source[nodes]).mean()
     extra = model.method.loss(emb, batch, model.classifier)
     loss = cls if extra is None else cls + model.method.weight * extra
     if not bool(torch.isfinite(loss)):
