@@ -17,7 +17,6 @@ a shared or virtual machine has slow phases lasting seconds.
 from __future__ import annotations
 
 import argparse
-from contextlib import nullcontext
 import json
 import platform
 import os
@@ -90,48 +89,77 @@ class ResidentPeak:
         self._thread.join()
 
 
-def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: str, backbone: str = "gcn",
-            what: str = "time") -> dict:
-    """Run ``warmup + steps`` engine steps of one configuration in this process, measuring
-    ``what``: ``time`` (median seconds per step) or ``memory`` (peak MiB beyond the start)."""
+def prepared_steps(overrides: list[str], aux_tasks: dict):
+    """An ``mtl`` run's model, step builder and optimiser, ready for engine steps: the config
+    composed with ``overrides`` and ``aux_tasks`` as its auxiliary tasks (in training mode).
+    Returns ``(prepared, step context, optimiser, batch size)``."""
     from hydra import compose, initialize_config_module
 
-    from .train.engine import setup, train_step
+    from .train.engine import setup
     from .train.schemes import prepare
 
     with initialize_config_module("auxrun.conf", version_base="1.3"):
-        cfg = compose("mtl", overrides=[*STRATEGIES[name], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed",
-                                        f"device={device}",
-                                        "trainer.progress=false"])
-    cfg.aux.tasks = OmegaConf.create(AUX_SETS[k])
+        cfg = compose("mtl", overrides=[*overrides, "trainer.progress=false"])
+    cfg.aux.tasks = OmegaConf.create(aux_tasks)
     p = prepare(cfg)
     assert p.target is not None
     _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     ctx.model.train()
-    cuda = p.device.type == "cuda"
-    batch_size = int(cfg.trainer.batch_size)
+    return p, ctx, optimizer, int(cfg.trainer.batch_size)
+
+
+class StepPeak:
+    """Peak memory of the steps inside the block beyond the level at its start, in MiB: on
+    CUDA ``max_memory_allocated``; on CPU the resident set sampled by :class:`ResidentPeak`
+    (``sample=False`` skips the sampler thread, e.g. while timing)."""
+
+    def __init__(self, device: torch.device, sample: bool = True) -> None:
+        self.cuda = device.type == "cuda"
+        self.rss = ResidentPeak() if sample and not self.cuda else None
+        self.mib: float | None = None
+
+    def __enter__(self) -> "StepPeak":
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        elif self.rss is not None:
+            self.rss.__enter__()
+        return self
+
+    def sync(self) -> None:
+        """Wait for queued GPU work (call before reading a clock)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        elif self.rss is not None:
+            self.rss.__exit__(*exc)
+            self.mib = (self.rss.peak - self.rss.base) / 2**20
+
+
+def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: str, backbone: str = "gcn",
+            what: str = "time") -> dict:
+    """Run ``warmup + steps`` engine steps of one configuration in this process, measuring
+    ``what``: ``time`` (median seconds per step) or ``memory`` (peak MiB beyond the start)."""
+    from .train.engine import train_step
+
+    p, ctx, optimizer, batch_size = prepared_steps(
+        [*STRATEGIES[name], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed", f"device={device}"], AUX_SETS[k])
     for i in range(warmup):
         train_step(ctx, optimizer, p.target.sample(batch_size, p.gen), p.gen, i)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base_cuda = torch.cuda.memory_allocated()
-    sample = what == "memory" and not cuda  # no sampler thread competing with the timed steps
     times = []
-    with ResidentPeak() if sample else nullcontext() as rss:
+    with StepPeak(p.device, sample=what == "memory") as peak:  # no sampler thread competing with timed steps
         for i in range(warmup, warmup + steps):
             t0 = time.perf_counter()
             train_step(ctx, optimizer, p.target.sample(batch_size, p.gen), p.gen, i)
-            if cuda:
-                torch.cuda.synchronize()
+            peak.sync()
             times.append(time.perf_counter() - t0)
     if what == "time":
         return {"step_s": statistics.median(times), "device": str(p.device)}
-    if cuda:
-        peak_mib = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
-    else:
-        peak_mib = (rss.peak - rss.base) / 2**20
-    return {"peak_mib": peak_mib}
+    return {"peak_mib": peak.mib}
 
 
 def _in_subprocess(name: str, k: int, what: str, args: argparse.Namespace) -> dict:

@@ -36,13 +36,11 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from .bench import ResidentPeak
+from .bench import StepPeak, prepared_steps
 from .io import write_json
 
 PLANTED = ("helpful", "noise", "harmful")
@@ -65,7 +63,7 @@ def overrides(edges: float, strategy: str, sampling: str, device: str) -> list[s
             f"dataset.num_items={users}", "dataset.num_tags=100", "dataset.user_degree=5",
             "dataset.item_tags=1", "dataset.planted_pairs_per_node=5", "dataset.train_frac=0.2",
             f"trainer.sampling={sampling}", "trainer.fanout=[10,5]", f"trainer.batch_size={BATCH}",
-            f"trainer.aux_batch_size={BATCH}", f"device={device}", "trainer.progress=false"]
+            f"trainer.aux_batch_size={BATCH}", f"device={device}"]
 
 
 def bare_step(ctx, optimizer, batch, gen) -> None:
@@ -83,20 +81,9 @@ def measure(edges: float, k: int, strategy: str, sampling: str, loop: str, what:
     """One configuration in this process: ``loop`` = ``engine`` (the engine's train step),
     ``bare`` (:func:`bare_step`) or ``both`` (alternating, step by step, on the same model);
     ``what`` = ``time`` or ``memory``."""
-    from hydra import compose, initialize_config_module
+    from .train.engine import train_step
 
-    from .train.engine import setup, train_step
-    from .train.schemes import prepare
-
-    with initialize_config_module("auxrun.conf", version_base="1.3"):
-        cfg = compose("mtl", overrides=overrides(edges, strategy, sampling, device))
-    cfg.aux.tasks = OmegaConf.create(aux_tasks(k))
-    p = prepare(cfg)
-    assert p.target is not None
-    _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
-    ctx.model.train()
-    cuda = p.device.type == "cuda"
-    bs = int(cfg.trainer.batch_size)
+    p, ctx, optimizer, bs = prepared_steps(overrides(edges, strategy, sampling, device), aux_tasks(k))
 
     def one(i: int, loop: str) -> None:
         batch = p.target.sample(bs, p.gen)
@@ -112,26 +99,20 @@ def measure(edges: float, k: int, strategy: str, sampling: str, loop: str, what:
     for i in range(warmup):
         for lp in loops:
             one(i, lp)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base_cuda = torch.cuda.memory_allocated()
     times: dict[str, list[float]] = {lp: [] for lp in loops}
-    with ResidentPeak() if (what == "memory" and not cuda) else nullcontext() as rss:
+    with StepPeak(p.device, sample=what == "memory") as peak:
         for i in range(warmup, warmup + steps):
             for lp in loops:  # interleaved: a slow phase of the machine hits both loops alike
                 t0 = time.perf_counter()
                 one(i, lp)
-                if cuda:
-                    torch.cuda.synchronize()
+                peak.sync()
                 times[lp].append(time.perf_counter() - t0)
     mp_edges = int(sum(v.shape[1] for v in p.data.edge_index.values()))
     if what == "time":
         out = {f"{lp}_step_s": statistics.median(t) for lp, t in times.items()}
         return {"step_s": out.get("engine_step_s", out.get("bare_step_s")), **out, "edges": mp_edges,
                 "device": str(p.device)}
-    peak = (torch.cuda.max_memory_allocated() - base_cuda) if cuda else (rss.peak - rss.base)
-    return {"peak_mib": peak / 2**20, "edges": mp_edges}
+    return {"peak_mib": peak.mib, "edges": mp_edges}
 
 
 def _run(spec: dict, args: argparse.Namespace) -> dict:
