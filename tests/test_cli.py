@@ -187,11 +187,6 @@ def test_bad_sampling_and_precision_values_are_refused_before_data_loads(make_cf
         schemes.run(make_cfg("mtl", *args), tmp_path)
 
 
-def test_bad_sampling_value_at_the_cli_is_one_clear_message(tmp_path):
-    proc = run_cli("mtl", "trainer.sampling=some", *FAST, f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2 and "trainer.sampling='some'" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_slurm_launcher_config_composes_with_its_documented_keys():
     """The shipped SLURM launcher (the same sweep as submitit_local above, on a cluster)
     resolves to submitit's SLURM launcher with the partition given on the command line."""

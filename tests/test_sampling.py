@@ -43,19 +43,6 @@ def test_each_node_keeps_min_degree_fanout_distinct_incoming_edges_of_the_graph(
         assert kept[v] == min(int(in_deg[v]), 3)
 
 
-def test_uniform_over_a_nodes_neighbours():
-    """Node 0 has 10 in-neighbours and fanout 3: each is kept with probability 3/10."""
-    ei = torch.stack([torch.arange(1, 11), torch.zeros(10, dtype=torch.long)])
-    sampler = TorchNeighborSampler(ei, 11, [3], torch.Generator().manual_seed(0))
-    counts = torch.zeros(11)
-    draws = 4000
-    for _ in range(draws):
-        out = sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([0])))
-        counts[ei[0, out.edge]] += 1
-    freq = counts[1:] / draws
-    assert float((freq - 0.3).abs().max()) < 0.03  # ~4 binomial standard deviations
-
-
 def test_all_neighbours_reach_exactly_the_k_hop_subgraph_of_pyg():
     ei = random_graph(e=600)
     seeds = torch.tensor([5, 9])
@@ -161,7 +148,7 @@ def test_uniform_k_subsets_on_both_draw_paths(degree):
     ei = torch.stack([torch.arange(1, degree + 1), torch.zeros(degree, dtype=torch.long)])
     sampler = TorchNeighborSampler(ei, degree + 1, [3], torch.Generator().manual_seed(3))
     single, pair = torch.zeros(degree + 1), torch.zeros(degree + 1, degree + 1)
-    draws = 6000
+    draws = 3000
     for _ in range(draws):
         kept = ei[0, sampler.sample_from_nodes(NodeSamplerInput(None, torch.tensor([0]))).edge]
         assert len(kept) == 3 and len(torch.unique(kept)) == 3
