@@ -12,8 +12,9 @@ from auxrun.train.schemes import run
 SEEDS = range(6)
 
 
-@pytest.fixture(scope="module")
-def scores(tmp_path_factory):
+@pytest.fixture(scope="module", params=["full", pytest.param("neighbor", marks=pytest.mark.slow)])
+def scores(request, tmp_path_factory):
+    """Also on neighbour-sampled subgraphs (``-m slow``: it doubles the runs)."""
     from hydra import compose, initialize_config_module
 
     root = tmp_path_factory.mktemp("planted")
@@ -24,6 +25,7 @@ def scores(tmp_path_factory):
             out[name] = []
             for seed in SEEDS:
                 cfg = compose("mtl", overrides=[*overrides, f"seed={seed}", "trainer.progress=false",
+                                                f"trainer.sampling={request.param}",
                                                 "trainer.checkpoint=false", f"paths.outputs={root}"])
                 result = run(cfg, root / f"{name}-{seed}")
                 out[name].append(result["metrics"]["test"]["f1_micro"])

@@ -14,8 +14,9 @@ from auxrun.train.schemes import run
 SEEDS = range(4)
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+@pytest.fixture(scope="module", params=["full", pytest.param("neighbor", marks=pytest.mark.slow)])
+def runs(request, tmp_path_factory):
+    """Also on neighbour-sampled subgraphs (``-m slow``: it doubles the runs)."""
     from hydra import compose, initialize_config_module
 
     root = tmp_path_factory.mktemp("mixed")
@@ -24,7 +25,8 @@ def runs(tmp_path_factory):
         for weighting in out:
             for seed in SEEDS:
                 cfg = compose("mtl", overrides=[f"weighting={weighting}", "aux=mixed", f"seed={seed}",
-                                                "trainer.progress=false", "trainer.checkpoint=false"])
+                                                "trainer.progress=false", f"trainer.sampling={request.param}",
+                                                "trainer.checkpoint=false"])
                 run_dir = root / f"{weighting}-{seed}"
                 result = run(cfg, run_dir)
                 trace = pd.read_csv(run_dir / "trace.csv")
@@ -33,7 +35,11 @@ def runs(tmp_path_factory):
     return out
 
 
-def test_auxts_weights_the_harmful_task_clearly_lower(runs):
+def test_auxts_weights_the_harmful_task_clearly_lower(runs, request):
+    if request.node.callspec.params.get("runs") == "neighbor":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "open (issue 12): on neighbour-sampled steps AUX-TS weights the harmful task only "
+            "0.56-0.88x the helpful one (0.09-0.23x on the whole graph); strict, so a fix shows up")))
     for r in runs["auxts"]:
         assert r["weights"]["harmful"] < 0.75 * r["weights"]["helpful"], r["weights"]
 
