@@ -37,6 +37,17 @@ def pyg_backend_available() -> bool:
     return bool(torch_geometric.typing.WITH_PYG_LIB or torch_geometric.typing.WITH_TORCH_SPARSE)
 
 
+def resolve_backend(name: str) -> str:
+    """The sampler ``trainer.sampler=name`` runs: ``pyg`` or ``torch`` (``auto``: PyG's when it
+    can run); an unknown name, or ``pyg`` without its compiled backend, is a clear error."""
+    if name not in BACKENDS:
+        raise AuxrunError(f"trainer.sampler={name!r}; use one of {', '.join(BACKENDS)}")
+    if name == "pyg" and not pyg_backend_available():
+        raise AuxrunError("trainer.sampler=pyg needs pyg-lib or torch-sparse (see PyG's installation notes); "
+                          "trainer.sampler=auto falls back to the built-in sampler")
+    return "pyg" if name == "pyg" or (name == "auto" and pyg_backend_available()) else "torch"
+
+
 class TorchNeighborSampler(BaseSampler):
     """Uniform neighbour sampling without replacement (module docstring) in plain torch.
 
@@ -70,14 +81,12 @@ class TorchNeighborSampler(BaseSampler):
         likely, and both cost O(k) per node: a hub's cost does not grow with its degree."""
         start, deg = self.colptr[frontier], self.colptr[frontier + 1] - self.colptr[frontier]
         take_all = deg <= k if k >= 0 else torch.ones_like(deg, dtype=torch.bool)
-        parts = [self._ranges(frontier[take_all], start[take_all], deg[take_all])]
+        parts = [self._ranges(frontier[take_all], start[take_all], deg[take_all])[:2]]
         if k >= 0:
             mid = ~take_all & (deg <= 2 * k)
-            pos, dst = self._ranges(frontier[mid], start[mid], deg[mid])
+            pos, dst, seg, first = self._ranges(frontier[mid], start[mid], deg[mid])
             if len(pos):
-                seg = torch.repeat_interleave(torch.arange(int(mid.sum())), deg[mid])
                 order = torch.argsort(torch.rand(len(pos), generator=self.gen, dtype=torch.double) + seg)
-                first = torch.cumsum(deg[mid], 0) - deg[mid]
                 keep = order[(torch.arange(len(pos)) - first[seg[order]]) < k]
                 parts.append((pos[keep], dst[keep]))
             big = deg > 2 * k
@@ -86,11 +95,13 @@ class TorchNeighborSampler(BaseSampler):
         return torch.cat([p.reshape(-1) for p, _ in parts]), torch.cat([d.reshape(-1) for _, d in parts])
 
     @staticmethod
-    def _ranges(nodes: Tensor, start: Tensor, deg: Tensor) -> tuple[Tensor, Tensor]:
-        """Every incoming edge position of ``nodes`` and its destination."""
+    def _ranges(nodes: Tensor, start: Tensor, deg: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Every incoming edge position of ``nodes`` and its destination; with them each
+        position's node (``seg``, an index into ``nodes``) and each node's first position in
+        the output (``first``)."""
         seg = torch.repeat_interleave(torch.arange(len(nodes)), deg)
         first = torch.cumsum(deg, 0) - deg
-        return start[seg] + torch.arange(len(seg)) - first[seg], nodes[seg]
+        return start[seg] + torch.arange(len(seg)) - first[seg], nodes[seg], seg, first
 
     def _distinct(self, deg: Tensor, k: int) -> Tensor:
         """Per row, ``k`` distinct uniform offsets in ``[0, deg)`` (``deg > 2k``)."""
@@ -133,13 +144,8 @@ class NeighborSubgraphs:
 
     def __init__(self, view: GraphView, fanout: list[int], gen: torch.Generator, backend: str = "auto",
                  share: "NeighborSubgraphs | None" = None) -> None:
-        if backend not in BACKENDS:
-            raise AuxrunError(f"trainer.sampler={backend!r}; use one of {', '.join(BACKENDS)}")
-        if backend == "pyg" and not pyg_backend_available():
-            raise AuxrunError("trainer.sampler=pyg needs pyg-lib or torch-sparse (see PyG's installation notes); "
-                              "use trainer.sampler=auto to fall back to the built-in sampler")
         self.view = view
-        self.backend = "pyg" if backend == "pyg" or (backend == "auto" and pyg_backend_available()) else "torch"
+        self.backend = resolve_backend(backend)
         if share is not None and isinstance(share.sampler, TorchNeighborSampler) and self.backend == "torch":
             self.sampler: BaseSampler = share.sampler.derive(fanout, gen)  # one CSC for both
             return

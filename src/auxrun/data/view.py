@@ -23,7 +23,8 @@ so a subgraph view can take them as seeds and localise them) and, for targets,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +35,7 @@ from ..errors import AuxrunError
 from .graph import GraphData
 from .graph_view import GraphView
 from .molecules import MolData
-from .neighbors import BACKENDS, NeighborSubgraphs, pyg_backend_available
+from .neighbors import NeighborSubgraphs, resolve_backend
 
 if TYPE_CHECKING:  # tasks depend on data, never the other way round at run time
     from ..tasks.base import Batch, Task, TargetTask
@@ -110,9 +111,11 @@ class FullGraph(DataView):
         tables of the whole graph's size: here one encoder pass over the whole graph."""
         return encoder(self.x, self.graph)
 
-    def around(self, nodes: dict[str, list[Tensor]], gen: torch.Generator) -> tuple[dict[str, Tensor], GraphView]:
-        """Features and graph of a training step that reads the embeddings of ``nodes``
-        (graph-wide indices per type): here the whole graph (``graph.localize`` is the identity)."""
+    def around(self, seeds: Callable[[], dict[str, list[Tensor]]],
+               gen: torch.Generator) -> tuple[dict[str, Tensor], GraphView]:
+        """Features and graph of a training step that reads the embeddings of the nodes
+        ``seeds()`` names (graph-wide indices per type; called only by views that sample):
+        here the whole graph (``graph.localize`` is the identity)."""
         return self.x, self.graph
 
     def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
@@ -145,14 +148,16 @@ class SampledGraph(FullGraph):
         stacked = torch.unique(torch.cat([self.graph.stacked(t, ids) for t, ids in seeds]))
         return (self.train_subgraphs if train else self.eval_subgraphs).around(stacked)
 
-    def around(self, nodes: dict[str, list[Tensor]], gen: torch.Generator) -> tuple[dict[str, Tensor], GraphView]:
-        sub = self._subgraph([(t, ids) for t, parts in nodes.items() for ids in parts], train=True)
+    def around(self, seeds: Callable[[], dict[str, list[Tensor]]],
+               gen: torch.Generator) -> tuple[dict[str, Tensor], GraphView]:
+        sub = self._subgraph([(t, ids) for t, parts in seeds().items() for ids in parts], train=True)
         return self.features(sub), sub
 
     def _inputs(self, batches: dict[str, "Batch"], gen: torch.Generator | None) -> StepInputs:
-        sub = self._subgraph([(t, ids) for _, _, rows in self._refs(batches) for t, ids in rows], gen is not None)
+        refs = list(self._refs(batches))
+        sub = self._subgraph([(t, ids) for _, _, rows in refs for t, ids in rows], gen is not None)
         local = {n: dict(b) for n, b in batches.items()}
-        for name, key, rows in self._refs(batches):
+        for name, key, rows in refs:
             parts = [sub.localize(t, ids) for t, ids in rows]
             local[name][key] = parts[0] if batches[name][key].dim() == 1 else torch.stack(parts)
         return StepInputs(self.features(sub), sub, local)
@@ -161,10 +166,17 @@ class SampledGraph(FullGraph):
         assert sub.n_id is not None
         return {t: v[sub.n_id[t]] for t, v in self.x.items()}
 
-    def aux_eval_inputs(self, name: str) -> StepInputs:
+    @contextmanager
+    def _eval_rng(self) -> Iterator[None]:
+        """Evaluation draws: the evaluation generator (ours) and, in a fork of the global RNG
+        (PyG's sampler draws from it), the global one, both from :data:`EVAL_SEED`."""
         self.eval_gen.manual_seed(EVAL_SEED)
-        with torch.random.fork_rng(devices=[]):  # PyG's sampler draws from the global RNG
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(EVAL_SEED)
+            yield
+
+    def aux_eval_inputs(self, name: str) -> StepInputs:
+        with self._eval_rng():
             return super().aux_eval_inputs(name)
 
     def target_embeddings(self, encoder: torch.nn.Module, splits: tuple[str, ...]) -> dict[str, dict[str, Tensor]]:
@@ -184,9 +196,7 @@ class SampledGraph(FullGraph):
         if needed is None:
             needed = {t: torch.arange(n, device=self.graph.edge_index.device) for t, n in self.graph.counts.items()}
         emb: dict[str, Tensor] = {}
-        self.eval_gen.manual_seed(EVAL_SEED)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(EVAL_SEED)
+        with self._eval_rng():
             for t, ids in needed.items():
                 for chunk in torch.unique(ids).split(self.eval_batch_size):
                     sub = self._subgraph([(t, chunk)], train=False)
@@ -244,12 +254,16 @@ class MoleculeBatches(DataView):
         return out
 
 
-def check_sampling(trainer: Any) -> None:
-    """``trainer.sampling``, ``trainer.fanout`` (and ``eval_fanout``, ``eval_batch_size``)
-    are valid: checked when the config is composed, before any data loads."""
+def check_sampling(trainer: Any, molecular: bool = False) -> None:
+    """``trainer.sampling``, ``trainer.fanout`` (and ``eval_fanout``, ``eval_batch_size``,
+    ``sampler``) are valid, and ``sampling=neighbor`` is not asked of ``molecular`` data:
+    checked when the config is composed, before any data loads."""
     sampling = str(trainer.get("sampling", "full"))
     if sampling not in SAMPLING:
         raise AuxrunError(f"trainer.sampling={sampling!r}; use one of {', '.join(SAMPLING)}")
+    if molecular and sampling == "neighbor":
+        raise AuxrunError("molecular datasets train on batches of whole molecules already; "
+                          "trainer.sampling=neighbor applies to graph datasets")
     for key in ("fanout", "eval_fanout"):
         value = trainer.get(key)
         if value is None and key == "eval_fanout":
@@ -257,16 +271,12 @@ def check_sampling(trainer: Any) -> None:
         try:
             hops = [int(k) for k in value]
         except (TypeError, ValueError):
-            raise AuxrunError(f"trainer.{key} must be a list of neighbours per hop, e.g. [15,10] (got {value})") from None
+            raise AuxrunError(f"trainer.{key} must be a list of neighbours per hop, e.g. [15,10] "
+                              f"(got {value})") from None
         if not hops or any(k == 0 or k < -1 for k in hops):
             raise AuxrunError(f"trainer.{key}: each hop keeps a positive number of neighbours or -1 for all "
                               f"(got {list(value)})")
-    backend = str(trainer.get("sampler", "auto"))
-    if backend not in BACKENDS:
-        raise AuxrunError(f"trainer.sampler={backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == "pyg" and not pyg_backend_available():
-        raise AuxrunError("trainer.sampler=pyg needs pyg-lib or torch-sparse (see PyG's installation notes); "
-                          "trainer.sampler=auto falls back to the built-in sampler")
+    resolve_backend(str(trainer.get("sampler", "auto")))
     if int(trainer.get("eval_batch_size", 1)) < 1:
         raise AuxrunError(f"trainer.eval_batch_size must be at least 1 (got {trainer.eval_batch_size})")
 
@@ -274,11 +284,8 @@ def check_sampling(trainer: Any) -> None:
 def make_view(data: GraphData | MolData, tasks: Mapping[str, "Task"], trainer: Any, gen: torch.Generator,
               device: torch.device) -> DataView:
     """The view ``trainer.sampling`` asks for on ``data`` (molecules are always batched)."""
-    check_sampling(trainer)
+    check_sampling(trainer, molecular=isinstance(data, MolData))
     if isinstance(data, MolData):
-        if str(trainer.get("sampling", "full")) == "neighbor":
-            raise AuxrunError("molecular datasets train on batches of whole molecules already; "
-                              "trainer.sampling=neighbor applies to graph datasets")
         return MoleculeBatches(data, tasks, int(trainer.aux_batch_size), device)
     if str(trainer.get("sampling", "full")) == "full":
         return FullGraph(data, tasks, int(trainer.aux_batch_size))

@@ -2,9 +2,9 @@
 
 Each step: take a batch of target examples, ask the data view (:mod:`auxrun.data.view`) for
 the step's inputs (one batch per auxiliary task and the graph they all share: the whole
-graph, a sampled subgraph or the step's molecules), run the encoder once on them (auxiliary tasks such as attribute generation may hide
-some features), compute every task's per-example losses, let the weighting strategy fill the
-gradients, take an optimiser step. Each epoch: evaluate on validation, keep the best epoch
+graph, a sampled subgraph or the step's molecules), run the encoder once on them (auxiliary
+tasks such as attribute generation may hide some features), compute every task's
+per-example losses, let the weighting strategy fill the gradients, take an optimiser step. Each epoch: evaluate on validation, keep the best epoch
 (early stopping with ``patience``), checkpoint it. At the end: restore the best epoch and
 evaluate on validation and test.
 """
@@ -150,10 +150,18 @@ def evaluate(model: TaskModel, view: DataView, target: TargetTask | None, aux: d
             embs = view.target_embeddings(model.encoder, splits)
             for s in splits:
                 out[s].update(target.evaluate(embs[s], s))
+        plain: dict[tuple[int, int], dict[str, Tensor]] = {}  # uncorrupted passes, per (inputs, graph)
         for name, task in aux.items():
             inputs = view.aux_eval_inputs(name)
             batch = inputs.batches[name]
-            emb = model.encoder(task.corrupt(inputs.x, batch) or inputs.x, inputs.graph)
+            corrupted = task.corrupt(inputs.x, batch)
+            if corrupted is not None:
+                emb = model.encoder(corrupted, inputs.graph)
+            else:  # tasks that hide nothing share one pass where the view hands them one graph
+                key = (id(inputs.x), id(inputs.graph))
+                if key not in plain:
+                    plain[key] = model.encoder(inputs.x, inputs.graph)
+                emb = plain[key]
             metrics = task.evaluate(emb, "val", inputs.x, batch)
             for s in splits:
                 out[s].update({f"{name}_{k}": v for k, v in metrics.items()})

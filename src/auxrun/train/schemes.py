@@ -55,11 +55,8 @@ def _validate(cfg: DictConfig) -> None:
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))
-    check_sampling(cfg.trainer)
-    if str(cfg.trainer.sampling) == "neighbor" and str(cfg.dataset.get("loader", cfg.dataset.name)) in \
-            datasets.MOLECULAR_LOADERS:
-        raise AuxrunError("molecular datasets train on batches of whole molecules already; "
-                          "trainer.sampling=neighbor applies to graph datasets")
+    loader = str(cfg.dataset.get("loader", cfg.dataset.name))
+    check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS)
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")

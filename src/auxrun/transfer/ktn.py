@@ -16,8 +16,8 @@ source nodes with at least one instance of ``p`` (a source without one has nothi
 the loss enters as ``L_cls + lambda * L_KTN``. On neighbour-sampled steps (as the paper trains,
 on HGT-sampled subgraphs) the sum runs over the step's source nodes: ``S_p`` is the batch's
 sources with an instance of ``p``, and their rows of ``A_p`` reach target nodes that the
-step's subgraph is sampled around (:meth:`KTN.seeds`), so every term is exact. Every ``W_r`` starts at the identity, so an
-untrained KTN is ``direct`` transfer. At test time a target node is classified by the source
+step's subgraph is sampled around (:meth:`KTN.seeds`), so every term is exact. Every
+``W_r`` starts at the identity, so an untrained KTN is ``direct`` transfer. At test time a target node is classified by the source
 classifier applied to ``mean_p T_p h_t``.
 
 The authors' released run script passes ``--no_matching_loss`` on every call, which leaves
@@ -42,7 +42,7 @@ def relation_key(rel: tuple[str, str, str]) -> str:
 
 class KTN(Transfer):
     name = "ktn"
-    tensor_lists = ("adjacency", "rows")
+    tensor_lists = ("adjacency", "rows", "row_ptr")
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__(zs, hidden, cfg)
@@ -56,6 +56,7 @@ class KTN(Transfer):
         counts = {t: g.num_nodes(t) for t in g.node_types}
         self.adjacency = [path_adjacency(p, g.edge_index, counts) for p in self.paths]
         self.rows = [has_instance(a) for a in self.adjacency]
+        self.row_ptr = [torch.searchsorted(a.indices()[0], torch.arange(a.shape[0] + 1)) for a in self.adjacency]
         rels = sorted({relation_key(r) for p in self.paths for r in p.relations})
         self.maps = nn.ModuleDict({r: nn.Linear(hidden, hidden, bias=False) for r in rels})
         for m in self.maps.values():
@@ -79,11 +80,11 @@ class KTN(Transfer):
             total = total + (h_s[rows] - mapped[rows]).pow(2).sum() / rows.sum().clamp_min(1)
         return total
 
-    def _batch_rows(self, adj: Tensor, ids: Tensor) -> Tensor:
-        """Rows ``ids`` of a sparse path adjacency (coalesced COO, so sorted by row) as a
-        ``(len(ids), n_target)`` COO matrix, gathered by each row's range of entries."""
-        row, col = adj.indices()
-        ptr = torch.searchsorted(row, torch.arange(adj.shape[0] + 1, device=row.device))
+    def _batch_rows(self, adj: Tensor, ptr: Tensor, ids: Tensor) -> Tensor:
+        """Rows ``ids`` of a sparse path adjacency (coalesced COO, so sorted by row; ``ptr[r]``
+        its first entry of row ``r``) as a ``(len(ids), n_target)`` COO matrix, gathered by
+        each row's range of entries."""
+        col = adj.indices()[1]
         start, count = ptr[ids], ptr[ids + 1] - ptr[ids]
         seg = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), count)
         pos = start[seg] + torch.arange(len(seg), device=ids.device) - (torch.cumsum(count, 0) - count)[seg]
@@ -92,15 +93,16 @@ class KTN(Transfer):
 
     def seeds(self, source: Tensor, target: Tensor) -> dict[str, list[Tensor]]:
         """The batch's nodes and every target node their rows of each ``A_p`` reach."""
-        reached = [self._batch_rows(adj, source).indices()[1] for adj in self.adjacency]
+        reached = [self._batch_rows(adj, ptr, source).indices()[1]
+                   for adj, ptr in zip(self.adjacency, self.row_ptr)]
         return {self.source: [source], self.target: [target, *reached]}
 
     def _batch_matching_loss(self, emb: Embeddings, batch: StepBatch) -> Tensor:
         assert batch.source_ids is not None and batch.localize is not None
         h_s, h_t = emb[self.source][batch.source], emb[self.target]
         total = h_s.new_zeros(())
-        for path, adj in zip(self.paths, self.adjacency):
-            rows = self._batch_rows(adj, batch.source_ids)
+        for path, adj, ptr in zip(self.paths, self.adjacency, self.row_ptr):
+            rows = self._batch_rows(adj, ptr, batch.source_ids)
             i, j = rows.indices()
             local = torch.sparse_coo_tensor(torch.stack([i, batch.localize(self.target, j)]), rows.values(),
                                             (len(batch.source_ids), len(h_t)))

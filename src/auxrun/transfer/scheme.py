@@ -112,7 +112,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     classifier = ClassifierHead(hidden, zs.num_classes)
     method = build(cfg.transfer, zs, hidden)
     model = ZeroShotModel(encoder, classifier, method).to(device)
-    return Prepared(zs, model, make_view(zs.graph, {}, cfg.trainer, gen, device), device, gen, str(pretrained) if pretrained else None)
+    view = make_view(zs.graph, {}, cfg.trainer, gen, device)
+    return Prepared(zs, model, view, device, gen, str(pretrained) if pretrained else None)
 
 
 def embeddings(p: Prepared) -> dict[str, torch.Tensor]:
@@ -152,7 +153,7 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     """One optimisation step on the labelled source ``nodes``; returns ``(L_cls, L_transfer)``."""
     model, zs = p.model, p.zs
     targets = torch.randint(zs.num_target, (len(nodes),), generator=p.gen).to(p.device)
-    x, graph = p.view.around(model.method.seeds(nodes, targets), p.gen)
+    x, graph = p.view.around(lambda: model.method.seeds(nodes, targets), p.gen)
     sampled = graph.n_id is not None
     batch = StepBatch(source=graph.localize(zs.source, nodes), target=graph.localize(zs.target, targets),
                       source_ids=nodes if sampled else None, localize=graph.localize if sampled else None)
