@@ -35,11 +35,7 @@ def runs(request, tmp_path_factory):
     return out
 
 
-def test_auxts_weights_the_harmful_task_clearly_lower(runs, request):
-    if request.node.callspec.params.get("runs") == "neighbor":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "open (issue 12): on neighbour-sampled steps AUX-TS weights the harmful task only "
-            "0.56-0.88x the helpful one (0.09-0.23x on the whole graph); strict, so a fix shows up")))
+def test_auxts_weights_the_harmful_task_clearly_lower(runs):
     for r in runs["auxts"]:
         assert r["weights"]["harmful"] < 0.75 * r["weights"]["helpful"], r["weights"]
 

@@ -52,10 +52,11 @@ def test_all_neighbours_reach_exactly_the_k_hop_subgraph_of_pyg():
     assert torch.equal(out.node, torch.sort(subset).values)
 
 
-@pytest.mark.parametrize("backbone", ["sage", "gin", "rgcn", "hgt"])
+@pytest.mark.parametrize("backbone", ["gcn", "sage", "gin", "rgcn", "hgt"])
 def test_seed_embeddings_on_a_full_fanout_subgraph_equal_the_whole_graph_ones(make_cfg, backbone):
-    """Layers that aggregate over a node's incoming edges only (not GCN's symmetric degree
-    normalisation) compute a seed's embedding exactly from its full 2-hop computation tree."""
+    """Every layer computes a seed's embedding exactly from its full 2-hop computation tree;
+    GCN too, because it normalises by whole-graph degrees (the tree's boundary nodes keep
+    none of their own incoming edges)."""
     cfg = make_cfg("mtl", f"backbone={backbone}", "backbone.num_layers=2", "backbone.hidden=16", *SMALL)
     data = load(cfg.dataset, 0)
     enc = Encoder(cfg.backbone, data.schema()).eval()
@@ -67,6 +68,51 @@ def test_seed_embeddings_on_a_full_fanout_subgraph_equal_the_whole_graph_ones(ma
     emb = enc({t: v[sub.n_id[t]] for t, v in data.x.items()}, sub)
     for t, ids in (("user", torch.tensor([0, 7, 33])), ("item", torch.tensor([2, 5]))):
         assert torch.allclose(emb[t][sub.localize(t, ids)], full[t][ids], atol=1e-5)
+
+
+def test_gcn_weights_on_the_whole_graph_are_pygs_gcn_norm():
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    from auxrun.models.encoders import gcn_edge_weights
+
+    ei = random_graph()
+    ei = ei[:, ei[0] != ei[1]]
+    view = GraphView(["n"], {"n": 200}, {"n": 0}, ei, torch.zeros(ei.shape[1], dtype=torch.long), {},
+                     degree=torch.bincount(ei[1], minlength=200))
+    ours = torch.sparse_coo_tensor(*gcn_edge_weights(view), (200, 200)).to_dense()
+    theirs = torch.sparse_coo_tensor(*gcn_norm(ei, num_nodes=200), (200, 200)).to_dense()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_a_sampled_gcn_layer_is_an_unbiased_estimate_of_the_whole_graph_layer():
+    """Averaged over many sampled subgraphs (fanout 3 of in-degrees ~7), a seed's one-layer GCN
+    aggregate ``sum_j A_hat_ij h_j`` approaches the whole-graph one; normalising by the
+    subgraph's own degrees (a plain ``GCNConv``) stays far from it."""
+    from torch_geometric.nn import GCNConv
+
+    from auxrun.models.encoders import gcn_edge_weights
+
+    ei = random_graph()
+    ei = ei[:, ei[0] != ei[1]]
+    degree = torch.bincount(ei[1], minlength=200)
+    whole = GraphView(["n"], {"n": 200}, {"n": 0}, ei, torch.zeros(ei.shape[1], dtype=torch.long),
+                      {("n", "to", "n"): ei}, degree=degree)
+    h = torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) + 1.0
+    conv = GCNConv(4, 4, normalize=False, bias=False)
+    conv.lin.weight.data = torch.eye(4)
+    plain = GCNConv(4, 4, bias=False)
+    plain.lin.weight.data = torch.eye(4)
+    seeds = torch.tensor([3, 17, 42, 99])
+    exact = conv(h, *gcn_edge_weights(whole))[seeds]
+    sampler = NeighborSubgraphs(whole, [3], torch.Generator().manual_seed(1))
+    ours, subgraph_norm, n = torch.zeros_like(exact), torch.zeros_like(exact), 800
+    for _ in range(n):
+        sub = sampler.around(seeds)
+        local = sub.localize("n", seeds)
+        ours += conv(h[sub.n_id["n"]], *gcn_edge_weights(sub))[local] / n
+        subgraph_norm += plain(h[sub.n_id["n"]], sub.edge_index)[local] / n
+    assert torch.allclose(ours, exact, atol=0.05), (ours - exact).abs().max()
+    assert (subgraph_norm - exact).abs().max() > 0.5
 
 
 def test_a_sampled_step_shares_one_subgraph_and_localises_every_batch(make_cfg):

@@ -7,7 +7,9 @@ run on the per-relation ``edge_index_dict`` (indices local to each node type).
 
 A subgraph (:meth:`GraphView.subgraph`) has the same fields over its own nodes, plus
 ``n_id[t]``: the graph-wide index of each of its type-``t`` nodes (for ID embeddings and for
-gathering features); ``n_id`` is ``None`` on the whole graph.
+gathering features); ``n_id`` is ``None`` on the whole graph. ``degree`` is each node's
+in-degree in the *whole* homogeneous graph, on a subgraph too: layers whose normalisation
+depends on degrees (GCN) use it so a sampled subgraph estimates the whole-graph layer.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class GraphView:
     edge_type: Tensor
     edge_index_dict: dict[EdgeType, Tensor]
     n_id: dict[str, Tensor] | None = None
+    degree: Tensor | None = None
 
     @property
     def metadata(self) -> tuple[list[str], list[EdgeType]]:
@@ -49,13 +52,15 @@ class GraphView:
         for i, ((s, _, d), ei) in enumerate(data.edge_index.items()):
             parts.append(torch.stack([ei[0] + offsets[s], ei[1] + offsets[d]]))
             rel_ids.append(torch.full((ei.shape[1],), i, dtype=torch.long, device=ei.device))
+        edge_index = torch.cat(parts, 1)
         return cls(
             node_types=types,
             counts=counts,
             offsets=offsets,
-            edge_index=torch.cat(parts, 1),
+            edge_index=edge_index,
             edge_type=torch.cat(rel_ids),
             edge_index_dict=dict(data.edge_index),
+            degree=torch.bincount(edge_index[1], minlength=acc),
         )
 
     def split(self, h: Tensor) -> dict[str, Tensor]:
@@ -86,7 +91,8 @@ class GraphView:
         for i, (s, r, d) in enumerate(self.edge_index_dict):
             ei = local[:, edge_type == i]
             edge_index_dict[(s, r, d)] = torch.stack([ei[0] - offsets[s], ei[1] - offsets[d]])
-        return GraphView(self.node_types, counts, offsets, local, edge_type, edge_index_dict, n_id)
+        degree = None if self.degree is None else self.degree[nodes]
+        return GraphView(self.node_types, counts, offsets, local, edge_type, edge_index_dict, n_id, degree)
 
     def localize(self, node_type: str, ids: Tensor) -> Tensor:
         """Positions, among this subgraph's type-``node_type`` nodes, of the graph-wide node

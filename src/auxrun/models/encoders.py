@@ -16,6 +16,14 @@ features (width 0) it is the whole input besides ``e_t``.
 * ``han`` runs PyG's ``HANConv`` on the per-relation edges, each relation a length-one
   meta-path: node-level attention per relation, then semantic attention across relations.
 
+``gcn`` propagates with ``A_hat = D^-1/2 (A + I) D^-1/2`` where ``D`` holds *whole-graph*
+degrees (plus one for the self-loop), also on a neighbour-sampled subgraph: there node ``i``
+keeps ``k_i`` of its ``deg_i`` incoming edges and each kept edge's weight is scaled by
+``deg_i / k_i``, so ``sum_j A_hat_ij h_j`` over the kept edges is an unbiased estimate of the
+whole-graph sum (exact when every edge is kept). Normalising by the subgraph's own degrees,
+as a plain ``GCNConv`` would, gives the boundary nodes of a sampled tree degree one and
+biases every sampled step (:func:`gcn_edge_weights`).
+
 ``rgcn``, ``hgt`` and ``han`` have type- or relation-specific parameters: the premise of
 zero-shot transfer between node types (``auxrun zeroshot``).
 
@@ -42,7 +50,7 @@ BACKBONES = (*HOMOGENEOUS, *PER_RELATION)
 def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.Module:
     heads = int(cfg.get("heads", 4))
     if name == "gcn":
-        return gnn.GCNConv(hidden, hidden)
+        return gnn.GCNConv(hidden, hidden, normalize=False)  # weights from gcn_edge_weights
     if name == "gat":
         if hidden % heads:
             raise AuxrunError(f"backbone.hidden ({hidden}) must be divisible by backbone.heads ({heads})")
@@ -64,6 +72,23 @@ def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.
     if name == "han":
         return gnn.HANConv(hidden, hidden, metadata, heads=heads, dropout=float(cfg.get("attention_dropout", 0.0)))
     raise AuxrunError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
+
+
+def gcn_edge_weights(graph: GraphView) -> tuple[Tensor, Tensor]:
+    """Edges with self-loops and their GCN weights on ``graph`` (module docstring):
+    ``w_ji = (deg_i / k_i) / sqrt((deg_j + 1)(deg_i + 1))`` for a kept edge ``j -> i`` and
+    ``1 / (deg_i + 1)`` for the self-loop, ``deg`` the whole-graph in-degree and ``k_i`` the
+    edges into ``i`` that ``graph`` kept. On the whole graph ``k_i = deg_i``: PyG's
+    ``gcn_norm`` (for a graph without self-loops of its own)."""
+    n = graph.num_nodes
+    src, dst = graph.edge_index
+    kept = torch.bincount(dst, minlength=n)
+    deg = (kept if graph.degree is None else graph.degree).to(torch.float32)
+    inv_sqrt = (deg + 1).rsqrt()
+    weight = deg[dst] / kept[dst] * inv_sqrt[src] * inv_sqrt[dst]
+    loops = torch.arange(n, device=src.device)
+    return (torch.cat([graph.edge_index, torch.stack([loops, loops])], 1),
+            torch.cat([weight, inv_sqrt.square()]))
 
 
 class Encoder(nn.Module):
@@ -120,11 +145,20 @@ class Encoder(nn.Module):
                     h_dict = {t: self._between(h) for t, h in h_dict.items()}
             return h_dict
         h = torch.cat([h_dict[t] for t in graph.node_types])
+        edges = self._edge_args(graph)
         for i, conv in enumerate(self.convs):
-            h = conv(h, graph.edge_index, graph.edge_type) if self.name == "rgcn" else conv(h, graph.edge_index)
+            h = conv(h, *edges)
             if i < last:
                 h = self._between(h)
         return graph.split(h)
+
+    def _edge_args(self, graph: GraphView) -> tuple[Tensor, ...]:
+        """What a homogeneous layer takes after ``h``: GCN its weighted edges, RGCN the edge types."""
+        if self.name == "gcn":
+            return gcn_edge_weights(graph)
+        if self.name == "rgcn":
+            return graph.edge_index, graph.edge_type
+        return (graph.edge_index,)
 
     def _between(self, h: Tensor) -> Tensor:
         return nn.functional.dropout(self.act(h), self.dropout, self.training)
