@@ -12,6 +12,8 @@ from .kgnn_ls import load_kgnn_ls
 from .moleculenet import load_moleculenet, load_moses
 from .molecules import MolData
 from .movielens import load_movielens
+from .oag import load_oag
+from .reddit import load_reddit
 from .ogb_mag import load_ogb_mag
 from .synthetic import load_synthetic
 from .synthetic_zeroshot import load_synthetic_zeroshot
@@ -20,7 +22,8 @@ Loader = Callable[[DictConfig, int, "str | None"], GraphData]
 
 REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls,
                                "moleculenet": load_moleculenet, "moses": load_moses,
-                               "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag}
+                               "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag,
+                               "reddit": load_reddit, "oag": load_oag}
 
 
 MOLECULAR_LOADERS = ("moleculenet", "moses")  # loaders that return MolData

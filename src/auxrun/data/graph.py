@@ -23,11 +23,13 @@ class TargetSpec:
     """What the target task predicts and on which examples.
 
     ``node_cls``: ``labels[node]`` for nodes of ``node_type``; ``split[s]`` are node indices.
+    ``node_rank``: multi-label ranking (OAG's Paper-Field): ``labels`` is a ``(num_nodes, C)``
+    0/1 matrix of each node's classes (rows outside the splits may be empty).
     ``link_pred``: ``split[s]`` is a (2, n) tensor of positive ``edge_type`` edges and
     ``negatives[s]`` (val/test) a fixed (2, n) tensor of sampled non-edges for evaluation.
     """
 
-    kind: Literal["node_cls", "link_pred"]
+    kind: Literal["node_cls", "node_rank", "link_pred"]
     split: dict[str, Tensor]
     node_type: str | None = None
     labels: Tensor | None = None
@@ -87,6 +89,9 @@ class GraphData:
             of things derived from it (meta-path labels) and is part of :meth:`schema`;
             empty for graphs that do not depend on the seed and need no cache.
         cache_dir: where such caches live (``None`` = do not cache).
+        pretrain_nodes: per node type, the nodes GPT-GNN's generative tasks draw their
+            examples from (the pre-training part of a dataset's protocol: Reddit's 70% of
+            posts, OAG's papers before 2014); a type not listed draws from all its nodes.
     """
 
     name: str
@@ -101,6 +106,7 @@ class GraphData:
     node_labels: dict[str, NodeLabels] = field(default_factory=dict)
     fingerprint: str = ""
     cache_dir: str | None = None
+    pretrain_nodes: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def node_types(self) -> list[str]:
@@ -135,6 +141,7 @@ class GraphData:
         self.x = {k: v.to(device) for k, v in self.x.items()}
         self.edge_index = {k: v.to(device) for k, v in self.edge_index.items()}
         self.heldout = {k: v.to(device) for k, v in self.heldout.items()}
+        self.pretrain_nodes = {k: v.to(device) for k, v in self.pretrain_nodes.items()}
         t = self.target
         t.split = {k: v.to(device) for k, v in t.split.items()}
         t.negatives = {k: v.to(device) for k, v in t.negatives.items()}

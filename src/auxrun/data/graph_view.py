@@ -10,6 +10,9 @@ A subgraph (:meth:`GraphView.subgraph`) has the same fields over its own nodes, 
 gathering features); ``n_id`` is ``None`` on the whole graph. ``degree`` is each node's
 in-degree in the *whole* homogeneous graph, on a subgraph too: layers whose normalisation
 depends on degrees (GCN) use it so a sampled subgraph estimates the whole-graph layer.
+A subgraph also keeps ``nodes`` (the stacked graph-wide index of each of its nodes) and
+``e_id`` (the position of each of its edges in the whole graph's ``edge_index``), so edges a
+task hides from one step can be removed from it (:meth:`GraphView.without`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class GraphView:
     edge_index_dict: dict[EdgeType, Tensor]
     n_id: dict[str, Tensor] | None = None
     degree: Tensor | None = None
+    nodes: Tensor | None = None
+    e_id: Tensor | None = None
 
     @property
     def metadata(self) -> tuple[list[str], list[EdgeType]]:
@@ -92,7 +97,33 @@ class GraphView:
             ei = local[:, edge_type == i]
             edge_index_dict[(s, r, d)] = torch.stack([ei[0] - offsets[s], ei[1] - offsets[d]])
         degree = None if self.degree is None else self.degree[nodes]
-        return GraphView(self.node_types, counts, offsets, local, edge_type, edge_index_dict, n_id, degree)
+        e_id = edges if self.e_id is None else self.e_id[edges]
+        wide = nodes if self.nodes is None else self.nodes[nodes]
+        return GraphView(self.node_types, counts, offsets, local, edge_type, edge_index_dict, n_id, degree, wide, e_id)
+
+    def without(self, hidden: Tensor, hidden_dst: Tensor) -> "GraphView":
+        """This view without the whole-graph edges at positions ``hidden`` (whose stacked
+        destinations are ``hidden_dst``): none of them passes a message, and ``degree``
+        no longer counts them, so nothing of a hidden edge reaches the encoder."""
+        if len(hidden) == 0:
+            return self
+        positions = self.e_id if self.e_id is not None else torch.arange(self.edge_index.shape[1],
+                                                                         device=self.edge_index.device)
+        keep = ~torch.isin(positions, hidden)
+        edge_index, edge_type = self.edge_index[:, keep], self.edge_type[keep]
+        edge_index_dict = {}
+        for i, (s, r, d) in enumerate(self.edge_index_dict):
+            ei = edge_index[:, edge_type == i]
+            edge_index_dict[(s, r, d)] = torch.stack([ei[0] - self.offsets[s], ei[1] - self.offsets[d]])
+        degree = self.degree
+        if degree is not None:
+            local = hidden_dst if self.nodes is None else torch.searchsorted(self.nodes, hidden_dst)
+            inside = local < len(degree)
+            if self.nodes is not None:
+                inside &= self.nodes[local.clamp(max=len(degree) - 1)] == hidden_dst
+            degree = degree - torch.bincount(local[inside], minlength=len(degree))
+        return GraphView(self.node_types, self.counts, self.offsets, edge_index, edge_type, edge_index_dict,
+                         self.n_id, degree, self.nodes, positions[keep])
 
     def localize(self, node_type: str, ids: Tensor) -> Tensor:
         """Positions, among this subgraph's type-``node_type`` nodes, of the graph-wide node

@@ -14,10 +14,11 @@ evaluation batch. Three implementations:
   the corpus when pre-training) as one disconnected graph; auxiliary tasks draw their
   examples from those molecules.
 
-Tasks tell a view what it needs to know through three methods: ``sample(batch_size, gen,
+Tasks tell a view what it needs to know through four methods: ``sample(batch_size, gen,
 graph)`` (graph views sample graph-wide and pass no graph; the molecule view passes the
 step's molecules), ``node_refs()`` (which batch entries hold node indices of which node type,
-so a subgraph view can take them as seeds and localise them) and, for targets,
+so a subgraph view can take them as seeds and localise them), ``hidden_edges(batch)`` (edges
+the step's graph must not contain: edge generation's targets) and, for targets,
 ``eval_nodes(split)`` (whose embeddings evaluation needs).
 """
 
@@ -94,7 +95,15 @@ class FullGraph(DataView):
         return {n: t.sample(self.aux_batch_size, gen) for n, t in self.aux.items()}
 
     def _inputs(self, batches: dict[str, "Batch"], gen: torch.Generator | None) -> StepInputs:
-        return StepInputs(self.x, self.graph, batches)
+        return StepInputs(self.x, self._hide(self.graph, batches), batches)
+
+    def _hide(self, graph: GraphView, batches: dict[str, "Batch"]) -> GraphView:
+        """``graph`` without the edges the batches' tasks hide (:meth:`Task.hidden_edges`)."""
+        parts = [h for n, b in batches.items() if (h := self.tasks[n].hidden_edges(b)) is not None]
+        if not parts:
+            return graph
+        hidden = torch.unique(torch.cat(parts))
+        return graph.without(hidden, self.graph.edge_index[1, hidden])
 
     def step(self, target_batch: "Batch | None", gen: torch.Generator) -> StepInputs:
         batches = {TARGET: target_batch} if target_batch is not None else {}
@@ -160,7 +169,7 @@ class SampledGraph(FullGraph):
         for name, key, rows in refs:
             parts = [sub.localize(t, ids) for t, ids in rows]
             local[name][key] = parts[0] if batches[name][key].dim() == 1 else torch.stack(parts)
-        return StepInputs(self.features(sub), sub, local)
+        return StepInputs(self.features(sub), self._hide(sub, batches), local)
 
     def features(self, sub: GraphView) -> dict[str, Tensor]:
         assert sub.n_id is not None

@@ -11,29 +11,37 @@ kind           spec keys                                        class
                ``min_count``
 ``edge_gen``   ``relation`` (e.g. ``user-rates-item``)          :class:`EdgeGeneration`
 ``attr_gen``   ``node_type``                                    :class:`AttributeGeneration`
+``gpt_attr``   ``node_type`` (GPT-GNN)                          :class:`GenerativeAttributes`
+``gpt_edge``   ``relation``, optional ``negatives`` (GPT-GNN)   :class:`GenerativeEdges`
 ``attr_mask``  optional ``mask_rate`` (molecules)               :class:`AttributeMasking`
 ``edge_pred``  (molecules)                                      :class:`EdgePrediction`
 ``context``    optional ``context_layers`` (molecules)          :class:`ContextPrediction`
 ``infograph``  (molecules)                                      :class:`InfoGraph`
 ``motif``      (molecules)                                      :class:`MotifPrediction`
 =============  ===============================================  ==========================
+
+Every spec may set ``loss_scale`` (default 1), which multiplies the task's per-example losses.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from ..data.cache import progress
 from ..data.graph import GraphData
+from ..data.graph_view import GraphView
 from ..data.molecules import MolData
 from ..errors import AuxrunError
 from .base import Task, TargetTask
-from .node import AttributeGeneration, NodeClassification
+from .generative import EdgeLookup, GenerativeAttributes, GenerativeEdges
+from .node import AttributeGeneration, MultiLabelRanking, NodeClassification
 from .molecular import AttributeMasking, ContextPrediction, EdgePrediction, GraphPrediction, InfoGraph, MotifPrediction
 from .pairs import PairTask, EdgeGeneration, LinkPrediction, MetaPathPrediction, PlantedPairs
 
 MOL_KINDS = ("attr_mask", "context", "edge_pred", "infograph", "motif")
-AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", *MOL_KINDS)
+AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", "gpt_attr", "gpt_edge", *MOL_KINDS)
 
 
 def molecular(data: GraphData | MolData) -> bool:
@@ -46,6 +54,8 @@ def build_target(data: GraphData | MolData, hidden: int, head_dim: int) -> Targe
         return GraphPrediction(data, hidden)  # type: ignore[arg-type]
     if data.target.kind == "node_cls":
         return NodeClassification(data.target, hidden)
+    if data.target.kind == "node_rank":
+        return MultiLabelRanking(data.target, hidden)
     return LinkPrediction(data, hidden, head_dim)
 
 
@@ -54,15 +64,23 @@ def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int, n
     head_dim = None if aux_cfg.pair_head == "dot" else int(aux_cfg.head_dim)
     tasks: dict[str, Task] = {}
     specs = dict(aux_cfg.tasks or {})
+
+    @functools.cache
+    def edge_index() -> tuple[GraphView, EdgeLookup]:  # built once, shared by every gpt_edge task
+        view = GraphView.from_data(data)  # type: ignore[arg-type]
+        return view, EdgeLookup(view)
+
     with progress("building auxiliary tasks", len(specs), enabled=bool(data.fingerprint) and bool(specs)) as advance:
         for name, spec in specs.items():
-            tasks[name] = _build_one(name, spec, aux_cfg, data, hidden, seed, head_dim, num_layers)
+            tasks[name] = _build_one(name, spec, aux_cfg, data, hidden, seed, head_dim, num_layers, edge_index)
+            tasks[name].loss_scale = loss_scale(name, spec)
             advance(name)
     return tasks
 
 
 def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int,
-               head_dim: int | None, num_layers: int) -> Task:
+               head_dim: int | None, num_layers: int,
+               edge_index: Callable[[], tuple[GraphView, EdgeLookup]]) -> Task:
     """One auxiliary task from its spec (see the module docstring for the kinds)."""
     if name == "target":
         raise AuxrunError("an auxiliary task cannot be called 'target'")
@@ -78,17 +96,41 @@ def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hi
                                   int(spec.get("min_count", 1)))
     elif kind == "edge_gen":
         task = EdgeGeneration(name, data, str(spec.relation), hidden, head_dim)
-    elif kind == "attr_gen":
+    elif kind in ("attr_gen", "gpt_attr"):
         node_type = str(spec.node_type)
-        if node_type not in data.x:
-            raise AuxrunError(f"auxiliary task {name!r}: unknown node type {node_type!r} "
-                              f"(types: {', '.join(data.node_types)})")
-        task = AttributeGeneration(name, node_type, data.x[node_type], hidden, int(aux_cfg.eval_size), seed)
+        if node_type not in data.x or data.x[node_type].shape[1] == 0:
+            raise AuxrunError(f"auxiliary task {name!r}: node type {node_type!r} has no attributes to generate "
+                              f"(types with features: {', '.join(t for t in data.node_types if data.x[t].shape[1])})")
+        if kind == "attr_gen":
+            task = AttributeGeneration(name, node_type, data.x[node_type], hidden, int(aux_cfg.eval_size), seed)
+        else:
+            task = GenerativeAttributes(name, node_type, data.x[node_type], hidden, int(aux_cfg.eval_size), seed,
+                                        data.pretrain_nodes.get(node_type))
+    elif kind == "gpt_edge":
+        view, lookup = edge_index()
+        negatives = int(spec.get("negatives", 255))
+        if negatives < 1:
+            raise AuxrunError(f"auxiliary task {name!r}: negatives must be at least 1 (got {negatives})")
+        task = GenerativeEdges(name, data, str(spec.relation), hidden, negatives, int(aux_cfg.eval_size), seed,
+                               lookup, view)
     else:
         raise AuxrunError(f"auxiliary task {name!r}: unknown kind {kind!r}; use one of {', '.join(AUX_KINDS)}")
     if isinstance(task, PairTask):
         task.eval_size = int(aux_cfg.eval_size)
     return task
+
+
+def loss_scale(name: str, spec: Any) -> float:
+    """``aux.tasks.<name>.loss_scale``: a positive number (default 1)."""
+    value = spec.get("loss_scale", 1.0) if hasattr(spec, "get") else 1.0
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not scale > 0 or scale == float("inf"):
+        raise AuxrunError(f"aux.tasks.{name}.loss_scale must be a positive number (got {value!r})")
+    return scale
+
 
 
 def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData, hidden: int,

@@ -27,12 +27,15 @@ class Task(nn.Module):
         primary_metric: the metric used for model selection and in ``compare``.
         higher_is_better: direction of ``primary_metric``.
         head: the task's own parameters (never shared with other tasks).
+        loss_scale: multiplies every per-example loss (``aux.tasks.<name>.loss_scale``; the
+            AUX-TS paper's Table 4 rescales the auxiliary losses).
     """
 
     name: str
     primary_metric: str = "auc"
     higher_is_better: bool = True
     head: nn.Module
+    loss_scale: float = 1.0
 
     def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:
         """A random training batch (auxiliary tasks draw one per step). Tasks on one graph
@@ -52,6 +55,12 @@ class Task(nn.Module):
 
     def corrupt(self, x: dict[str, Tensor], batch: Batch) -> dict[str, Tensor] | None:
         """Inputs to use for this step's forward pass, or ``None`` to leave them alone."""
+        return None
+
+    def hidden_edges(self, batch: Batch) -> Tensor | None:
+        """Positions, in the whole graph's stacked ``edge_index``, of the edges no message may
+        pass over in the forward pass that scores ``batch`` (edge generation hides the edges
+        it asks for); ``None`` hides nothing. The data view removes them from the step's graph."""
         return None
 
     def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,

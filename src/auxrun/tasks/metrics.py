@@ -94,6 +94,17 @@ def ranking_metrics(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 
     return torch.stack([rr, ndcg])
 
 
+def ranking_metrics_chunked(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 10,
+                            budget: int = 2 ** 24) -> Tensor:
+    """:func:`ranking_metrics` over row chunks, so its ``(rows, k, items)`` tie masks stay within
+    ``budget`` elements (a full ranking of C classes costs ``C^2`` per row)."""
+    per_row = min(k, scores.shape[1]) * scores.shape[1]
+    step = max(1, budget // max(1, per_row))
+    parts = [ranking_metrics(scores[i:i + step], relevant[i:i + step], exclude[i:i + step], k)
+             for i in range(0, scores.shape[0], step)]
+    return torch.cat(parts, 1) if parts else scores.new_zeros(2, 0, dtype=torch.double)
+
+
 def label_ranking(scores: Tensor, relevant: Tensor) -> dict[str, float]:
     """Zero-shot label metrics of ``scores`` (nodes, C) against 0/1 ``relevant`` (nodes, C),
     averaged over the nodes with at least one relevant label.

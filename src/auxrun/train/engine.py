@@ -64,11 +64,18 @@ class TaskModel(nn.Module):
     def forward(self, x: dict[str, Tensor], x_clean: dict[str, Tensor], graph: GraphView,
                 batches: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         """Per-example losses of every task in ``batches``: one encoder pass on ``x`` (the
-        step's possibly corrupted inputs), reconstruction targets from ``x_clean``."""
+        step's possibly corrupted inputs), reconstruction targets from ``x_clean``; each task's
+        losses multiplied by its ``loss_scale``."""
         with self.autocast():
             emb = self.encoder(x, graph)
-            losses = {name: self.tasks[name].losses(emb, batch, x_clean) for name, batch in batches.items()}
+            losses = {name: self._scaled(self.tasks[name], self.tasks[name].losses(emb, batch, x_clean))
+                      for name, batch in batches.items()}
         return {n: v.float() for n, v in losses.items()} if self.precision == "bf16" else losses
+
+
+    @staticmethod
+    def _scaled(task: Task, losses: Tensor) -> Tensor:
+        return losses if task.loss_scale == 1.0 else losses * task.loss_scale
 
 
 @dataclass

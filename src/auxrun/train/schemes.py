@@ -28,7 +28,7 @@ from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
 from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
-from ..tasks import Task, TargetTask, build_aux, build_target
+from ..tasks import Task, TargetTask, build_aux, build_target, loss_scale
 from ..weighting import Weighting
 from ..weighting import build as build_weighting
 from .engine import fit
@@ -51,12 +51,30 @@ def check_trainer(t: DictConfig, counts: tuple[str, ...]) -> None:
         raise AuxrunError(f"trainer.precision={t.precision}; use one of {', '.join(PRECISIONS)}")
 
 
+def _resolvable(cfg: DictConfig) -> None:
+    """Every ``${...}`` of the config resolves, or one message naming the key and what is missing
+    (``aux=gpt`` on a dataset without ``dataset.gpt``)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as exc:
+        key = getattr(exc, "full_key", "")
+        hint = (f"; aux={cfg.aux.name} needs the dataset to name them under dataset.gpt (attr: a node type, "
+                f"edge: a relation), as dataset=synthetic, synthetic_xl, reddit and oag_cs do"
+                if "dataset.gpt" in str(exc) else "")
+        raise AuxrunError(f"{key}: {str(exc).splitlines()[0]}{hint}") from None
+
+
 def _validate(cfg: DictConfig) -> None:
+    _resolvable(cfg)
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))
     loader = str(cfg.dataset.get("loader", cfg.dataset.name))
     check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS)
+    for name, spec in (cfg.aux.get("tasks") or {}).items():
+        loss_scale(name, spec)
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")
