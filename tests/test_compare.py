@@ -272,3 +272,31 @@ def test_ktn_layout_without_zeroshot_runs_is_a_user_error(tmp_path):
     put(tmp_path, "n0", "none", 0, 0.7)
     with pytest.raises(AuxrunError, match="no zeroshot runs"):
         render(compare(tmp_path), "md", "ktn")
+
+
+def test_table2_layout_sets_mrr_beside_ndcg_and_the_published_columns_beside_ours(tmp_path):
+    def put2(name, weighting, seed, command, metrics, dataset="oag_cs", primary="ndcg"):
+        write_result(tmp_path / name, {
+            "status": "completed", "command": command, "dataset": dataset, "backbone": "gcn", "aux": "gpt",
+            "weighting": weighting, "seed": seed, "primary_metric": primary, "higher_is_better": True,
+            "metrics": {"val": metrics, "test": metrics}, "config": {},
+        })
+
+    for seed, (ndcg, mrr) in enumerate([(0.40, 0.50), (0.44, 0.54)]):
+        put2(f"n{seed}", "none", seed, "mtl", {"ndcg": ndcg, "mrr": mrr, "edge_mrr": 0.9})
+        put2(f"a{seed}", "auxts", seed, "mtl", {"ndcg": ndcg + 0.02, "mrr": mrr + 0.04})
+    put2("f0", "fixed", 0, "finetune", {"ndcg": 0.45, "mrr": 0.55})
+    put2("r0", "none", 0, "mtl", {"f1_micro": 0.80}, dataset="synthetic_xl", primary="f1_micro")
+    md = render(compare(tmp_path), "md", "table2")
+    lines = md.splitlines()
+    assert lines[0].startswith("| strategy | oag_cs MTL GCN ndcg | oag_cs MTL GCN mrr | oag_cs P&F GCN ndcg | "
+                               "oag_cs P&F GCN mrr | synthetic_xl MTL GCN f1_micro | Avg. Gain | "
+                               "OAG_CS MTL ndcg (published) |")
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
+    assert rows["none"].startswith("| none | 0.4200 ± 0.0283 (2) | 0.5200 ± 0.0283 (2) | - | - | "
+                                   "0.8000 ± 0.0000 (1) | - | 0.4387 ± 0.0054 |")
+    assert "| auxts | 0.4400 ± 0.0283 (2) | 0.5600 ± 0.0283 (2) | - | - | - | +4.76% |" in rows["auxts"]
+    assert rows["auxts"].endswith("| 0.4524 ± 0.0033 | 0.5218 ± 0.0073 | 0.4634 ± 0.0033 | 0.5406 ± 0.0073 | "
+                                  "0.8595 ± 0.0092 | 0.8738 ± 0.0090 |")
+    assert "| fixed | - | - | 0.4500 ± 0.0000 (1) | 0.5500 ± 0.0000 (1) |" in rows["fixed"]
+    assert "stand-in such as synthetic_xl is not them" in md

@@ -112,7 +112,9 @@ def compare(
     fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | csv | latex"),
     split: str = typer.Option("test", "--split", help="test | val"),
     layout: str = typer.Option("strategies", "--layout", "-l",
-                               help="strategies (one row per weighting) | table3 (the AUX-TS paper's Table 3 "
+                               help="strategies (one row per weighting) | table2 (the AUX-TS paper's Table 2: "
+                                    "one row per weighting, NDCG and MRR or F1 per scheme, published OAG_CS / "
+                                    "Reddit columns beside) | table3 (the AUX-TS paper's Table 3 "
                                     "layout with its published Last-FM / Book-Crossing figures) | molecules "
                                     "(one row per molecular target, Hu et al.'s ROC-AUC beside) | ktn (zero-shot "
                                     "runs: one row per transfer method, columns dataset / source -> target / "

@@ -58,6 +58,16 @@ class Comparison:
     columns: list[str]
     gains: dict[str, float]
     skipped: Counter
+    runs: pd.DataFrame | None = None  # the runs behind the cells (``row``, ``column``, ``metrics``, ...)
+
+    def secondary(self, row: str, column: str, metric: str) -> tuple[float, float, int]:
+        """``(mean, std, n)`` of another target metric (e.g. ``mrr`` beside the primary ``ndcg``)
+        over the completed runs of one cell, from each run's metrics on the compared split."""
+        if self.runs is None:
+            return math.nan, math.nan, 0
+        mine = self.runs[(self.runs.row == row) & (self.runs.column == column) & (self.runs.status == "completed")]
+        values = pd.Series([m.get(metric, math.nan) for m in mine.metrics], dtype=float).dropna()
+        return (float(values.mean()) if len(values) else math.nan), _std(values), int(len(values))
 
 
 def _finished_at(run_dir: Path, result: dict[str, Any]) -> float:
@@ -94,6 +104,7 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
             "value": float(value) if r["status"] == "completed" else math.nan,
             "higher_is_better": bool(r.get("higher_is_better", True)), "run_dir": str(run_dir),
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
+            "metrics": dict(r["metrics"].get(split, {})),
         })
     if not any(rec["status"] == "completed" for rec in records):
         extra = f" ({sum(skipped.values()) + len(records)} unfinished, diverged or failed runs skipped)" \
@@ -195,7 +206,8 @@ def compare(root: Path, split: str = "test") -> Comparison:
     cells = (cells.drop(columns=["setting", "groups"])
              .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
              .reset_index(drop=True))
-    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped)
+    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped,
+                      runs=df[["row", "column", "seed", "status", "metrics", "run_dir"]].reset_index(drop=True))
 
 
 def baseline_name(scheme: str) -> str:

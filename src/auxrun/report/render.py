@@ -12,11 +12,11 @@ from rich.table import Table
 
 from ..errors import AuxrunError
 from .compare import GAIN, Comparison, cell_at
-from .paper import ktn_grid, molecules_grid, table3_grid
+from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid
 
 FORMATS = ("rich", "md", "csv", "latex")
-LAYOUTS = ("strategies", "table3", "molecules", "ktn")
-PAPER_GRIDS = {"table3": table3_grid, "molecules": molecules_grid, "ktn": ktn_grid}
+LAYOUTS = ("strategies", "table2", "table3", "molecules", "ktn")
+PAPER_GRIDS = {"table2": table2_grid, "table3": table3_grid, "molecules": molecules_grid, "ktn": ktn_grid}
 
 
 def _gain(c: Comparison, row: str) -> str:

@@ -69,8 +69,11 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
     return encoder.to(device)
 
 
-def find_pretrained(outputs: Path, backbone_cfg: Any, schema: dict) -> Path | None:
-    """Newest completed pretrain run below ``outputs`` matching backbone and schema."""
+def find_pretrained(outputs: Path, backbone_cfg: Any, schema: dict, seed: int | None = None,
+                    aux: str | None = None) -> Path | None:
+    """Newest completed pretrain run below ``outputs`` matching backbone and schema, and where
+    given its seed and auxiliary set: the P&F cells of a comparison never share one seed's
+    encoder, nor one pre-trained on other tasks."""
     if not outputs.exists():
         return None
     wanted = _plain(backbone_cfg)
@@ -78,6 +81,7 @@ def find_pretrained(outputs: Path, backbone_cfg: Any, schema: dict) -> Path | No
     for run_dir, result in find_results(outputs):
         file = run_dir / FILENAME
         if (result["command"] == "pretrain" and result["status"] == "completed" and file.exists()
-                and result.get("config", {}).get("backbone") == wanted and result.get("data_schema") == schema):
+                and result.get("config", {}).get("backbone") == wanted and result.get("data_schema") == schema
+                and (seed is None or result.get("seed") == seed) and (aux is None or result.get("aux") == aux)):
             matches.append((file.stat().st_mtime, run_dir))
     return max(matches)[1] if matches else None

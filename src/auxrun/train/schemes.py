@@ -85,13 +85,14 @@ def _validate(cfg: DictConfig) -> None:
 def _compose_pretrain(cfg: DictConfig) -> DictConfig:
     """The dataset's default pretrain config for this run's backbone: on the dataset's
     ``pretrain_dataset`` when it names one (molecules pre-train on the MOSES corpus), else on
-    this run's dataset (with its settings)."""
+    this run's dataset (with its settings); ``pretrain_overrides`` (an experiment's list of
+    overrides, e.g. Table 2's pre-training learning rate) apply on top."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     corpus = cfg.dataset.get("pretrain_dataset")
     dataset_choice = str(corpus) if corpus else _choice("dataset", str(cfg.dataset.name))
-    overrides = [f"aux={cfg.dataset.pretrain_aux}"]
+    overrides = [f"aux={cfg.dataset.pretrain_aux}", *(str(o) for o in cfg.get("pretrain_overrides") or ())]
     if dataset_choice:  # the dataset file may set trainer keys (batch sizes) for pretraining too
         overrides.insert(0, f"dataset={dataset_choice}")
     backbone_choice = _choice("backbone", str(cfg.backbone.name))
@@ -124,7 +125,7 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
     if choice != "auto":
         path = Path(choice).expanduser()
         return load_encoder(path, cfg.backbone, schema, device), path
-    found = find_pretrained(outputs, cfg.backbone, schema)
+    found = find_pretrained(outputs, cfg.backbone, schema, int(cfg.seed), str(cfg.dataset.pretrain_aux))
     if found is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         found = outputs / "pretrain" / "auto" / f"{cfg.dataset.name}-{cfg.backbone.name}-{stamp}"
