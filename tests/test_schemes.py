@@ -59,3 +59,23 @@ def test_checkpoint_of_another_backbone_is_refused(make_cfg, tmp_path):
 def test_pretrain_without_auxiliary_tasks_is_refused(make_cfg, tmp_path):
     with pytest.raises(AuxrunError, match="needs auxiliary tasks"):
         run(make_cfg("pretrain", "aux=none"), tmp_path)
+
+
+def test_auto_finds_only_an_encoder_of_the_same_seed_and_auxiliary_set(make_cfg, tmp_path):
+    """P&F cells never share one seed's encoder, nor one pre-trained on other tasks."""
+    out = tmp_path / "outputs"
+    pre = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
+    cfg = make_cfg("finetune", *SMALL)
+    schema = pre["data_schema"]
+    assert find_pretrained(out, cfg.backbone, schema, 0, "ssl") == out / "pre"
+    assert find_pretrained(out, cfg.backbone, schema, 1, "ssl") is None
+    assert find_pretrained(out, cfg.backbone, schema, 0, "gpt") is None
+
+
+def test_an_experiments_pretrain_overrides_reach_the_automatic_pretraining(make_cfg):
+    from auxrun.train.schemes import _compose_pretrain
+
+    cfg = make_cfg("finetune", "experiment=table2", "dataset=synthetic")
+    pre = _compose_pretrain(cfg)
+    assert pre.command == "pretrain" and pre.aux.name == "gpt" and float(pre.trainer.lr) == 0.001
+    assert int(pre.trainer.batch_size) == 256

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.graph import GraphData
+from ..errors import AuxrunError
 from ..data.graph_view import GraphView
 from .base import Batch, Embeddings, Task
 from .metrics import ranking_metrics_chunked
@@ -130,6 +131,9 @@ class GenerativeEdges(Task):
             member = torch.zeros(data.num_nodes(self.dst_type), dtype=torch.bool, device=edges.device)
             member[pool] = True
             edges = edges[:, member[edges[1]]]
+        if edges.shape[1] == 0:
+            raise AuxrunError(f"auxiliary task {name!r}: relation {relation!r} has no edges to generate"
+                              + (" among the dataset's pre-training nodes" if pool is not None else ""))
         self.edges = edges
         self.num_src = data.num_nodes(self.src_type)
         self.negatives = int(negatives)
