@@ -55,7 +55,8 @@ def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
     for text in ("Config groups", "weighting", "auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, jd, none, pcgrad, rcgrad, selar", "backbone", "gat, gcn, gin, han, hgt, rgcn, sage",
-                 "dataset", "movielens, ogbn_mag, synthetic", "experiment", "table3", "aux", "trainer", "-m"):
+                 "dataset", "movielens, oag_cs, ogbn_mag, reddit, synthetic", "experiment", "table2, table3", "aux", "trainer",
+                 "-m"):
         assert text in proc.stdout, text
 
 
