@@ -14,11 +14,30 @@ FAST = ["trainer.max_epochs=2", "trainer.progress=false"]
 
 
 @pytest.fixture(scope="module")
-def one_run(tmp_path_factory) -> Path:
+def one_run_proc(tmp_path_factory):
+    """One run as a log or a pipe sees it (no TTY, progress on): the run folder and the process."""
     run_dir = tmp_path_factory.mktemp("cli") / "D"
-    proc = run_cli("mtl", "dataset=synthetic", "backbone=gcn", "weighting=fixed", *FAST, f"hydra.run.dir={run_dir}")
+    proc = run_cli("mtl", "dataset=synthetic", "backbone=gcn", "weighting=fixed", "trainer.max_epochs=2",
+                   f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr
-    return run_dir
+    return run_dir, proc
+
+
+@pytest.fixture(scope="module")
+def one_run(one_run_proc) -> Path:
+    return one_run_proc[0]
+
+
+def test_without_a_tty_each_epoch_is_one_line_in_stderr_and_the_log(one_run_proc):
+    run_dir, proc = one_run_proc
+    lines = [line for line in proc.stderr.splitlines() if " - epoch " in line]
+    assert [line.split(" - ")[1].split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("step " in line and "train loss " in line and "val f1_micro=" in line for line in lines)
+    assert "━" not in proc.stderr  # no progress bar drawn into a log
+    logged = (run_dir / "mtl.log").read_text()
+    assert "epoch 1/2" in logged and "epoch 2/2" in logged
+    assert proc.stderr.rstrip().splitlines()[-1].endswith(f"-> {run_dir}")  # the folder on one line
+    assert "epoch" not in proc.stdout
 
 
 def test_run_writes_result_json_per_contract(one_run):

@@ -225,4 +225,5 @@ def _report(result: dict, run_dir: Path) -> None:
     shown = f"test {key}={test[key]:.4f}" if key and key in test else \
         ", ".join(f"{k}={v:.4f}" for k, v in list(test.items())[:4])
     console.print(f"[bold]{result['command']}[/] {result['dataset']}/{result['backbone']}/"
-                  f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown} -> {run_dir}")
+                  f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown} -> {run_dir}",
+                  soft_wrap=True)  # the run folder stays one line a log reader can copy

@@ -184,14 +184,16 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
                              "history": [], "trace": [], "step_time": 0.0}
     best_score, bad, best = -math.inf, 0, copy.deepcopy(model.state_dict())
     epochs = int(trainer.max_epochs) if method.trains else 0
+    lines = bool(trainer.progress) and not console.is_terminal  # logs and pipes: a line per epoch instead
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
-                        disable=not bool(trainer.progress) or not epochs)
+                        disable=not bool(trainer.progress) or not epochs or lines)
     with progress:
         bar = progress.add_task(f"zeroshot {method.name}", total=epochs, info="")
         for epoch in range(epochs):
             model.train()
             train = p.zs.source_split["train"]
+            steps_before, time_before = state["steps"], state["step_time"]
             for idx in shuffled_chunks(len(train), int(trainer.batch_size), p.gen):
                 t0 = time.perf_counter()
                 try:
@@ -223,6 +225,11 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
             else:
                 bad += 1
             progress.update(bar, advance=1, info=f"source val {select}={val.get(f'source_{select}', math.nan):.4f}")
+            if lines:
+                rows = [r["loss"] for r in state["trace"][2 * steps_before:] if r["task"] == "source"]
+                step_ms = (state["step_time"] - time_before) / max(1, state["steps"] - steps_before) * 1000
+                log.info("epoch %d/%d  step %.1f ms  train loss %.4f  source val %s=%.4f", epoch + 1, epochs, step_ms,
+                         sum(rows) / max(1, len(rows)), select, val.get(f"source_{select}", math.nan))
             if int(trainer.patience) and bad >= int(trainer.patience):
                 break
     model.load_state_dict(best)
@@ -263,5 +270,5 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     })
     console.print(f"[bold]zeroshot[/] {result['dataset']} {zs.source}->{zs.target} {result['backbone']}/"
                   f"{method.name} seed={result['seed']}: {result['status']}, target ndcg={test['ndcg']:.4f} "
-                  f"mrr={test['mrr']:.4f} f1_micro={test['f1_micro']:.4f} -> {run_dir}")
+                  f"mrr={test['mrr']:.4f} f1_micro={test['f1_micro']:.4f} -> {run_dir}", soft_wrap=True)
     return result
