@@ -300,3 +300,63 @@ def test_table2_layout_sets_mrr_beside_ndcg_and_the_published_columns_beside_our
                                   "0.8595 ± 0.0092 | 0.8738 ± 0.0090 |")
     assert "| fixed | - | - | 0.4500 ± 0.0000 (1) | 0.5500 ± 0.0000 (1) |" in rows["fixed"]
     assert "stand-in such as synthetic_xl is not them" in md
+
+
+def test_paired_tests_match_the_t_statistic_by_hand_and_say_when_n_is_too_small(tmp_path):
+    import math
+
+    from scipy.stats import t as student
+
+    from auxrun.report.render import render_stats
+    from auxrun.report.stats import paired_tests
+
+    none, fixed = [0.70, 0.72, 0.69, 0.71], [0.74, 0.77, 0.73, 0.76]
+    for seed, (a, b) in enumerate(zip(none, fixed)):
+        put(tmp_path, f"n{seed}", "none", seed, a)
+        put(tmp_path, f"f{seed}", "fixed", seed, b)
+    put(tmp_path, "c0", "cosine", 0, 0.9)                      # n = 1: no test
+    put(tmp_path, "c9", "cosine", 9, 0.9)                      # a seed none lacks: not a pair
+    put(tmp_path, "r0", "none", 0, 2.0, dataset="freesolv", metric="rmse", higher=False)
+    put(tmp_path, "r1", "none", 1, 2.2, dataset="freesolv", metric="rmse", higher=False)
+    put(tmp_path, "q0", "fixed", 0, 1.5, dataset="freesolv", metric="rmse", higher=False)
+    put(tmp_path, "q1", "fixed", 1, 1.6, dataset="freesolv", metric="rmse", higher=False)
+    c = compare(tmp_path)
+    tests = paired_tests(c).set_index(["row", "column"])
+    d = [b - a for a, b in zip(none, fixed)]
+    mean, sd = sum(d) / 4, math.sqrt(sum((x - sum(d) / 4) ** 2 for x in d) / 3)
+    t_stat = mean / (sd / 2)
+    auc = [col for col in c.columns if col.startswith("synthetic")][0]
+    row = tests.loc[("fixed", auc)]
+    assert row.n == 4 and row.mean_diff == pytest.approx(mean)
+    assert row.t_p == pytest.approx(2 * student.sf(abs(t_stat), 3)) and math.isnan(row.wilcoxon_p)
+    assert row.mark == "**" and "t-test only" in row.note
+    cos = tests.loc[("cosine", auc)]
+    assert cos.n == 1 and math.isnan(cos.t_p) and "too few shared seeds" in cos.note
+    rmse = tests.loc[("fixed", [col for col in c.columns if col.startswith("freesolv")][0])]
+    assert rmse.mean_diff == pytest.approx(0.55)  # lower RMSE is better: a positive difference
+    md = render(c, "md")
+    assert "0.7500 ± 0.0183 (4)**" in md
+    text = render_stats(c, "md")
+    assert "n=1: too few shared seeds for a test" in text
+    assert "Ranking (Friedman, Nemenyi): not computed" in text and "needs at least 2 strategies and 5" in text
+
+
+def test_ranking_and_its_critical_difference_diagram(tmp_path):
+    from auxrun.report.stats import plot_cd, ranking
+
+    for d, (a, b, c_) in enumerate([(0.7, 0.8, 0.75), (0.6, 0.7, 0.65), (0.5, 0.9, 0.6), (0.4, 0.6, 0.5),
+                                    (0.3, 0.35, 0.32), (0.2, 0.4, 0.1)]):
+        put(tmp_path, f"n{d}", "none", 0, a, dataset=f"d{d}")
+        put(tmp_path, f"f{d}", "fixed", 0, b, dataset=f"d{d}")
+        put(tmp_path, f"c{d}", "cosine", 0, c_, dataset=f"d{d}")
+    rank = ranking(compare(tmp_path))
+    # fixed is best in every column; cosine beats none in five of six
+    assert rank.mean_ranks == pytest.approx({"fixed": 1.0, "cosine": (2 * 5 + 3) / 6, "none": (3 * 5 + 2) / 6})
+    assert 0 < rank.pvalue < 0.05 and rank.cd > 0
+    written = plot_cd(rank, str(tmp_path / "cd"))
+    assert [p[-3:] for p in written] == ["png", "pdf"] and all((tmp_path / f"cd.{e}").stat().st_size > 1000
+                                                                for e in ("png", "pdf"))
+    few = tmp_path / "few"
+    put(few, "n", "none", 0, 0.5)
+    put(few, "f", "fixed", 0, 0.6)
+    assert ranking(compare(few)).result is None and "at least 2 strategies and 5" in ranking(compare(few)).reason

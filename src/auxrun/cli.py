@@ -119,6 +119,10 @@ def compare(
                                     "(one row per molecular target, Hu et al.'s ROC-AUC beside) | ktn (zero-shot "
                                     "runs: one row per transfer method, columns dataset / source -> target / "
                                     "backbone, published KTN figures beside)"),
+    stats: bool = typer.Option(True, "--stats/--no-stats",
+                               help="after the table: each cell's paired test against none (direct for zeroshot) "
+                                    "and the strategies' Friedman / Nemenyi ranking (not with --format csv)"),
+    plots: Path | None = typer.Option(None, "--plots", help="write figures here (the critical-difference diagram)"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none.
 
@@ -126,7 +130,7 @@ def compare(
     not change results): runs of different configurations never share a cell, and rows or
     columns that differ are labelled with the keys that differ."""
     from .report.compare import compare as build
-    from .report.render import FORMATS, LAYOUTS, render
+    from .report.render import FORMATS, LAYOUTS, render, render_stats
 
     if fmt not in FORMATS:
         raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -138,11 +142,20 @@ def compare(
     result = build(outputs, split)
     for status, n in result.skipped.items():
         err.print(f"[yellow]skipped {n} run(s): {status}[/]")
-    table = render(result, fmt, layout)
-    if isinstance(table, str):
-        print(table)
-    else:
-        out.print(table)
+    tables = [render(result, fmt, layout)]
+    if stats and fmt != "csv":
+        tables.append(render_stats(result, fmt))
+    for table in tables:
+        if isinstance(table, str):
+            print(table + ("\n" if len(tables) > 1 else ""))
+        elif table is not None:
+            out.print(table)
+    if plots is not None:
+        from .report.stats import plot_cd, ranking
+
+        plots.mkdir(parents=True, exist_ok=True)
+        written = plot_cd(ranking(result), str(plots / "critical_difference"))
+        err.print(f"wrote {', '.join(written)}" if written else "no critical-difference diagram: " + ranking(result).reason)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 from ..errors import AuxrunError
 from .compare import GAIN, Comparison, cell_at
 from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid
+from .stats import paired_tests, ranking
 
 FORMATS = ("rich", "md", "csv", "latex")
 LAYOUTS = ("strategies", "table2", "table3", "molecules", "ktn")
@@ -23,10 +24,42 @@ def _gain(c: Comparison, row: str) -> str:
     return "-" if row not in c.gains else f"{c.gains[row]:+.2f}%"
 
 
-def _grid(c: Comparison) -> list[list[str]]:
+def _grid(c: Comparison, marks: dict[tuple[str, str], str] | None = None) -> list[list[str]]:
+    """One row per strategy; a cell significantly different from its baseline (paired test
+    over shared seeds, :mod:`auxrun.report.stats`) carries ``*`` (p < 0.05) or ``**`` (p < 0.01)."""
     header = ["weighting", *c.columns, GAIN]
     by_column = {col: c.cells[c.cells.column == col].set_index("row") for col in c.columns}
-    return [header] + [[row, *(cell_at(by_column[col], row) for col in c.columns), _gain(c, row)] for row in c.rows]
+    marks = marks or {}
+    return [header] + [[row, *(cell_at(by_column[col], row) + marks.get((row, col), "") for col in c.columns),
+                        _gain(c, row)] for row in c.rows]
+
+
+def stats_grid(c: Comparison) -> tuple[list[list[str]], str]:
+    """The paired test of every cell against its baseline, and the strategies' ranking as caption."""
+    tests = paired_tests(c)
+    grid = [["weighting", "column", "vs", "n", "mean diff", "t-test p", "Wilcoxon p", "", "note"]]
+    for r in tests.itertuples():
+        grid.append([r.row, r.column, r.baseline, str(r.n), "-" if r.n == 0 else f"{r.mean_diff:+.4f}",
+                     "-" if pd.isna(r.t_p) else f"{r.t_p:.3g}", "-" if pd.isna(r.wilcoxon_p) else f"{r.wilcoxon_p:.3g}",
+                     r.mark, r.note])
+    rank = ranking(c)
+    if rank.result is None:
+        caption = f"Ranking (Friedman, Nemenyi): not computed, {rank.reason}."
+    else:
+        ranks = ", ".join(f"{s} {v:.2f}" for s, v in sorted(rank.mean_ranks.items(), key=lambda kv: kv[1]))
+        caption = (f"Ranking over {len(rank.columns)} columns (mean rank, 1 = best): {ranks}; Friedman p = "
+                   f"{rank.pvalue:.3g}; Nemenyi critical difference {rank.cd:.2f} (mean ranks further apart differ "
+                   f"at alpha 0.05).")
+    return grid, "Paired over the seeds both cells share; mean diff > 0: better than the baseline. * p < 0.05, " \
+                 "** p < 0.01 (Wilcoxon where n >= 6, else the t-test). " + caption
+
+
+def render_stats(c: Comparison, fmt: str) -> str | Table | None:
+    """:func:`stats_grid` in ``fmt`` (``None`` when no cell has a baseline)."""
+    grid, caption = stats_grid(c)
+    if len(grid) == 1:
+        return None
+    return render_grid(grid, fmt, "auxrun compare: paired tests against the baseline", caption)
 
 
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
@@ -47,8 +80,11 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
         buf = io.StringIO()
         tidy.to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
-    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)",
-                       f"{GAIN}: relative to none with the same settings, column by column")
+    tests = paired_tests(c)
+    marks = {(r, col): m for r, col, m in zip(tests.row, tests.column, tests.mark) if m}
+    return render_grid(_grid(c, marks), fmt, "auxrun compare: mean ± std (n seeds)",
+                       f"{GAIN}: relative to none with the same settings, column by column; * / **: the paired "
+                       "test against it has p < 0.05 / 0.01")
 
 
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
