@@ -360,3 +360,32 @@ def test_ranking_and_its_critical_difference_diagram(tmp_path):
     put(few, "n", "none", 0, 0.5)
     put(few, "f", "fixed", 0, 0.6)
     assert ranking(compare(few)).result is None and "at least 2 strategies and 5" in ranking(compare(few)).reason
+
+
+def test_every_figure_is_written_non_empty_from_histories_and_traces(tmp_path):
+    from auxrun.report.figures import write_figures
+
+    for weighting, cos in (("none", None), ("cosine", 0.3)):
+        for seed in (0, 1):
+            run = tmp_path / f"{weighting}{seed}"
+            write_result(run, {
+                "status": "completed", "command": "mtl", "dataset": "synthetic", "backbone": "gcn", "aux": "planted",
+                "weighting": weighting, "seed": seed, "primary_metric": "auc", "higher_is_better": True,
+                "metrics": {"val": {"auc": 0.7}, "test": {"auc": 0.7 + 0.01 * seed}}, "config": {},
+                "val_history": [{"epoch": e, "auc": 0.5 + 0.05 * e} for e in range(4)],
+            })
+            with open(run / "trace.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["step", "epoch", "task", "loss", "weight", "weight_std", "cos"])
+                for step in range(30):
+                    for task in ("target", "helpful"):
+                        w.writerow([step, step // 10, task, 1.0 / (step + 1), 1.0,  0.0,
+                                    "" if cos is None or task == "target" else cos])
+    written = write_figures(compare(tmp_path), tmp_path / "figs", window=5)
+    names = {p.name for p in written}
+    column = "synthetic_mtl_gcn_auc"
+    assert {f"val_auc_per_epoch__{column}.png", f"val_auc_per_epoch__{column}.pdf", "bars__auc.png", "bars__auc.pdf",
+            f"weight_and_loss_per_step__none__{column}.png", f"weight_and_loss_per_step__cosine__{column}.pdf",
+            f"cosine_per_step__cosine__{column}.png"} <= names
+    assert f"cosine_per_step__none__{column}.png" not in names  # none computes no cosine
+    assert all(p.stat().st_size > 1000 for p in written)

@@ -122,7 +122,9 @@ def compare(
     stats: bool = typer.Option(True, "--stats/--no-stats",
                                help="after the table: each cell's paired test against none (direct for zeroshot) "
                                     "and the strategies' Friedman / Nemenyi ranking (not with --format csv)"),
-    plots: Path | None = typer.Option(None, "--plots", help="write figures here (the critical-difference diagram)"),
+    plots: Path | None = typer.Option(None, "--plots", help="write figures here, PNG and PDF: validation metric per "
+                                      "epoch, weights / losses / cosines per step, bars per metric, the "
+                                      "critical-difference diagram"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none.
 
@@ -151,11 +153,15 @@ def compare(
         elif table is not None:
             out.print(table)
     if plots is not None:
+        from .report.figures import write_figures
         from .report.stats import plot_cd, ranking
 
-        plots.mkdir(parents=True, exist_ok=True)
-        written = plot_cd(ranking(result), str(plots / "critical_difference"))
-        err.print(f"wrote {', '.join(written)}" if written else "no critical-difference diagram: " + ranking(result).reason)
+        written = [str(p) for p in write_figures(result, plots)]
+        rank = ranking(result)
+        written += plot_cd(rank, str(plots / "critical_difference"))
+        err.print(f"wrote {len(written)} figure files to {plots}", soft_wrap=True)
+        if rank.result is None:
+            err.print(f"no critical-difference diagram: {rank.reason}")
 
 
 def main() -> None:

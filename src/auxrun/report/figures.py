@@ -1,0 +1,133 @@
+"""The figures ``compare --plots DIR`` writes, each as PNG and PDF named by its content.
+
+From each run's per-epoch validation history (``result.json``: ``val_history``) and its
+``trace.csv`` (per step and task: loss, weight, cosine), averaged over the seeds of a cell:
+
+* ``val_<metric>_per_epoch__<column>``: the target's validation metric per epoch, one line per
+  strategy (the AUX-TS paper's Fig. 3, negative transfer shows as a line below ``none``);
+* ``weight_and_loss_per_step__<row>__<column>``: each task's mean weight and loss per step
+  (Fig. 4; Fig. 6 where the runs rescale an auxiliary loss with ``loss_scale``);
+* ``cosine_per_step__<row>__<column>``: each auxiliary task's gradient cosine with the target
+  per step, for the strategies that compute one (Fig. 5; MTL and P&F are columns of their own);
+* ``bars__<metric>``: one group of bars per column, one bar per strategy, mean with the
+  standard deviation over seeds as error bar.
+
+Steps are smoothed with a moving average over ``window`` steps so a curve reads at a glance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .compare import Comparison
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:80]
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = out / f"{stem}.{ext}"
+        fig.savefig(path, bbox_inches="tight", dpi=120)
+        paths.append(path)
+    return paths
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _history(run_dir: str) -> list[dict]:
+    try:
+        return json.loads((Path(run_dir) / "result.json").read_text()).get("val_history") or []
+    except (OSError, ValueError):
+        return []
+
+
+def _trace(run_dir: str) -> pd.DataFrame | None:
+    path = Path(run_dir) / "trace.csv"
+    try:
+        return pd.read_csv(path) if path.is_file() else None
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+
+
+def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
+    """Every figure of the module docstring that the runs have data for; returns the files."""
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    assert c.runs is not None
+    done = c.runs[c.runs.status == "completed"]
+    metrics = dict(zip(c.cells.column, c.cells.metric))
+    written: list[Path] = []
+    for column in c.columns:
+        mine = done[done.column == column]
+        metric = metrics[column]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        drawn = False
+        for row in [r for r in c.rows if r in set(mine.row)]:
+            frames = [pd.DataFrame(_history(d)) for d in mine[mine.row == row].run_dir]
+            frames = [f for f in frames if metric in f]
+            if not frames:
+                continue
+            curve = pd.concat(frames).groupby("epoch")[metric].mean()
+            ax.plot(curve.index + 1, curve.values, label=row, linestyle="--" if row == "none" else "-")
+            drawn = True
+        if drawn:
+            ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=column)
+            ax.legend(fontsize=8)
+            written += _save(fig, out, f"val_{metric}_per_epoch__{_slug(column)}")
+        plt.close(fig)
+        for row in [r for r in c.rows if r in set(mine.row)]:
+            traces = [t for t in (_trace(d) for d in mine[mine.row == row].run_dir) if t is not None and len(t)]
+            if not traces:
+                continue
+            trace = pd.concat(traces).groupby(["task", "step"])[["loss", "weight", "cos"]].mean()
+            tasks = list(dict.fromkeys(trace.index.get_level_values(0)))
+            fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+            for task in tasks:
+                t = trace.loc[task].rolling(window, min_periods=1).mean()
+                top.plot(t.index, t.weight, label=task)
+                bottom.plot(t.index, t.loss, label=task)
+            top.set(ylabel="mean weight", title=f"{row}: {column}")
+            bottom.set(xlabel="step", ylabel="loss")
+            top.legend(fontsize=8)
+            written += _save(fig, out, f"weight_and_loss_per_step__{_slug(row)}__{_slug(column)}")
+            plt.close(fig)
+            cos = trace.cos.dropna()
+            if len(cos):
+                fig, ax = plt.subplots(figsize=(7, 3.5))
+                for task in [t for t in tasks if t != "target" and t in cos.index.get_level_values(0)]:
+                    ax.plot(cos.loc[task].rolling(window, min_periods=1).mean(), label=task)
+                ax.axhline(0.0, color="grey", linewidth=0.8)
+                ax.set(xlabel="step", ylabel="cos(g_target, g_aux)", title=f"{row}: {column}")
+                ax.legend(fontsize=8)
+                written += _save(fig, out, f"cosine_per_step__{_slug(row)}__{_slug(column)}")
+                plt.close(fig)
+    for metric, cells in c.cells[c.cells.n > 0].groupby("metric"):
+        columns = list(dict.fromkeys(cells.column))
+        rows = [r for r in c.rows if r in set(cells.row)]
+        fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(columns) * len(rows) / 3), 4))
+        width = 0.8 / max(1, len(rows))
+        for i, row in enumerate(rows):
+            at = cells[cells.row == row].set_index("column")
+            xs = [j + i * width for j, col in enumerate(columns) if col in at.index]
+            ax.bar(xs, [at.at[col, "mean"] for col in columns if col in at.index], width,
+                   yerr=[at.at[col, "std"] for col in columns if col in at.index], capsize=3, label=row)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))], columns, rotation=20, ha="right", fontsize=7)
+        ax.set(ylabel=f"test {metric}", title=f"{metric}: mean ± std over seeds")
+        ax.legend(fontsize=8)
+        written += _save(fig, out, f"bars__{_slug(metric)}")
+        plt.close(fig)
+    return written
