@@ -389,3 +389,30 @@ def test_every_figure_is_written_non_empty_from_histories_and_traces(tmp_path):
             f"cosine_per_step__cosine__{column}.png"} <= names
     assert f"cosine_per_step__none__{column}.png" not in names  # none computes no cosine
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_auto_layout_picks_from_what_the_runs_contain(tmp_path):
+    from auxrun.report.render import auto_layout
+
+    def layout_of(*runs):
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        for i, (weighting, kw) in enumerate(runs):
+            put(root, f"r{i}", weighting, 0, 0.7, **kw)
+        return auto_layout(compare(root))
+
+    assert layout_of(("none", {"dataset": "bbbp", "metric": "roc_auc"}),
+                     ("fixed", {"dataset": "freesolv", "metric": "rmse", "higher": False})) == "molecules"
+    assert layout_of(("none", {"dataset": "movielens"}), ("auxts", {"dataset": "movielens"})) == "table3"
+    assert layout_of(("none", {"dataset": "synthetic_xl", "metric": "f1_micro"}),
+                     ("auxts", {"dataset": "synthetic_xl", "metric": "f1_micro", "aux": "gpt"})) == "table2"
+    assert layout_of(("none", {"dataset": "oag_cs", "metric": "ndcg"})) == "table2"
+    assert layout_of(("none", {}), ("fixed", {})) == "strategies"
+    md = render(compare(tmp_path / "1"), "md", "auto")
+    assert md.startswith("| dataset | scheme | GNN | none |")  # table3's header
+    zs = tmp_path / "zs"
+    for method in ("direct", "ktn"):
+        write_result(zs / method, {
+            "status": "completed", "command": "zeroshot", "dataset": "synthetic_zeroshot", "backbone": "rgcn",
+            "aux": "none", "weighting": method, "seed": 0, "primary_metric": "ndcg", "higher_is_better": True,
+            "source": "paper", "target": "author", "metrics": {"val": {}, "test": {"ndcg": 0.6}}, "config": {}})
+    assert auto_layout(compare(zs)) == "ktn"

@@ -118,7 +118,7 @@ def compare(
                                     "layout with its published Last-FM / Book-Crossing figures) | molecules "
                                     "(one row per molecular target, Hu et al.'s ROC-AUC beside) | ktn (zero-shot "
                                     "runs: one row per transfer method, columns dataset / source -> target / "
-                                    "backbone, published KTN figures beside)"),
+                                    "backbone, published KTN figures beside) | auto (the one the runs call for)"),
     stats: bool = typer.Option(True, "--stats/--no-stats",
                                help="after the table: each cell's paired test against none (direct for zeroshot) "
                                     "and the strategies' Friedman / Nemenyi ranking (not with --format csv)"),
@@ -144,6 +144,11 @@ def compare(
     result = build(outputs, split)
     for status, n in result.skipped.items():
         err.print(f"[yellow]skipped {n} run(s): {status}[/]")
+    if layout == "auto":
+        from .report.render import auto_layout
+
+        layout = auto_layout(result)
+        err.print(f"layout: {layout}")
     tables = [render(result, fmt, layout)]
     if stats and fmt != "csv":
         tables.append(render_stats(result, fmt))

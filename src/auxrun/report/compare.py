@@ -207,7 +207,8 @@ def compare(root: Path, split: str = "test") -> Comparison:
              .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
              .reset_index(drop=True))
     return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped,
-                      runs=df[["row", "column", "seed", "status", "value", "metrics", "run_dir"]].reset_index(drop=True))
+                      runs=df[["row", "column", "seed", "status", "value", "metrics", "run_dir", "dataset", "scheme", "weighting",
+                              "aux"]].reset_index(drop=True))
 
 
 def baseline_name(scheme: str) -> str:

@@ -16,7 +16,10 @@ from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid
 from .stats import paired_tests, ranking
 
 FORMATS = ("rich", "md", "csv", "latex")
-LAYOUTS = ("strategies", "table2", "table3", "molecules", "ktn")
+LAYOUTS = ("strategies", "table2", "table3", "molecules", "ktn", "auto")
+KG_DATASETS = ("movielens", "lastfm", "bookcrossing")  # Table 3's protocol
+MOLECULE_METRICS = ("roc_auc", "rmse")                # MoleculeNet targets (classification, regression)
+TABLE2_DATASETS = ("reddit", "oag_cs")
 PAPER_GRIDS = {"table2": table2_grid, "table3": table3_grid, "molecules": molecules_grid, "ktn": ktn_grid}
 
 
@@ -62,12 +65,35 @@ def render_stats(c: Comparison, fmt: str) -> str | Table | None:
     return render_grid(grid, fmt, "auxrun compare: paired tests against the baseline", caption)
 
 
+def auto_layout(c: Comparison) -> str:
+    """The layout the runs call for: ``ktn`` when all are zero-shot; ``molecules`` when every
+    target is a molecular one (ROC-AUC or RMSE); ``table2`` for Reddit / OAG-CS or when every
+    trained run has GPT-GNN's tasks (``aux=gpt``); ``table3`` for the knowledge-graph
+    recommendation datasets; else ``strategies``."""
+    runs = c.runs if c.runs is not None else pd.DataFrame(columns=["scheme", "dataset", "weighting", "aux"])
+    schemes, metrics, datasets = set(c.cells.scheme), set(c.cells.metric), set(c.cells.dataset)
+    trained = runs[~runs.weighting.isin(["none", "direct"])]
+    if schemes == {"zeroshot"}:
+        return "ktn"
+    if "zeroshot" in schemes:
+        return "strategies"
+    if metrics <= set(MOLECULE_METRICS):
+        return "molecules"
+    if datasets & set(TABLE2_DATASETS) or (len(trained) and set(trained.aux) == {"gpt"}):
+        return "table2"
+    if datasets <= set(KG_DATASETS):
+        return "table3"
+    return "strategies"
+
+
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
     """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
     (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
     (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``), or
     one row per zero-shot transfer method beside the published KTN figures (``ktn``);
-    see :mod:`auxrun.report.paper`."""
+    see :mod:`auxrun.report.paper`; ``auto`` picks one with :func:`auto_layout`."""
+    if layout == "auto":
+        layout = auto_layout(c)
     if layout in PAPER_GRIDS:
         grid, caption = PAPER_GRIDS[layout](c)
         return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)", caption)
