@@ -9,7 +9,7 @@ graphs implements the same fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -107,6 +107,7 @@ class GraphData:
     fingerprint: str = ""
     cache_dir: str | None = None
     pretrain_nodes: dict[str, Tensor] = field(default_factory=dict)
+    _stacked: Any = field(default=None, repr=False, compare=False)  # GraphView.of's one stacked view
 
     @property
     def node_types(self) -> list[str]:
@@ -142,6 +143,7 @@ class GraphData:
         self.edge_index = {k: v.to(device) for k, v in self.edge_index.items()}
         self.heldout = {k: v.to(device) for k, v in self.heldout.items()}
         self.pretrain_nodes = {k: v.to(device) for k, v in self.pretrain_nodes.items()}
+        self._stacked = None  # built again, on the new device, when next asked for
         t = self.target
         t.split = {k: v.to(device) for k, v in t.split.items()}
         t.negatives = {k: v.to(device) for k, v in t.negatives.items()}

@@ -89,7 +89,7 @@ class FullGraph(DataView):
     def __init__(self, data: GraphData, tasks: Mapping[str, "Task"], aux_batch_size: int) -> None:
         super().__init__(tasks, aux_batch_size)
         self.x = data.x
-        self.graph = GraphView.from_data(data)
+        self.graph = GraphView.of(data)
 
     def _sample_aux(self, gen: torch.Generator) -> dict[str, "Batch"]:
         return {n: t.sample(self.aux_batch_size, gen) for n, t in self.aux.items()}

@@ -67,7 +67,7 @@ def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int, n
 
     @functools.cache
     def edge_index() -> tuple[GraphView, EdgeLookup]:  # built once, shared by every gpt_edge task
-        view = GraphView.from_data(data)  # type: ignore[arg-type]
+        view = GraphView.of(data)  # type: ignore[arg-type]
         return view, EdgeLookup(view)
 
     with progress("building auxiliary tasks", len(specs), enabled=bool(data.fingerprint) and bool(specs)) as advance:

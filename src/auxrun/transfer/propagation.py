@@ -30,7 +30,7 @@ class LP(Transfer):
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__(zs, hidden, cfg)
-        view = GraphView.from_data(zs.graph)
+        view = GraphView.of(zs.graph)
         train = zs.source_split["train"]
         y0 = torch.zeros(sum(view.counts.values()), zs.num_classes, device=zs.y_source.device)
         y = zs.y_source[train]
