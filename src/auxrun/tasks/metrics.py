@@ -122,7 +122,7 @@ def label_ranking(scores: Tensor, relevant: Tensor) -> dict[str, float]:
     scores, relevant = scores[keep].detach().double(), relevant[keep]
     if not len(scores):
         return {"ndcg": float("nan"), "mrr": float("nan"), "f1_micro": float("nan"), "f1_macro": float("nan")}
-    rr, ndcg = ranking_metrics(scores, relevant, torch.zeros_like(relevant), k=scores.shape[1])
+    rr, ndcg = ranking_metrics_chunked(scores, relevant, torch.zeros_like(relevant), k=scores.shape[1])
     size = relevant.sum(1)
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices
     rank = torch.empty_like(order)

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..data.graph import TargetSpec
 from ..models.heads import ClassifierHead, FeatureHead
 from .base import Batch, Embeddings, Task, TargetTask
-from .metrics import f1_scores, ranking_metrics_chunked
+from .metrics import f1_scores, label_ranking
 
 
 class NodeClassification(TargetTask):
@@ -60,8 +60,9 @@ class MultiLabelRanking(NodeClassification):
     Paper-Field task). ``y_j`` is the node's 0/1 class row; the loss is the cross-entropy to
     the normalised labels, ``l_j = -sum_c (y_jc / |y_j|) log softmax(W h_j)_c`` (GPT-GNN's
     KL divergence up to the labels' constant entropy). Metrics over all ``C`` classes ranked
-    by score: ``ndcg`` (NDCG@C, binary relevance) and ``mrr`` (reciprocal rank of the best
-    ranked true class)."""
+    by score (:func:`~.metrics.label_ranking`, as zero-shot transfer scores labels): ``ndcg``
+    (NDCG@C, binary relevance), ``mrr`` (reciprocal rank of the best ranked true class), and
+    ``f1_micro`` / ``f1_macro`` of each node's top ``|y_j|`` classes."""
 
     primary_metric = "ndcg"
 
@@ -76,11 +77,10 @@ class MultiLabelRanking(NodeClassification):
     def evaluate(self, emb: Embeddings, split: str, x: dict[str, Tensor] | None = None,
                  batch: Batch | None = None) -> dict[str, float]:
         nodes = self.split[split]
-        logits = self.head(emb[self.node_type][nodes])
         y = self.labels[nodes].bool()
-        rr, ndcg = ranking_metrics_chunked(logits, y, torch.zeros_like(y), k=self.num_classes)
+        metrics = label_ranking(self.head(emb[self.node_type][nodes]), y)
         loss = self.losses(emb, {"nodes": nodes, "y": y}, {}).mean()
-        return {"ndcg": float(ndcg.mean()), "mrr": float(rr.mean()), "loss": float(loss)}
+        return {**metrics, "loss": float(loss)}
 
 
 class AttributeGeneration(Task):
