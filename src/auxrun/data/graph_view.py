@@ -101,14 +101,19 @@ class GraphView:
             n_id[t] = nodes[offsets[t] : acc] - self.offsets[t]
         local = torch.searchsorted(nodes, self.edge_index[:, edges])
         edge_type = self.edge_type[edges]
-        edge_index_dict = {}
-        for i, (s, r, d) in enumerate(self.edge_index_dict):
-            ei = local[:, edge_type == i]
-            edge_index_dict[(s, r, d)] = torch.stack([ei[0] - offsets[s], ei[1] - offsets[d]])
+        edge_index_dict = self._per_relation(local, edge_type, offsets)
         degree = None if self.degree is None else self.degree[nodes]
         e_id = edges if self.e_id is None else self.e_id[edges]
         wide = nodes if self.nodes is None else self.nodes[nodes]
         return GraphView(self.node_types, counts, offsets, local, edge_type, edge_index_dict, n_id, degree, wide, e_id)
+
+    def _per_relation(self, edge_index: Tensor, edge_type: Tensor, offsets: dict[str, int]) -> dict[EdgeType, Tensor]:
+        """Stacked edges cut back into one ``edge_index`` per relation, in type-local indices."""
+        out = {}
+        for i, (s, r, d) in enumerate(self.edge_index_dict):
+            ei = edge_index[:, edge_type == i]
+            out[(s, r, d)] = torch.stack([ei[0] - offsets[s], ei[1] - offsets[d]])
+        return out
 
     def without(self, hidden: Tensor, hidden_dst: Tensor) -> "GraphView":
         """This view without the whole-graph edges at positions ``hidden`` (whose stacked
@@ -120,10 +125,7 @@ class GraphView:
                                                                          device=self.edge_index.device)
         keep = ~torch.isin(positions, hidden)
         edge_index, edge_type = self.edge_index[:, keep], self.edge_type[keep]
-        edge_index_dict = {}
-        for i, (s, r, d) in enumerate(self.edge_index_dict):
-            ei = edge_index[:, edge_type == i]
-            edge_index_dict[(s, r, d)] = torch.stack([ei[0] - self.offsets[s], ei[1] - self.offsets[d]])
+        edge_index_dict = self._per_relation(edge_index, edge_type, self.offsets)
         degree = self.degree
         if degree is not None:
             local = hidden_dst if self.nodes is None else torch.searchsorted(self.nodes, hidden_dst)
