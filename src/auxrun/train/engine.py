@@ -4,8 +4,9 @@ Each step: take a batch of target examples, ask the data view (:mod:`auxrun.data
 the step's inputs (one batch per auxiliary task and the graph they all share: the whole
 graph, a sampled subgraph or the step's molecules), run the encoder once on them (auxiliary
 tasks such as attribute generation may hide some features), compute every task's
-per-example losses, let the weighting strategy fill the gradients, take an optimiser step. Each epoch: evaluate on validation, keep the best epoch
-(early stopping with ``patience``), checkpoint it. At the end: restore the best epoch and
+per-example losses, let the weighting strategy fill the gradients, take an optimiser step.
+Each epoch: evaluate on validation, keep the best epoch (early stopping with ``patience``),
+checkpoint it. At the end: restore the best epoch and
 evaluate on validation and test.
 """
 
@@ -71,7 +72,6 @@ class TaskModel(nn.Module):
             losses = {name: self._scaled(self.tasks[name], self.tasks[name].losses(emb, batch, x_clean))
                       for name, batch in batches.items()}
         return {n: v.float() for n, v in losses.items()} if self.precision == "bf16" else losses
-
 
     @staticmethod
     def _scaled(task: Task, losses: Tensor) -> Tensor:
@@ -290,8 +290,13 @@ def fit(
             info = " ".join(f"{k}={v:.4f}" for k, v in val.items() if k in ("auc", "f1_micro", "rmse", "loss"))
             progress.update(bar, advance=1, info=info)
             if lines:
-                log.info(epoch_line(epoch, max_epochs, state.trace[first_row:], (step_time - epoch_time)
-                                    / max(1, steps_timed - epoch_steps), val, target))
+                step_s = (step_time - epoch_time) / max(1, steps_timed - epoch_steps)
+                rows = state.trace[first_row:]
+                if target is not None:
+                    log.info(epoch_line(epoch, max_epochs, step_s, "train loss", epoch_loss(rows, TARGET),
+                                        (f"val {target.primary_metric}", val.get(target.primary_metric, math.nan))))
+                else:
+                    log.info(epoch_line(epoch, max_epochs, step_s, "train aux loss", epoch_loss(rows, None)))
             if patience and state.bad_epochs >= patience:
                 log.info("early stopping at epoch %d (best %d)", epoch, state.best_epoch)
                 break
@@ -303,17 +308,19 @@ def fit(
                      seconds_per_step=step_time / max(1, steps_timed))
 
 
-def epoch_line(epoch: int, max_epochs: int, rows: list[dict[str, Any]], step_s: float, val: dict[str, float],
-               target: TargetTask | None) -> str:
-    """``epoch 3/100  step 41.2 ms  train loss 0.5321  val f1_micro=0.7100``: the epoch's mean
-    step time, its mean training loss (the target's; the auxiliary tasks' summed when
-    pre-training) and the validation value of the target's primary metric."""
-    task_rows = [r for r in rows if r["task"] == "target"] if target is not None else rows
-    steps = {r["step"] for r in task_rows}
-    loss = sum(r["loss"] for r in task_rows) / max(1, len(steps))
-    which = "train loss" if target is not None else "train aux loss"
-    metric = f"  val {target.primary_metric}={val.get(target.primary_metric, float('nan')):.4f}" if target else ""
-    return f"epoch {epoch + 1}/{max_epochs}  step {step_s * 1000:.1f} ms  {which} {loss:.4f}{metric}"
+def epoch_line(epoch: int, max_epochs: int, step_s: float, loss_name: str, loss: float,
+               metric: tuple[str, float] | None = None) -> str:
+    """One epoch for logs: ``epoch 3/100  step 41.2 ms  train loss 0.5321  val f1_micro=0.7100``
+    (the epoch's mean step time and training loss, and a validation metric where there is
+    one); the zero-shot scheme writes the same line with its own loss and metric names."""
+    line = f"epoch {epoch + 1}/{max_epochs}  step {step_s * 1000:.1f} ms  {loss_name} {loss:.4f}"
+    return line + (f"  {metric[0]}={metric[1]:.4f}" if metric is not None else "")
+
+
+def epoch_loss(rows: list[dict[str, Any]], task: str | None) -> float:
+    """Mean over the epoch's steps of ``task``'s loss (every task's summed when ``None``)."""
+    mine = [r for r in rows if task is None or r["task"] == task]
+    return sum(r["loss"] for r in mine) / max(1, len({r["step"] for r in mine}))
 
 
 def write_trace(path: Path, rows: list[dict[str, Any]]) -> None:

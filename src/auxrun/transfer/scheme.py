@@ -39,7 +39,7 @@ from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
-from ..train.engine import write_trace
+from ..train.engine import epoch_line, epoch_loss, write_trace
 from ..train.pretrained import load_encoder
 from ..train.schemes import check_trainer
 from . import build
@@ -193,7 +193,7 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
         for epoch in range(epochs):
             model.train()
             train = p.zs.source_split["train"]
-            steps_before, time_before = state["steps"], state["step_time"]
+            first_row, steps_before, time_before = len(state["trace"]), state["steps"], state["step_time"]
             for idx in shuffled_chunks(len(train), int(trainer.batch_size), p.gen):
                 t0 = time.perf_counter()
                 try:
@@ -226,10 +226,10 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
                 bad += 1
             progress.update(bar, advance=1, info=f"source val {select}={val.get(f'source_{select}', math.nan):.4f}")
             if lines:
-                rows = [r["loss"] for r in state["trace"][2 * steps_before:] if r["task"] == "source"]
-                step_ms = (state["step_time"] - time_before) / max(1, state["steps"] - steps_before) * 1000
-                log.info("epoch %d/%d  step %.1f ms  train loss %.4f  source val %s=%.4f", epoch + 1, epochs, step_ms,
-                         sum(rows) / max(1, len(rows)), select, val.get(f"source_{select}", math.nan))
+                step_s = (state["step_time"] - time_before) / max(1, state["steps"] - steps_before)
+                loss = epoch_loss(state["trace"][first_row:], "source")
+                log.info(epoch_line(epoch, epochs, step_s, "train loss", loss,
+                                    (f"source val {select}", val.get(f"source_{select}", math.nan))))
             if int(trainer.patience) and bad >= int(trainer.patience):
                 break
     model.load_state_dict(best)
