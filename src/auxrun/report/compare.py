@@ -58,7 +58,7 @@ class Comparison:
     columns: list[str]
     gains: dict[str, float]
     skipped: Counter
-    runs: pd.DataFrame | None = None  # the runs behind the cells (``row``, ``column``, ``metrics``, ...)
+    runs: pd.DataFrame | None = None  # the runs behind the cells (``row``, ``column``, ``metrics``, ``history``, ...)
 
     def secondary(self, row: str, column: str, metric: str) -> tuple[float, float, int]:
         """``(mean, std, n)`` of another target metric (e.g. ``mrr`` beside the primary ``ndcg``)
@@ -104,7 +104,7 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
             "value": float(value) if r["status"] == "completed" else math.nan,
             "higher_is_better": bool(r.get("higher_is_better", True)), "run_dir": str(run_dir),
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
-            "metrics": dict(r["metrics"].get(split, {})),
+            "metrics": dict(r["metrics"].get(split, {})), "history": list(r.get("val_history") or []),
         })
     if not any(rec["status"] == "completed" for rec in records):
         extra = f" ({sum(skipped.values()) + len(records)} unfinished, diverged or failed runs skipped)" \
@@ -207,8 +207,8 @@ def compare(root: Path, split: str = "test") -> Comparison:
              .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
              .reset_index(drop=True))
     return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped,
-                      runs=df[["row", "column", "seed", "status", "value", "metrics", "run_dir", "dataset", "scheme", "weighting",
-                              "aux"]].reset_index(drop=True))
+                      runs=df[["row", "column", "seed", "status", "value", "metrics", "history", "run_dir", "dataset",
+                               "scheme", "weighting", "aux"]].reset_index(drop=True))
 
 
 def baseline_name(scheme: str) -> str:

@@ -1,6 +1,7 @@
 """The figures ``compare --plots DIR`` writes, each as PNG and PDF named by its content.
 
-From each run's per-epoch validation history (``result.json``: ``val_history``) and its
+From each run's per-epoch validation history (``result.json``: ``val_history``, read once by
+:func:`~auxrun.report.compare.collect`) and its
 ``trace.csv`` (per step and task: loss, weight, cosine), averaged over the seeds of a cell:
 
 * ``val_<metric>_per_epoch__<column>``: the target's validation metric per epoch, one line per
@@ -17,7 +18,6 @@ Steps are smoothed with a moving average over ``window`` steps so a curve reads 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -48,13 +48,6 @@ def _plt():
     return plt
 
 
-def _history(run_dir: str) -> list[dict]:
-    try:
-        return json.loads((Path(run_dir) / "result.json").read_text()).get("val_history") or []
-    except (OSError, ValueError):
-        return []
-
-
 def _trace(run_dir: str) -> pd.DataFrame | None:
     path = Path(run_dir) / "trace.csv"
     try:
@@ -77,7 +70,7 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 4))
         drawn = False
         for row in [r for r in c.rows if r in set(mine.row)]:
-            frames = [pd.DataFrame(_history(d)) for d in mine[mine.row == row].run_dir]
+            frames = [pd.DataFrame(h) for h in mine[mine.row == row].history]
             frames = [f for f in frames if metric in f]
             if not frames:
                 continue
