@@ -69,12 +69,17 @@ def _unpickler(file) -> pickle.Unpickler:
     return Unpickler(file)
 
 
-def read_graph(path: Path, trust: bool) -> Any:
-    """The unpickled graph object (only with ``trust``: unpickling can run code from the file)."""
+def require_trust(path: Path, trust: bool) -> None:
+    """Unpickling can run code from the file: refuse unless ``dataset.trust_pickle`` is set."""
     if not trust:
         raise AuxrunError(f"dataset=oag_cs unpickles {path.name}, and unpickling can run any code the file "
                           f"contains: set dataset.trust_pickle=true only for a file from a source you trust "
                           f"({SOURCE})")
+
+
+def read_graph(path: Path, trust: bool) -> Any:
+    """The unpickled graph object (only with ``trust``, :func:`require_trust`)."""
+    require_trust(path, trust)
     try:
         with open(path, "rb") as f:
             graph = _unpickler(f).load()
@@ -109,8 +114,7 @@ def load_oag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphD
         raise AuxrunError(f"dataset.label_fraction must be in (0, 1] (got {fraction})")
     split_seed = int(cfg.get("split_seed", 43))
     key = fingerprint("oag", VERSION, fraction, split_seed, file_stamp(path))
-    if not trust:
-        read_graph(path, trust)  # the refusal, even when a cached build exists
+    require_trust(path, trust)  # even when a cached build exists
     return cached(cache_dir, "graphs", key, lambda: build(read_graph(path, trust), fraction, split_seed))
 
 

@@ -26,6 +26,7 @@ Every spec may set ``loss_scale`` (default 1), which multiplies the task's per-e
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -126,11 +127,10 @@ def loss_scale(name: str, spec: Any) -> float:
     try:
         scale = float(value)
     except (TypeError, ValueError):
-        scale = float("nan")
-    if not scale > 0 or scale == float("inf"):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
         raise AuxrunError(f"aux.tasks.{name}.loss_scale must be a positive number (got {value!r})")
     return scale
-
 
 
 def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData, hidden: int,

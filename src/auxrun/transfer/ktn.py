@@ -17,8 +17,8 @@ the loss enters as ``L_cls + lambda * L_KTN``. On neighbour-sampled steps (as th
 on HGT-sampled subgraphs) the sum runs over the step's source nodes: ``S_p`` is the batch's
 sources with an instance of ``p``, and their rows of ``A_p`` reach target nodes that the
 step's subgraph is sampled around (:meth:`KTN.seeds`), so every term is exact. Every
-``W_r`` starts at the identity, so an untrained KTN is ``direct`` transfer. At test time a target node is classified by the source
-classifier applied to ``mean_p T_p h_t``.
+``W_r`` starts at the identity, so an untrained KTN is ``direct`` transfer. At test time a
+target node is classified by the source classifier applied to ``mean_p T_p h_t``.
 
 The authors' released run script passes ``--no_matching_loss`` on every call, which leaves
 this loss out; here it is always on (``lambda = 0`` is ``direct``).
