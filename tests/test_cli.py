@@ -121,7 +121,7 @@ def test_multirun_2x2_through_each_launcher_then_compare(launcher, tmp_path):
     proc = run_cli("compare", "--outputs", str(sweep), "--format", "csv")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] == \
-        "row,column,dataset,scheme,backbone,metric,keys,mean,std,n,diverged,baseline,avg_gain_pct"
+        "row,column,dataset,scheme,backbone,metric,keys,mean,std,n,diverged,baseline,avg_gain_pct,best"
     by_row = {c["row"]: c for c in csv.DictReader(proc.stdout.splitlines())}
     assert set(by_row) == {"none", "fixed"} and by_row["none"]["n"] == "2" and by_row["fixed"]["n"] == "2"
     assert by_row["fixed"]["baseline"] == "none" and by_row["fixed"]["keys"] == ""

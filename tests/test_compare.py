@@ -40,7 +40,8 @@ def test_mean_std_n_and_avg_gain(tmp_path):
     # gains: (0.80-0.75)/0.75 = +6.667% on AUC, (2.0-1.5)/2.0 = +25% on RMSE (lower is better)
     assert c.gains["fixed"] == pytest.approx((100 * 0.05 / 0.75 + 25.0) / 2)
     md = render(c, "md")
-    assert "| fixed | 1.5000 ± 0.0000 (1) | 0.8000 ± 0.0424 (2) | +15.83% |" in md
+    assert "| fixed | **1.5000 ± 0.0000 (1)** | **0.8000 ± 0.0424 (2)** | +15.83% |" in md  # best of each column, lower RMSE is better
+    assert "| none | 2.0000 ± 0.0000 (1) | 0.7500 ± 0.0707 (2) | - |" in md
     assert r"\pm" in render(c, "latex")
 
 
@@ -90,7 +91,7 @@ def test_table3_layout_recomputes_the_papers_gains_and_lays_out_ours(tmp_path):
     md = render(compare(tmp_path), "md", "table3")
     lines = md.splitlines()
     assert lines[0].startswith("| dataset | scheme | GNN | none | fixed | cosine | selar | auxts_all | auxts |")
-    assert "| movielens (auc) | MTL | GCN | 0.8000 ± 0.0000 (1) | - | - | - | - | 0.8400 ± 0.0000 (1) |" in md
+    assert "| movielens (auc) | MTL | GCN | 0.8000 ± 0.0000 (1) | - | - | - | - | **0.8400 ± 0.0000 (1)** |" in md
     assert "| movielens (auc) | MTL | Avg. Gain | - | - | - | - | - | +7.50% |" in md  # (5% + 10%) / 2
     assert "| Last-FM (published) | MTL | GCN | 0.7762 | 0.7985 | 0.7770 | 0.7999 | 0.8003 | 0.8015 |" in md
     assert "| Book-Crossing (published) | P&F | Avg. Gain |  | +2.65% | +0.37% | +4.09% | +3.92% | +4.31% |" in md
@@ -105,8 +106,8 @@ def test_molecules_layout_sets_hu_et_al_beside_ours(tmp_path):
     put(tmp_path, "r1", "fixed", 0, 1.5, dataset="freesolv", metric="rmse", higher=False, backbone="gin")
     md = render(compare(tmp_path), "md", "molecules")
     assert "| dataset | scheme | none | fixed | Hu et al.: no pre-training | Hu et al.: attribute masking |" in md
-    assert "| bbbp (roc_auc) | MTL | 0.6500 ± 0.0141 (2) | 0.6900 ± 0.0141 (2) | 65.8 ± 4.5 | 64.3 ± 2.8 | 68.0 ± 2.0 |" in md
-    assert "| freesolv (rmse) | MTL | 2.0000 ± 0.0000 (1) | 1.5000 ± 0.0000 (1) |  |  |  |" in md
+    assert "| bbbp (roc_auc) | MTL | 0.6500 ± 0.0141 (2) | **0.6900 ± 0.0141 (2)** | 65.8 ± 4.5 | 64.3 ± 2.8 | 68.0 ± 2.0 |" in md
+    assert "| freesolv (rmse) | MTL | 2.0000 ± 0.0000 (1) | **1.5000 ± 0.0000 (1)** |  |  |  |" in md
     assert "| hiv (roc_auc) | published only |" in md and "MOSES" in md
     assert "| Avg. Gain |  | - | " in md  # gain: (6.15% + 25%) / 2
     assert f"+{(100 * 0.04 / 0.65 + 25) / 2:.2f}%" in md
@@ -184,7 +185,7 @@ def test_diverged_runs_are_counted_never_averaged(tmp_path):
     put_run(tmp_path, "n1", config("none", seed=1), 0.70)
     c = compare(tmp_path)
     md = render(c, "md")
-    assert "| fixed | 0.8100 ± 0.0100 (3), 1 diverged |" in md
+    assert "| fixed | **0.8100 ± 0.0100 (3), 1 diverged** |" in md
     assert "| none | 0.7000 ± 0.0000 (1), 1 diverged |" in md
     assert c.gains["fixed"] == pytest.approx((0.81 - 0.70) / 0.70 * 100)
 
@@ -197,7 +198,7 @@ def test_paper_layouts_keep_backbones_and_variants_apart(tmp_path):
         put(tmp_path, f"f-gin{seed}", "fixed", seed, 0.70, dataset="bbbp", metric="roc_auc", backbone="gin")
     put(tmp_path, "n-gcn", "none", 0, 0.50, dataset="bbbp", metric="roc_auc", backbone="gcn")
     md = render(compare(tmp_path), "md", "molecules")
-    assert "| bbbp (roc_auc) GIN | MTL | 0.6000 ± 0.0000 (2) | 0.7000 ± 0.0000 (2) |" in md
+    assert "| bbbp (roc_auc) GIN | MTL | 0.6000 ± 0.0000 (2) | **0.7000 ± 0.0000 (2)** |" in md
     assert "| bbbp (roc_auc) GCN | MTL | 0.5000 ± 0.0000 (1) | - |" in md
     other = tmp_path / "kg"
     for kg_min, (none, auxts) in {1: (0.80, 0.88), 2: (0.70, 0.77)}.items():
@@ -295,7 +296,7 @@ def test_table2_layout_sets_mrr_beside_ndcg_and_the_published_columns_beside_our
     rows = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
     assert rows["none"].startswith("| none | 0.4200 ± 0.0283 (2) | 0.5200 ± 0.0283 (2) | - | - | "
                                    "0.8000 ± 0.0000 (1) | - | 0.4387 ± 0.0054 |")
-    assert "| auxts | 0.4400 ± 0.0283 (2) | 0.5600 ± 0.0283 (2) | - | - | - | +4.76% |" in rows["auxts"]
+    assert "| auxts | **0.4400 ± 0.0283 (2)** | **0.5600 ± 0.0283 (2)** | - | - | - | +4.76% |" in rows["auxts"]
     assert rows["auxts"].endswith("| 0.4524 ± 0.0033 | 0.5218 ± 0.0073 | 0.4634 ± 0.0033 | 0.5406 ± 0.0073 | "
                                   "0.8595 ± 0.0092 | 0.8738 ± 0.0090 |")
     assert "| fixed | - | - | 0.4500 ± 0.0000 (1) | 0.5500 ± 0.0000 (1) |" in rows["fixed"]
@@ -335,7 +336,7 @@ def test_paired_tests_match_the_t_statistic_by_hand_and_say_when_n_is_too_small(
     rmse = tests.loc[("fixed", [col for col in c.columns if col.startswith("freesolv")][0])]
     assert rmse.mean_diff == pytest.approx(0.55)  # lower RMSE is better: a positive difference
     md = render(c, "md")
-    assert "0.7500 ± 0.0183 (4)**" in md
+    assert r"0.7500 ± 0.0183 (4)\*\*" in md
     text = render_stats(c, "md")
     assert "n=1: too few shared seeds for a test" in text
     assert "Ranking (Friedman, Nemenyi): not computed" in text and "needs at least 2 strategies and 5" in text
@@ -416,3 +417,39 @@ def test_auto_layout_picks_from_what_the_runs_contain(tmp_path):
             "aux": "none", "weighting": method, "seed": 0, "primary_metric": "ndcg", "higher_is_better": True,
             "source": "paper", "target": "author", "metrics": {"val": {}, "test": {"ndcg": 0.6}}, "config": {}})
     assert auto_layout(compare(zs)) == "ktn"
+
+
+def test_best_marks_follow_the_metric_direction_share_ties_and_need_two_cells(tmp_path):
+    from auxrun.report.marks import Best, best_cells
+
+    put(tmp_path, "n", "none", 0, 0.70)
+    put(tmp_path, "f", "fixed", 0, 0.80)
+    put(tmp_path, "c", "cosine", 0, 0.80)                                # a tie: both best
+    put(tmp_path, "s", "selar", 0, 0.90, status="diverged")             # diverged: never best
+    put(tmp_path, "r0", "none", 0, 2.0, dataset="freesolv", metric="rmse", higher=False)
+    put(tmp_path, "r1", "fixed", 0, 3.0, dataset="freesolv", metric="rmse", higher=False)
+    put(tmp_path, "alone", "fixed", 0, 0.5, dataset="bbbp", metric="roc_auc")  # one cell: nothing to beat
+    c = compare(tmp_path)
+    col = {d: next(x for x in c.columns if x.startswith(d)) for d in ("synthetic", "freesolv", "bbbp")}
+    assert best_cells(c.cells) == {("fixed", col["synthetic"]), ("cosine", col["synthetic"]),
+                                   ("none", col["freesolv"])}
+    md = render(c, "md")
+    assert "**0.8000 ± 0.0000 (1)**" in md and "**2.0000 ± 0.0000 (1)**" in md and "**0.5000" not in md
+    assert "| 3.0000 ± 0.0000 (1) |" in md
+    latex = render(c, "latex")
+    assert r"\textbf{2.0000 $\pm$ 0.0000 (1)}" in latex
+    tidy = list(csv.DictReader(io.StringIO(render(c, "csv"))))
+    assert {(r["row"], r["column"]) for r in tidy if r["best"] == "True"} == best_cells(c.cells)
+    console = Console(record=True, width=250, color_system="truecolor")
+    console.print(render(c, "rich"))
+    assert "\x1b[1m2.0000" in console.export_text(styles=True)
+    assert isinstance(Best("x"), str)
+
+
+def test_paper_layouts_carry_the_significance_marks(tmp_path):
+    for seed, (a, b) in enumerate([(0.70, 0.74), (0.72, 0.77), (0.69, 0.73), (0.71, 0.76)]):
+        put(tmp_path, f"n{seed}", "none", seed, a, dataset="movielens")
+        put(tmp_path, f"f{seed}", "fixed", seed, b, dataset="movielens")
+    md = render(compare(tmp_path), "md", "table3")
+    assert r"| movielens (auc) | MTL | GCN | 0.7050 ± 0.0129 (4) | **0.7500 ± 0.0183 (4)\*\*** |" in md
+    assert r"\* / \*\*: the paired test against the baseline has p < 0.05 / 0.01" in md

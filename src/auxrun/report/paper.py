@@ -16,10 +16,12 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+import pandas as pd
 from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
-from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison, cell_at, cell_text
+from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison, cell_text
+from .marks import Best, best_cells, cell_texts
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
 BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt", "han"]
@@ -61,7 +63,7 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
     strategies = list(pub["columns"]) + sorted((r for r in measured if r not in pub["columns"]),
                                               key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
     grid = [["dataset", "scheme", "GNN", *strategies]]
-    cells = c.cells
+    cells, texts = c.cells, cell_texts(c)
     blocks_measured = sorted(cells.groupby(["dataset", "scheme", "metric"]),
                              key=lambda kv: (kv[0][0], list(SCHEMES).index(kv[0][1]) if kv[0][1] in SCHEMES else 9))
     for (dataset, scheme, metric), block in blocks_measured:  # MTL before P&F, as the paper
@@ -74,7 +76,7 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
             means[gnn] = {s: float(rows.at[s, "mean"]) for s in strategies
                           if s in rows.index and rows.at[s, "n"] > 0}
             grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn,
-                         *(cell_at(rows, s) for s in strategies)])
+                         *(texts.get((s, column), "-") for s in strategies)])
         baseline = dict(zip(block.row, block.baseline))
         gains = block_gains(means, strategies, higher, baseline)
         grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), GAIN,
@@ -97,7 +99,7 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
     return grid, caption
 
 
-SECONDARY = {"ndcg": ["mrr"]}  # Table 2 shows MRR beside NDCG for OAG's Paper-Field ranking
+SECONDARY = {"ndcg": ["mrr"]}  # Table 2 shows MRR beside NDCG for OAG's Paper-Field ranking (higher is better)
 
 
 def _paper_order(c: Comparison, published_rows: list[str]) -> list[str]:
@@ -113,7 +115,7 @@ def table2_grid(c: Comparison) -> tuple[list[list[str]], str]:
     published OAG_CS and Reddit columns, each labelled with its dataset."""
     pub = published()["table2"]
     strategies = _paper_order(c, pub["rows"])
-    cells = c.cells
+    cells, texts = c.cells, cell_texts(c)
     order = cells.drop_duplicates("column").copy()
     order["scheme_rank"] = order.scheme.map(lambda s: list(SCHEMES).index(s) if s in SCHEMES else 9)
     order = order.sort_values(["dataset", "scheme_rank", "column"])
@@ -127,14 +129,20 @@ def table2_grid(c: Comparison) -> tuple[list[list[str]], str]:
     header += [GAIN, *(f"{col['dataset']} {SCHEMES[col['scheme']]} {col['metric']} (published)"
                        for col in pub["columns"])]
     grid = [header]
+    secondary = {(s, column, m): c.secondary(s, column, m) for s in strategies for column, m, primary in columns
+                 if not primary}
+    best_secondary = best_cells(pd.DataFrame(
+        [{"row": s, "column": (column, m), "mean": v[0], "n": v[2], "higher_is_better": True}
+         for (s, column, m), v in secondary.items()], columns=["row", "column", "mean", "n", "higher_is_better"]))
     for s in strategies:
         row = [s]
         for column, m, primary in columns:
             if primary:
-                row.append(cell_at(cells[cells.column == column].set_index("row"), s))
+                row.append(texts.get((s, column), "-"))
             else:
-                mean, std, n = c.secondary(s, column, m)
-                row.append(cell_text(mean, std, n) if n else "-")
+                mean, std, n = secondary[(s, column, m)]
+                text = cell_text(mean, std, n) if n else "-"
+                row.append(Best(text) if (s, (column, m)) in best_secondary else text)
         row.append(f"{c.gains[s]:+.2f}%" if s in c.gains else "-")
         published_at = pub["rows"].index(s) if s in pub["rows"] else None
         row += [col["values"][published_at] if published_at is not None else "" for col in pub["columns"]]
@@ -151,7 +159,7 @@ def molecules_grid(c: Comparison) -> tuple[list[list[str]], str]:
     published GIN ROC-AUC (x100) for no pre-training, attribute masking and context
     prediction; a last row with each strategy's Avg. Gain over ``none`` across targets."""
     pub = published()["hu2020"]
-    strategies = list(c.rows)
+    strategies, texts = list(c.rows), cell_texts(c)
     header = ["dataset", "scheme", *strategies, *(f"Hu et al.: {col}" for col in pub["columns"])]
     grid = [header]
     seen = set()
@@ -159,11 +167,10 @@ def molecules_grid(c: Comparison) -> tuple[list[list[str]], str]:
     columns = c.cells.drop_duplicates("column").sort_values(["dataset", "scheme", "metric", "column"])
     for column, dataset, scheme, metric, backbone, keys in zip(columns.column, columns.dataset, columns.scheme,
                                                                columns.metric, columns.backbone, columns.column_keys):
-        rows = c.cells[c.cells.column == column].set_index("row")
         printed = pub["rows"].get(dataset, [""] * len(pub["columns"])) if metric == "roc_auc" else [""] * len(pub["columns"])
         label = (f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "")
                  + (f" [{keys}]" if keys else ""))
-        grid.append([label, SCHEMES.get(scheme, scheme), *(cell_at(rows, s) for s in strategies), *printed])
+        grid.append([label, SCHEMES.get(scheme, scheme), *(texts.get((s, column), "-") for s in strategies), *printed])
         seen.add(dataset)
     for dataset, printed in pub["rows"].items():
         if dataset not in seen:
@@ -200,11 +207,12 @@ def ktn_grid(c: Comparison) -> tuple[list[list[str]], str]:
     by_column = [cells[cells.column == col].set_index("row") for col in columns.column]
     gains = [block_gains({"c": {s: float(col.at[s, "mean"]) for s in col.index if col.at[s, "n"] > 0}}, rows, True,
                          {s: col.at[s, "baseline"] for s in col.index}) for col in by_column]
+    texts = cell_texts(c)
     grid = [["method", *labels, *(f"{r['task']} (published)" for r in pub["rows"]), f"{GAIN} vs direct"]]
     for r in rows:
         printed = [f"{p['values'][pub['columns'].index(r)]:.3f}" if r in pub["columns"] else "" for p in pub["rows"]]
         mine = [g[r] for g in gains if r in g]
-        grid.append([r, *(cell_at(col, r) for col in by_column), *printed,
+        grid.append([r, *(texts.get((r, col), "-") for col in columns.column), *printed,
                      f"{sum(mine) / len(mine):+.2f}%" if mine else "-"])
     ktn_rows = [r for r in rows if r.split(" ")[0] == "ktn"]
     published_gain = [f"{(v[1] - v[0]) / v[0] * 100:+.2f}%" for v in (p["values"] for p in pub["rows"])]

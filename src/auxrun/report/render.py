@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AuxrunError
-from .compare import GAIN, Comparison, cell_at
+from .compare import GAIN, Comparison
+from .marks import Best, best_cells, cell_texts
 from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid
 from .stats import paired_tests, ranking
 
@@ -20,6 +21,7 @@ LAYOUTS = ("strategies", "table2", "table3", "molecules", "ktn", "auto")
 KG_DATASETS = ("movielens", "lastfm", "bookcrossing")  # Table 3's protocol
 MOLECULE_METRICS = ("roc_auc", "rmse")                # MoleculeNet targets (classification, regression)
 TABLE2_DATASETS = ("reddit", "oag_cs")
+BEST_NOTE = "bold: the best mean of its column among ours"
 PAPER_GRIDS = {"table2": table2_grid, "table3": table3_grid, "molecules": molecules_grid, "ktn": ktn_grid}
 
 
@@ -27,14 +29,12 @@ def _gain(c: Comparison, row: str) -> str:
     return "-" if row not in c.gains else f"{c.gains[row]:+.2f}%"
 
 
-def _grid(c: Comparison, marks: dict[tuple[str, str], str] | None = None) -> list[list[str]]:
-    """One row per strategy; a cell significantly different from its baseline (paired test
-    over shared seeds, :mod:`auxrun.report.stats`) carries ``*`` (p < 0.05) or ``**`` (p < 0.01)."""
-    header = ["weighting", *c.columns, GAIN]
-    by_column = {col: c.cells[c.cells.column == col].set_index("row") for col in c.columns}
-    marks = marks or {}
-    return [header] + [[row, *(cell_at(by_column[col], row) + marks.get((row, col), "") for col in c.columns),
-                        _gain(c, row)] for row in c.rows]
+def _grid(c: Comparison) -> list[list[str]]:
+    """One row per strategy, its cells as :func:`~auxrun.report.marks.cell_texts` writes them
+    (significance marks, the column's best in bold)."""
+    texts = cell_texts(c)
+    return [["weighting", *c.columns, GAIN]] + [[row, *(texts.get((row, col), "-") for col in c.columns),
+                                                 _gain(c, row)] for row in c.rows]
 
 
 def stats_grid(c: Comparison) -> tuple[list[list[str]], str]:
@@ -96,21 +96,22 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
         layout = auto_layout(c)
     if layout in PAPER_GRIDS:
         grid, caption = PAPER_GRIDS[layout](c)
-        return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)", caption)
+        return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)",
+                           f"{caption} * / **: the paired test against the baseline has p < 0.05 / 0.01; {BEST_NOTE}")
     if layout != "strategies":
         raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if fmt == "csv":
         tidy = c.cells[["row", "column", "dataset", "scheme", "backbone", "metric", "keys", "mean", "std", "n",
                         "diverged", "baseline"]].copy()
         tidy["avg_gain_pct"] = tidy.row.map(c.gains)
+        best = best_cells(c.cells)
+        tidy["best"] = [(r, col) in best for r, col in zip(tidy.row, tidy.column)]
         buf = io.StringIO()
         tidy.to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
-    tests = paired_tests(c)
-    marks = {(r, col): m for r, col, m in zip(tests.row, tests.column, tests.mark) if m}
-    return render_grid(_grid(c, marks), fmt, "auxrun compare: mean ± std (n seeds)",
+    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)",
                        f"{GAIN}: relative to none with the same settings, column by column; * / **: the paired "
-                       "test against it has p < 0.05 / 0.01")
+                       f"test against it has p < 0.05 / 0.01; {BEST_NOTE}")
 
 
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
@@ -120,12 +121,15 @@ def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> st
         for i, h in enumerate(grid[0]):  # labels hold [key=value]: text, never rich markup
             table.add_column(escape(h), justify="left" if i == 0 else "right")
         for line in grid[1:]:
-            table.add_row(*(escape(x) for x in line))
+            table.add_row(*(f"[bold]{escape(x)}[/bold]" if isinstance(x, Best) else escape(x) for x in line))
         return table
     if fmt == "md":
-        out = ["| " + " | ".join(grid[0]) + " |", "|" + "---|" * len(grid[0])]
-        out += ["| " + " | ".join(line) + " |" for line in grid[1:]]
-        return "\n".join(out + ([f"\n{caption}"] if caption else []))
+        def md(x: str) -> str:  # significance marks are literal asterisks; bold is the best
+            text = x.replace("*", r"\*").replace("|", r"\|")
+            return f"**{text}**" if isinstance(x, Best) else text
+        out = ["| " + " | ".join(md(h) for h in grid[0]) + " |", "|" + "---|" * len(grid[0])]
+        out += ["| " + " | ".join(md(x) for x in line) + " |" for line in grid[1:]]
+        return "\n".join(out + ([f"\n{md(caption)}"] if caption else []))
     if fmt == "csv":
         buf = io.StringIO()
         pd.DataFrame(grid[1:], columns=grid[0]).to_csv(buf, index=False)
@@ -135,7 +139,8 @@ def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> st
             return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("&", r"\&")
         lines = [r"\begin{tabular}{l" + "r" * (len(grid[0]) - 1) + "}", r"\toprule",
                  " & ".join(esc(h) for h in grid[0]) + r" \\", r"\midrule"]
-        lines += [" & ".join(esc(x) for x in line) + r" \\" for line in grid[1:]]
+        lines += [" & ".join(rf"\textbf{{{esc(x)}}}" if isinstance(x, Best) else esc(x) for x in line) + r" \\"
+                  for line in grid[1:]]
         lines += [r"\bottomrule", r"\end{tabular}"]
         return "\n".join(lines)
     raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

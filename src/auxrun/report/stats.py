@@ -54,7 +54,7 @@ def paired_tests(c: Comparison) -> pd.DataFrame:
         note = ""
         if n < T_MIN:
             note = f"n={n}: too few shared seeds for a test"
-        elif all(d == diffs[0] for d in diffs):
+        elif all(math.isclose(d, diffs[0], rel_tol=1e-9, abs_tol=1e-12) for d in diffs):  # up to rounding
             note = "identical differences: no variance to test"
         else:
             with warnings.catch_warnings():
