@@ -364,16 +364,20 @@ def test_ranking_and_its_critical_difference_diagram(tmp_path):
 
 
 def test_every_figure_is_written_non_empty_from_histories_and_traces(tmp_path):
-    from auxrun.report.figures import write_figures
+    from auxrun.report.figures import _slug, write_figures
 
-    for weighting, cos in (("none", None), ("cosine", 0.3)):
-        for seed in (0, 1):
-            run = tmp_path / f"{weighting}{seed}"
+    runs = [(w, cos, "mtl", 1, seed) for w, cos in (("none", None), ("cosine", 0.3)) for seed in (0, 1)]
+    runs += [("cosine", 0.1, "finetune", 1, 0), ("cosine", 0.1, "finetune", 5, 0)]  # P&F, two loss scales
+    for weighting, cos, command, scale, seed in runs:
+        if True:
+            run = tmp_path / f"{weighting}{command}{scale}{seed}"
+            config = {"command": command, "aux": {"tasks": {"helpful": {"loss_scale": scale}}},
+                      **({"loss_scales": {"helpful": scale}} if command == "finetune" else {})}
             write_result(run, {
-                "status": "completed", "command": "mtl", "dataset": "synthetic", "backbone": "gcn", "aux": "planted",
-                "weighting": weighting, "seed": seed, "primary_metric": "auc", "higher_is_better": True,
-                "metrics": {"val": {"auc": 0.7}, "test": {"auc": 0.7 + 0.01 * seed}}, "config": {},
-                "val_history": [{"epoch": e, "auc": 0.5 + 0.05 * e} for e in range(4)],
+                "status": "completed", "command": command, "dataset": "synthetic", "backbone": "gcn",
+                "aux": "planted", "weighting": weighting, "seed": seed, "primary_metric": "auc",
+                "higher_is_better": True, "metrics": {"val": {"auc": 0.7}, "test": {"auc": 0.7 + 0.01 * seed}},
+                "config": config, "val_history": [{"epoch": e, "auc": 0.5 + 0.05 * e} for e in range(4)],
             })
             with open(run / "trace.csv", "w", newline="") as f:
                 w = csv.writer(f)
@@ -382,13 +386,19 @@ def test_every_figure_is_written_non_empty_from_histories_and_traces(tmp_path):
                     for task in ("target", "helpful"):
                         w.writerow([step, step // 10, task, 1.0 / (step + 1), 1.0,  0.0,
                                     "" if cos is None or task == "target" else cos])
-    written = write_figures(compare(tmp_path), tmp_path / "figs", window=5)
+    c = compare(tmp_path)
+    written = write_figures(c, tmp_path / "figs", window=5)
     names = {p.name for p in written}
     column = "synthetic_mtl_gcn_auc"
+    cosine = _slug(next(r for r in c.runs[c.runs.scheme == "mtl"].row if r.startswith("cosine")))
+    assert cosine == "cosine_aux_tasks_helpful_loss_scale_1_loss_scales_helpful_unset"  # keys P&F varies label it
     assert {f"val_auc_per_epoch__{column}.png", f"val_auc_per_epoch__{column}.pdf", "bars__auc.png", "bars__auc.pdf",
-            f"weight_and_loss_per_step__none__{column}.png", f"weight_and_loss_per_step__cosine__{column}.pdf",
-            f"cosine_per_step__cosine__{column}.png"} <= names
+            f"weight_and_loss_per_step__none__{column}.png", f"weight_and_loss_per_step__{cosine}__{column}.pdf",
+            f"cosine_per_step__{cosine}__{column}.png"} <= names
     assert f"cosine_per_step__none__{column}.png" not in names  # none computes no cosine
+    assert {"cosine_mtl_vs_pf__cosine__synthetic_gcn.png", "cosine_mtl_vs_pf__cosine__synthetic_gcn.pdf",
+            "weights_under_loss_scales__cosine__synthetic_finetune_gcn_auc.png"} <= names  # Fig. 5 and Fig. 6
+    assert not any(n.startswith("weights_under_loss_scales__none") for n in names)  # none ran at one scale
     assert all(p.stat().st_size > 1000 for p in written)
 
 
@@ -453,3 +463,40 @@ def test_paper_layouts_carry_the_significance_marks(tmp_path):
     md = render(compare(tmp_path), "md", "table3")
     assert r"| movielens (auc) | MTL | GCN | 0.7050 ± 0.0129 (4) | **0.7500 ± 0.0183 (4)\*\*** |" in md
     assert r"\* / \*\*: the paired test against the baseline has p < 0.05 / 0.01" in md
+
+
+def test_table4_layout_puts_each_pair_of_loss_scales_on_its_own_row_with_mrr_beside_ndcg(tmp_path):
+    def scaled(name, weighting, seed, edge, attr, ndcg, mrr):
+        write_result(tmp_path / name, {
+            "status": "completed", "command": "finetune", "dataset": "oag_cs", "backbone": "gcn", "aux": "gpt",
+            "weighting": weighting, "seed": seed, "primary_metric": "ndcg", "higher_is_better": True,
+            "metrics": {"val": {"ndcg": ndcg}, "test": {"ndcg": ndcg, "mrr": mrr}},
+            "config": {"weighting": {"name": weighting}, "loss_scales": {"edge": edge, "attr": attr},
+                       "aux": {"name": "gpt", "tasks": {"edge": {"kind": "gpt_edge", "loss_scale": edge},
+                                                        "attr": {"kind": "gpt_attr", "loss_scale": attr}}}}})
+
+    for seed in (0, 1):
+        scaled(f"n11_{seed}", "none", seed, 1, 1, 0.40 + 0.02 * seed, 0.50)
+        scaled(f"s11_{seed}", "selar", seed, 1, 1, 0.44 + 0.02 * seed, 0.55)
+        scaled(f"n51_{seed}", "none", seed, 5, 1, 0.30 + 0.02 * seed, 0.45)
+        scaled(f"s51_{seed}", "selar", seed, 5, 1, 0.29 + 0.02 * seed, 0.47 + 0.02 * seed)
+    c = compare(tmp_path)
+    from auxrun.report.render import auto_layout
+
+    assert auto_layout(c) == "table4"
+    md = render(c, "md", "table4")
+    lines = {line.split(" | ")[3]: line for line in md.splitlines() if line.startswith("| oag_cs")}
+    assert md.splitlines()[0] == "| dataset | scheme | GNN | loss scales | none ndcg | none mrr | selar ndcg | selar mrr |"
+    # best per pair of scales: selar at 1/1 (both metrics), none's NDCG at 5/1 but selar's MRR
+    assert lines["edge=1 attr=1"] == ("| oag_cs (ndcg) | P&F | GCN | edge=1 attr=1 | 0.4100 ± 0.0141 (2) | "
+                                      "0.5000 ± 0.0000 (2) | **0.4500 ± 0.0141 (2)** | **0.5500 ± 0.0000 (2)** |")
+    assert lines["edge=5 attr=1"] == ("| oag_cs (ndcg) | P&F | GCN | edge=5 attr=1 | **0.3100 ± 0.0141 (2)** | "
+                                      "0.4500 ± 0.0000 (2) | 0.3000 ± 0.0141 (2) | **0.4800 ± 0.0141 (2)** |")
+    assert "| OAG_CS (published) | P&F | GCN | edge=5 attr=5 | 0.4569 / 0.5287 |  | 0.4642 / 0.5431 |  |" in md
+    # selar at 5/1 is compared with none at 5/1, never with none at 1/1
+    from auxrun.report.stats import paired_tests
+
+    tests = paired_tests(c)
+    assert sorted(zip(tests.row, tests.baseline)) == [
+        ("selar [aux.tasks.edge.loss_scale=1, loss_scales.edge=1]", "none [loss_scales.edge=1]"),
+        ("selar [aux.tasks.edge.loss_scale=5, loss_scales.edge=5]", "none [loss_scales.edge=5]")]

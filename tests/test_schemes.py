@@ -79,3 +79,22 @@ def test_an_experiments_pretrain_overrides_reach_the_automatic_pretraining(make_
     pre = _compose_pretrain(cfg)
     assert pre.command == "pretrain" and pre.aux.name == "gpt" and float(pre.trainer.lr) == 0.001
     assert int(pre.trainer.batch_size) == 256
+
+
+def test_table4s_loss_scales_reach_pretraining_and_auto_never_reuses_an_encoder_of_other_scales(make_cfg, tmp_path):
+    from omegaconf import OmegaConf
+
+    from auxrun.train.schemes import _compose_pretrain
+
+    cfg = make_cfg("finetune", "experiment=table4", "dataset=synthetic", "loss_scales.edge=5")
+    assert (cfg.aux.tasks.edge.loss_scale, cfg.aux.tasks.attr.loss_scale) == (5, 1)
+    pre = _compose_pretrain(cfg)
+    assert (pre.aux.tasks.edge.loss_scale, pre.aux.tasks.attr.loss_scale) == (5, 1) and float(pre.trainer.lr) == 0.001
+    out = tmp_path / "outputs"
+    made = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
+    ssl = make_cfg("pretrain", *SMALL).aux
+    schema = made["data_schema"]
+    assert find_pretrained(out, cfg.backbone, schema, 0, "ssl", ssl) == out / "pre"
+    rescaled = OmegaConf.to_container(ssl, resolve=True)
+    rescaled["tasks"][next(iter(rescaled["tasks"]))]["loss_scale"] = 5
+    assert find_pretrained(out, cfg.backbone, schema, 0, "ssl", rescaled) is None

@@ -114,7 +114,8 @@ def compare(
     layout: str = typer.Option("strategies", "--layout", "-l",
                                help="strategies (one row per weighting) | table2 (the AUX-TS paper's Table 2: "
                                     "one row per weighting, NDCG and MRR or F1 per scheme, published OAG_CS / "
-                                    "Reddit columns beside) | table3 (the AUX-TS paper's Table 3 "
+                                    "Reddit columns beside) | table4 (rows per pair of auxiliary loss scales, "
+                                    "columns per strategy, published OAG_CS rows beside) | table3 (the AUX-TS paper's Table 3 "
                                     "layout with its published Last-FM / Book-Crossing figures) | molecules "
                                     "(one row per molecular target, Hu et al.'s ROC-AUC beside) | ktn (zero-shot "
                                     "runs: one row per transfer method, columns dataset / source -> target / "

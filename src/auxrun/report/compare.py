@@ -59,6 +59,8 @@ class Comparison:
     gains: dict[str, float]
     skipped: Counter
     runs: pd.DataFrame | None = None  # the runs behind the cells (``row``, ``column``, ``metrics``, ``history``, ...)
+    # cells also hold ``row_unscaled`` (the row label without loss-scale keys) and ``loss_scales``
+    # (``task=scale ...``, from each run's aux.tasks)
 
     def secondary(self, row: str, column: str, metric: str) -> tuple[float, float, int]:
         """``(mean, std, n)`` of another target metric (e.g. ``mrr`` beside the primary ``ndcg``)
@@ -105,6 +107,7 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
             "higher_is_better": bool(r.get("higher_is_better", True)), "run_dir": str(run_dir),
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
             "metrics": dict(r["metrics"].get(split, {})), "history": list(r.get("val_history") or []),
+            "loss_scales": loss_scales(r.get("config") or {}),
         })
     if not any(rec["status"] == "completed" for rec in records):
         extra = f" ({sum(skipped.values()) + len(records)} unfinished, diverged or failed runs skipped)" \
@@ -160,17 +163,37 @@ def _column_labels(df: pd.DataFrame) -> tuple[dict, dict]:
     return label, keys
 
 
-def _row_labels(df: pd.DataFrame) -> tuple[dict, dict]:
+def _row_labels(df: pd.DataFrame) -> tuple[dict, dict, dict]:
     """Each (row base, row part)'s label: the base plus ``[key=value, ...]`` for every key that
-    tells apart two groups with that base within one column; and those key texts."""
+    tells apart two groups with that base within one column; those key texts; and the label
+    without the loss-scale keys (the strategy a Table 4 layout puts in its columns)."""
     groups = df.drop_duplicates("group")
-    label, keys = {}, {}
+    label, keys, unscaled = {}, {}, {}
     for b, same in groups.groupby("row_base"):
         vary = set().union(*(varying(col.row_part) for _, col in same.groupby("col_id")))
+        rest = {k for k in vary if not _is_scale(k)}
         for part in same.row_part:
             keys[(b, part)] = describe(part, vary)
             label[(b, part)] = f"{b} [{keys[(b, part)]}]" if keys[(b, part)] else b
-    return label, keys
+            unscaled[(b, part)] = f"{b} [{describe(part, rest)}]" if rest else b
+    return label, keys, unscaled
+
+
+def _is_scale(key: str) -> bool:
+    """A key that multiplies an auxiliary loss: ``aux.tasks.<task>.loss_scale`` or an
+    experiment's ``loss_scales.<task>`` that sets it (Table 4)."""
+    return key.endswith(".loss_scale") or key.startswith("loss_scales.")
+
+
+def rescaled(scales: str) -> bool:
+    """Whether a :func:`loss_scales` text rescales any auxiliary loss."""
+    return any(float(part.split("=", 1)[1]) != 1 for part in scales.split())
+
+
+def loss_scales(config: dict[str, Any]) -> str:
+    """``task=scale ...`` of every auxiliary task of a run's resolved config (scale 1 where unset)."""
+    tasks = (config.get("aux") or {}).get("tasks") or {}
+    return " ".join(f"{t}={(spec or {}).get('loss_scale', 1)}" for t, spec in tasks.items())
 
 
 def _std(v: pd.Series) -> float:
@@ -181,10 +204,11 @@ def _std(v: pd.Series) -> float:
 def compare(root: Path, split: str = "test") -> Comparison:
     records, skipped = collect(root, split)
     df = _newest_per_seed(_identify(records))
-    row_label, row_keys = _row_labels(df)
+    row_label, row_keys, row_unscaled = _row_labels(df)
     col_label, col_keys = _column_labels(df)
     row_id = list(zip(df.row_base, df.row_part))
     df["row"], df["row_keys"] = [row_label[i] for i in row_id], [row_keys[i] for i in row_id]
+    df["row_unscaled"] = [row_unscaled[i] for i in row_id]
     df["column"], df["column_keys"] = df.col_id.map(col_label), df.col_id.map(col_keys)
     df["completed"] = df.status == "completed"
     cells = (df.groupby(["row", "column"], sort=False)
@@ -192,6 +216,7 @@ def compare(root: Path, split: str = "test") -> Comparison:
                     backbone=("backbone", "first"),
                     metric=("metric", "first"), weighting=("weighting", "first"), setting=("setting", "first"),
                     row_keys=("row_keys", "first"), column_keys=("column_keys", "first"),
+                    row_unscaled=("row_unscaled", "first"), loss_scales=("loss_scales", "first"),
                     groups=("group", "nunique"), mean=("value", "mean"), std=("value", _std),
                     n=("completed", "sum"), diverged=("completed", lambda c: int((~c).sum())),
                     higher_is_better=("higher_is_better", "first"))
@@ -208,7 +233,8 @@ def compare(root: Path, split: str = "test") -> Comparison:
              .reset_index(drop=True))
     return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped,
                       runs=df[["row", "column", "seed", "status", "value", "metrics", "history", "run_dir", "dataset",
-                               "scheme", "weighting", "aux"]].reset_index(drop=True))
+                               "scheme", "backbone", "weighting", "aux", "loss_scales", "row_unscaled"]]
+                      .reset_index(drop=True))
 
 
 def baseline_name(scheme: str) -> str:

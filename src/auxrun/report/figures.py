@@ -9,7 +9,10 @@ From each run's per-epoch validation history (``result.json``: ``val_history``, 
 * ``weight_and_loss_per_step__<row>__<column>``: each task's mean weight and loss per step
   (Fig. 4; Fig. 6 where the runs rescale an auxiliary loss with ``loss_scale``);
 * ``cosine_per_step__<row>__<column>``: each auxiliary task's gradient cosine with the target
-  per step, for the strategies that compute one (Fig. 5; MTL and P&F are columns of their own);
+  per step, for the strategies that compute one; ``cosine_mtl_vs_pf__<row>__<dataset>_<gnn>``
+  sets MTL's panel beside P&F's where both were run (Fig. 5);
+* ``weights_under_loss_scales__<strategy>__<column>``: each task's mean weight per step, one
+  panel per pair of auxiliary loss scales, where a strategy ran with several (Fig. 6);
 * ``bars__<metric>``: one group of bars per column, one bar per strategy, mean with the
   standard deviation over seeds as error bar.
 
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .compare import Comparison
+from .compare import Comparison, rescaled
 
 
 def _slug(text: str) -> str:
@@ -56,6 +59,64 @@ def _trace(run_dir: str) -> pd.DataFrame | None:
         return None
 
 
+def _mean_trace(run_dirs) -> pd.DataFrame | None:
+    """The runs' traces averaged over seeds, indexed by (task, step); ``None`` without any."""
+    traces = [t for t in (_trace(d) for d in run_dirs) if t is not None and len(t)]
+    if not traces:
+        return None
+    return pd.concat(traces).groupby(["task", "step"])[["loss", "weight", "cos"]].mean()
+
+
+def _panels(plt, n: int, title: str):
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), sharey=True, squeeze=False)
+    fig.suptitle(title, fontsize=10)
+    return fig, list(axes[0])
+
+
+def _cosine_panel(ax, trace: pd.DataFrame, window: int, title: str) -> None:
+    cos = trace.cos.dropna()
+    for task in [t for t in dict.fromkeys(cos.index.get_level_values(0)) if t != "target"]:
+        ax.plot(cos.loc[task].rolling(window, min_periods=1).mean(), label=task)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set(xlabel="step", ylabel="cos(g_target, g_aux)", title=title)
+    ax.legend(fontsize=8)
+
+
+def _paired_figures(c: Comparison, done: pd.DataFrame, out: Path, window: int) -> list[Path]:
+    """Fig. 5 (MTL beside P&F) and Fig. 6 (one panel per pair of loss scales)."""
+    plt = _plt()
+    written: list[Path] = []
+    for (row, scales, dataset, backbone), mine in done.groupby(["row_unscaled", "loss_scales", "dataset", "backbone"],
+                                                                sort=False):
+        by_scheme = {s: _mean_trace(part.run_dir) for s, part in mine.groupby("scheme")}
+        pair = [(s, t) for s, t in ((s, by_scheme.get(s)) for s in ("mtl", "finetune"))
+                if t is not None and t.cos.notna().any()]
+        if len(pair) == 2:
+            scaled = rescaled(scales)
+            fig, axes = _panels(plt, 2, f"{row}: {dataset} / {backbone}" + (f", loss scales {scales}" if scaled
+                                                                            else "") + ", gradient cosine with the target")
+            for ax, (scheme, trace) in zip(axes, pair):
+                _cosine_panel(ax, trace, window, "MTL" if scheme == "mtl" else "P&F")
+            written += _save(fig, out, f"cosine_mtl_vs_pf__{_slug(row)}__{_slug(dataset)}_{_slug(backbone)}"
+                                       + (f"__{_slug(scales)}" if scaled else ""))
+            plt.close(fig)
+    for (strategy, column), mine in done.groupby(["row_unscaled", "column"], sort=False):
+        scales = sorted(set(mine.loss_scales))
+        traces = {sc: _mean_trace(mine[mine.loss_scales == sc].run_dir) for sc in scales}
+        traces = {sc: t for sc, t in traces.items() if t is not None}
+        if len(traces) < 2:
+            continue
+        fig, axes = _panels(plt, len(traces), f"{strategy}: {column}, mean weight per step under rescaled losses")
+        for ax, (sc, trace) in zip(axes, traces.items()):
+            for task in dict.fromkeys(trace.index.get_level_values(0)):
+                ax.plot(trace.loc[task].weight.rolling(window, min_periods=1).mean(), label=task)
+            ax.set(xlabel="step", ylabel="mean weight", title=f"loss scales {sc}")
+            ax.legend(fontsize=8)
+        written += _save(fig, out, f"weights_under_loss_scales__{_slug(strategy)}__{_slug(column)}")
+        plt.close(fig)
+    return written
+
+
 def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
     """Every figure of the module docstring that the runs have data for; returns the files."""
     plt = _plt()
@@ -83,10 +144,9 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
             written += _save(fig, out, f"val_{metric}_per_epoch__{_slug(column)}")
         plt.close(fig)
         for row in [r for r in c.rows if r in set(mine.row)]:
-            traces = [t for t in (_trace(d) for d in mine[mine.row == row].run_dir) if t is not None and len(t)]
-            if not traces:
+            trace = _mean_trace(mine[mine.row == row].run_dir)
+            if trace is None:
                 continue
-            trace = pd.concat(traces).groupby(["task", "step"])[["loss", "weight", "cos"]].mean()
             tasks = list(dict.fromkeys(trace.index.get_level_values(0)))
             fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
             for task in tasks:
@@ -98,16 +158,12 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
             top.legend(fontsize=8)
             written += _save(fig, out, f"weight_and_loss_per_step__{_slug(row)}__{_slug(column)}")
             plt.close(fig)
-            cos = trace.cos.dropna()
-            if len(cos):
+            if trace.cos.notna().any():
                 fig, ax = plt.subplots(figsize=(7, 3.5))
-                for task in [t for t in tasks if t != "target" and t in cos.index.get_level_values(0)]:
-                    ax.plot(cos.loc[task].rolling(window, min_periods=1).mean(), label=task)
-                ax.axhline(0.0, color="grey", linewidth=0.8)
-                ax.set(xlabel="step", ylabel="cos(g_target, g_aux)", title=f"{row}: {column}")
-                ax.legend(fontsize=8)
+                _cosine_panel(ax, trace, window, f"{row}: {column}")
                 written += _save(fig, out, f"cosine_per_step__{_slug(row)}__{_slug(column)}")
                 plt.close(fig)
+    written += _paired_figures(c, done, out, window)
     for metric, cells in c.cells[c.cells.n > 0].groupby("metric"):
         columns = list(dict.fromkeys(cells.column))
         rows = [r for r in c.rows if r in set(cells.row)]

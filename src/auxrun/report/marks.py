@@ -33,15 +33,35 @@ def best_cells(cells: pd.DataFrame) -> set[tuple[str, str]]:
     return out
 
 
-def cell_texts(c: Comparison) -> dict[tuple[str, str], str]:
+def cell_texts(c: Comparison, best_within: list | None = None) -> dict[tuple[str, str], str]:
     """Every cell's text, ``mean ± std (n)`` plus its significance mark, a :class:`Best` where
-    it holds its column's best mean; keyed by ``(row, column)``."""
+    it holds the best mean of its column (or of its group in ``best_within``, one entry per row
+    of ``c.cells``: Table 4 compares the strategies at each pair of loss scales); keyed by
+    ``(row, column)``."""
     tests = paired_tests(c)
     sig = {(r, col): m for r, col, m in zip(tests.row, tests.column, tests.mark) if m}
-    best = best_cells(c.cells)
+    cells = c.cells if best_within is None else c.cells.assign(column=list(zip(c.cells.column, best_within)))
+    best = {(r, col if best_within is None else col[0]) for r, col in best_cells(cells)}
     out: dict[tuple[str, str], str] = {}
     for r in c.cells.itertuples():
         key = (r.row, r.column)
         text = cell_text(r.mean, r.std, r.n, r.diverged) + sig.get(key, "")
         out[key] = Best(text) if key in best else text
+    return out
+
+
+def secondary_texts(c: Comparison, wanted: list[tuple[str, str, str, object]]) -> dict[tuple[str, str, str], str]:
+    """``mean ± std (n)`` of other target metrics (:meth:`Comparison.secondary`, higher is
+    better), for each ``(row, column, metric, group)`` wanted, keyed by ``(row, column, metric)``;
+    a :class:`Best` where it is the best of its ``(group, metric)``; ``-`` without runs."""
+    values = {(r, col, m): c.secondary(r, col, m) for r, col, m, _ in wanted}
+    frame = pd.DataFrame([{"row": (r, col), "column": (g, m), "mean": values[(r, col, m)][0],
+                           "n": values[(r, col, m)][2], "higher_is_better": True} for r, col, m, g in wanted],
+                         columns=["row", "column", "mean", "n", "higher_is_better"])
+    best = best_cells(frame) if len(frame) else set()
+    out: dict[tuple[str, str, str], str] = {}
+    for r, col, m, g in wanted:
+        mean, std, n = values[(r, col, m)]
+        text = cell_text(mean, std, n) if n else "-"
+        out[(r, col, m)] = Best(text) if ((r, col), (g, m)) in best else text
     return out

@@ -16,12 +16,11 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
 from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison, cell_text
-from .marks import Best, best_cells, cell_texts
+from .marks import cell_texts, secondary_texts
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
 BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt", "han"]
@@ -102,10 +101,14 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
 SECONDARY = {"ndcg": ["mrr"]}  # Table 2 shows MRR beside NDCG for OAG's Paper-Field ranking (higher is better)
 
 
-def _paper_order(c: Comparison, published_rows: list[str]) -> list[str]:
+def _by_order(rows) -> list[str]:
+    """Row labels sorted by their strategy's place in :data:`ORDER`, then by label."""
     rank = {name: i for i, name in enumerate(ORDER)}
-    return list(published_rows) + sorted((r for r in c.rows if r not in published_rows),
-                                         key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
+    return sorted(rows, key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
+
+
+def _paper_order(c: Comparison, published_rows: list[str]) -> list[str]:
+    return list(published_rows) + _by_order(r for r in c.rows if r not in published_rows)
 
 
 def table2_grid(c: Comparison) -> tuple[list[list[str]], str]:
@@ -129,20 +132,12 @@ def table2_grid(c: Comparison) -> tuple[list[list[str]], str]:
     header += [GAIN, *(f"{col['dataset']} {SCHEMES[col['scheme']]} {col['metric']} (published)"
                        for col in pub["columns"])]
     grid = [header]
-    secondary = {(s, column, m): c.secondary(s, column, m) for s in strategies for column, m, primary in columns
-                 if not primary}
-    best_secondary = best_cells(pd.DataFrame(
-        [{"row": s, "column": (column, m), "mean": v[0], "n": v[2], "higher_is_better": True}
-         for (s, column, m), v in secondary.items()], columns=["row", "column", "mean", "n", "higher_is_better"]))
+    secondary = secondary_texts(c, [(s, column, m, column) for s in strategies for column, m, primary in columns
+                                    if not primary])
     for s in strategies:
         row = [s]
         for column, m, primary in columns:
-            if primary:
-                row.append(texts.get((s, column), "-"))
-            else:
-                mean, std, n = secondary[(s, column, m)]
-                text = cell_text(mean, std, n) if n else "-"
-                row.append(Best(text) if (s, (column, m)) in best_secondary else text)
+            row.append(texts.get((s, column), "-") if primary else secondary[(s, column, m)])
         row.append(f"{c.gains[s]:+.2f}%" if s in c.gains else "-")
         published_at = pub["rows"].index(s) if s in pub["rows"] else None
         row += [col["values"][published_at] if published_at is not None else "" for col in pub["columns"]]
@@ -150,6 +145,55 @@ def table2_grid(c: Comparison) -> tuple[list[list[str]], str]:
     caption = (f"Ours: mean ± std (n seeds) of each target metric on the compared split; {GAIN}: over none "
                f"across our columns' primary metrics. Published columns: {pub['source']}; OAG_CS and Reddit are "
                f"the paper's datasets, and a stand-in such as synthetic_xl is not them. {pub['note']}")
+    return grid, caption
+
+
+def table4_grid(c: Comparison) -> tuple[list[list[str]], str]:
+    """The AUX-TS paper's Table 4 layout: one row per (dataset, scheme, GNN) and pair of
+    auxiliary loss scales (``loss_scales``, from each run's ``aux.tasks.<task>.loss_scale``),
+    one column per strategy (its row label without the loss-scale keys) and metric (MRR beside
+    NDCG), then the published OAG_CS rows, each cell NDCG / MRR. Bold marks the best strategy at
+    each pair of scales; each strategy's significance mark is against ``none`` at the same scales."""
+    pub = published()["table4"]
+    cells = c.cells
+    present = set(cells.row_unscaled)
+    strategies = [s for s in pub["columns"] if s in present] + _by_order(present - set(pub["columns"]))
+    block = list(zip(cells.column, cells.loss_scales))
+    texts = cell_texts(c, best_within=[scales for _, scales in block])
+    by_name = {(u, col, sc): r for r, u, col, sc in zip(cells.row, cells.row_unscaled, cells.column, cells.loss_scales)}
+    order = cells.drop_duplicates(["column", "loss_scales"]).copy()
+    order["scheme_rank"] = order.scheme.map(lambda s: list(SCHEMES).index(s) if s in SCHEMES else 9)
+    order = order.sort_values(["dataset", "scheme_rank", "column", "loss_scales"])
+    metrics = list(dict.fromkeys(m for metric in order.metric for m in [metric, *SECONDARY.get(metric, [])]))
+    header = ["dataset", "scheme", "GNN", "loss scales"]
+    header += [f"{s} {m}" if len(metrics) > 1 else s for s in strategies for m in metrics]
+    wanted = [(by_name[(s, col, sc)], col, m, sc) for col, sc, metric in zip(order.column, order.loss_scales,
+                                                                           order.metric)
+              for s in strategies if (s, col, sc) in by_name for m in SECONDARY.get(metric, [])]
+    secondary = secondary_texts(c, wanted)
+    grid = [header]
+    for col, sc, dataset, scheme, backbone, metric, keys in zip(order.column, order.loss_scales, order.dataset,
+                                                                order.scheme, order.backbone, order.metric,
+                                                                order.column_keys):
+        line = [f"{dataset} ({metric})", SCHEMES.get(scheme, scheme),
+                backbone.upper() + (f" [{keys}]" if keys else ""), sc or "-"]
+        for s in strategies:
+            row = by_name.get((s, col, sc))
+            for m in metrics:
+                if row is None or m not in [metric, *SECONDARY.get(metric, [])]:
+                    line.append("-")
+                else:
+                    line.append(texts[(row, col)] if m == metric else secondary[(row, col, m)])
+        grid.append(line)
+    for p in pub["rows"]:
+        line = [f"{pub['dataset']} (published)", SCHEMES[pub["scheme"]], "GCN", p["scales"]]
+        for s in strategies:
+            value = p["values"][pub["columns"].index(s)] if s in pub["columns"] else ""
+            line += [value, *("" for _ in metrics[1:])]
+        grid.append(line)
+    caption = (f"Ours: mean ± std (n seeds) at each pair of auxiliary loss scales. Published rows: {pub['source']}; "
+               f"each cell {' / '.join(pub['metrics']).upper()}, in the first of a strategy's columns. "
+               f"OAG_CS is the paper's dataset; a stand-in such as synthetic_xl is not it. {pub['note']}")
     return grid, caption
 
 

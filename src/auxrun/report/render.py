@@ -11,18 +11,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AuxrunError
-from .compare import GAIN, Comparison
+from .compare import GAIN, Comparison, rescaled
 from .marks import Best, best_cells, cell_texts
-from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid
+from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid, table4_grid
 from .stats import paired_tests, ranking
 
 FORMATS = ("rich", "md", "csv", "latex")
-LAYOUTS = ("strategies", "table2", "table3", "molecules", "ktn", "auto")
+LAYOUTS = ("strategies", "table2", "table3", "table4", "molecules", "ktn", "auto")
 KG_DATASETS = ("movielens", "lastfm", "bookcrossing")  # Table 3's protocol
 MOLECULE_METRICS = ("roc_auc", "rmse")                # MoleculeNet targets (classification, regression)
 TABLE2_DATASETS = ("reddit", "oag_cs")
 BEST_NOTE = "bold: the best mean of its column among ours"
-PAPER_GRIDS = {"table2": table2_grid, "table3": table3_grid, "molecules": molecules_grid, "ktn": ktn_grid}
+PAPER_GRIDS = {"table2": table2_grid, "table3": table3_grid, "table4": table4_grid, "molecules": molecules_grid,
+               "ktn": ktn_grid}
 
 
 def _gain(c: Comparison, row: str) -> str:
@@ -67,7 +68,8 @@ def render_stats(c: Comparison, fmt: str) -> str | Table | None:
 
 def auto_layout(c: Comparison) -> str:
     """The layout the runs call for: ``ktn`` when all are zero-shot; ``molecules`` when every
-    target is a molecular one (ROC-AUC or RMSE); ``table2`` for Reddit / OAG-CS or when every
+    target is a molecular one (ROC-AUC or RMSE); ``table4`` when the runs rescale auxiliary
+    losses (a ``loss_scale`` other than 1); ``table2`` for Reddit / OAG-CS or when every
     trained run has GPT-GNN's tasks (``aux=gpt``); ``table3`` for the knowledge-graph
     recommendation datasets; else ``strategies``."""
     runs = c.runs if c.runs is not None else pd.DataFrame(columns=["scheme", "dataset", "weighting", "aux"])
@@ -79,6 +81,8 @@ def auto_layout(c: Comparison) -> str:
         return "strategies"
     if metrics <= set(MOLECULE_METRICS):
         return "molecules"
+    if any(rescaled(text) for text in c.cells.loss_scales):
+        return "table4"
     if datasets & set(TABLE2_DATASETS) or (len(trained) and set(trained.aux) == {"gpt"}):
         return "table2"
     if datasets <= set(KG_DATASETS):

@@ -70,10 +70,12 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
 
 
 def find_pretrained(outputs: Path, backbone_cfg: Any, schema: dict, seed: int | None = None,
-                    aux: str | None = None) -> Path | None:
+                    aux: str | None = None, aux_config: Any = None) -> Path | None:
     """Newest completed pretrain run below ``outputs`` matching backbone and schema, and where
-    given its seed and auxiliary set: the P&F cells of a comparison never share one seed's
-    encoder, nor one pre-trained on other tasks."""
+    given its seed, auxiliary set (``aux``, by name) and that set's whole resolved config
+    (``aux_config``: tasks and their ``loss_scale``): the P&F cells of a comparison never share
+    one seed's encoder, nor one pre-trained on other tasks or other loss scales (Table 4)."""
+    aux_wanted = _plain(aux_config) if aux_config is not None else None
     if not outputs.exists():
         return None
     wanted = _plain(backbone_cfg)
@@ -82,6 +84,7 @@ def find_pretrained(outputs: Path, backbone_cfg: Any, schema: dict, seed: int | 
         file = run_dir / FILENAME
         if (result["command"] == "pretrain" and result["status"] == "completed" and file.exists()
                 and result.get("config", {}).get("backbone") == wanted and result.get("data_schema") == schema
-                and (seed is None or result.get("seed") == seed) and (aux is None or result.get("aux") == aux)):
+                and (seed is None or result.get("seed") == seed) and (aux is None or result.get("aux") == aux)
+                and (aux_wanted is None or result.get("config", {}).get("aux") == aux_wanted)):
             matches.append((file.stat().st_mtime, run_dir))
     return max(matches)[1] if matches else None

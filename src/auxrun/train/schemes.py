@@ -125,13 +125,14 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
     if choice != "auto":
         path = Path(choice).expanduser()
         return load_encoder(path, cfg.backbone, schema, device), path
-    found = find_pretrained(outputs, cfg.backbone, schema, int(cfg.seed), str(cfg.dataset.pretrain_aux))
+    pre = _compose_pretrain(cfg)
+    found = find_pretrained(outputs, cfg.backbone, schema, int(cfg.seed), str(cfg.dataset.pretrain_aux), pre.aux)
     if found is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         found = outputs / "pretrain" / "auto" / f"{cfg.dataset.name}-{cfg.backbone.name}-{stamp}"
         console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {outputs}; "
                       f"pre-training one first in {found} (reused by later finetune runs).[/]")
-        result = run(_compose_pretrain(cfg), found)
+        result = run(pre, found)
         if result["status"] != "completed":
             raise AuxrunError(f"automatic pre-training in {found} ended with status {result['status']}")
     else:
