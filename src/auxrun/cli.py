@@ -109,7 +109,7 @@ def zeroshot(ctx: typer.Context) -> None:
 @app.command()
 def compare(
     outputs: Path = typer.Option(Path("outputs"), "--outputs", "-o", help="folder searched for result.json files"),
-    fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | csv | latex"),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | csv | latex | html"),
     split: str = typer.Option("test", "--split", help="test | val"),
     layout: str = typer.Option("strategies", "--layout", "-l",
                                help="strategies (one row per weighting) | table2 (the AUX-TS paper's Table 2: "
@@ -126,6 +126,9 @@ def compare(
     plots: Path | None = typer.Option(None, "--plots", help="write figures here, PNG and PDF: validation metric per "
                                       "epoch, weights / losses / cosines per step, bars per metric, the "
                                       "critical-difference diagram"),
+    report: Path | None = typer.Option(None, "--report", help="write DIR/report.md and a self-contained "
+                                       "DIR/report.html (tables, statistics, figures embedded; figures also in "
+                                       "DIR/figures as PNG and PDF)"),
 ) -> None:
     """Table of every finished run below --outputs: mean ± std over seeds, Avg. Gain vs none.
 
@@ -168,6 +171,12 @@ def compare(
         err.print(f"wrote {len(written)} figure files to {plots}", soft_wrap=True)
         if rank.result is None:
             err.print(f"no critical-difference diagram: {rank.reason}")
+    if report is not None:
+        from .report.document import write_report
+
+        made = write_report(result, report, layout, split, outputs)
+        err.print(f"wrote {made.markdown} and {made.html} ({len(made.figures)} figure files in "
+                  f"{report / 'figures'})", soft_wrap=True)
 
 
 def main() -> None:

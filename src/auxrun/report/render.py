@@ -1,9 +1,10 @@
 """Rendering a :class:`~auxrun.report.compare.Comparison`: as a rich table or as Markdown,
-CSV or LaTeX text, one row per strategy (``strategies``) or laid out like a paper's table
+CSV, LaTeX or HTML text, one row per strategy (``strategies``) or laid out like a paper's table
 (``table3``, ``molecules``; see :mod:`auxrun.report.paper`)."""
 
 from __future__ import annotations
 
+import html
 import io
 
 import pandas as pd
@@ -16,7 +17,7 @@ from .marks import Best, best_cells, cell_texts
 from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid, table4_grid
 from .stats import paired_tests, ranking
 
-FORMATS = ("rich", "md", "csv", "latex")
+FORMATS = ("rich", "md", "csv", "latex", "html")
 LAYOUTS = ("strategies", "table2", "table3", "table4", "molecules", "ktn", "auto")
 KG_DATASETS = ("movielens", "lastfm", "bookcrossing")  # Table 3's protocol
 MOLECULE_METRICS = ("roc_auc", "rmse")                # MoleculeNet targets (classification, regression)
@@ -91,20 +92,14 @@ def auto_layout(c: Comparison) -> str:
 
 
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
-    """The comparison as a rich Table or as Markdown / CSV / LaTeX text: one row per strategy
-    (``strategies``), or the AUX-TS paper's Table 3 layout with its published figures
-    (``table3``), or one row per molecular target beside Hu et al.'s figures (``molecules``), or
-    one row per zero-shot transfer method beside the published KTN figures (``ktn``);
-    see :mod:`auxrun.report.paper`; ``auto`` picks one with :func:`auto_layout`."""
+    """The comparison as a rich Table or as Markdown / CSV / LaTeX / HTML text: one row per
+    strategy (``strategies``), or a paper's layout with its published figures (``table2``,
+    ``table3``, ``table4``: the AUX-TS paper's; ``molecules``: beside Hu et al.'s; ``ktn``:
+    one row per zero-shot transfer method); see :mod:`auxrun.report.paper`; ``auto`` picks one
+    with :func:`auto_layout`."""
     if layout == "auto":
         layout = auto_layout(c)
-    if layout in PAPER_GRIDS:
-        grid, caption = PAPER_GRIDS[layout](c)
-        return render_grid(grid, fmt, f"auxrun compare: {layout} layout, mean ± std (n seeds)",
-                           f"{caption} * / **: the paired test against the baseline has p < 0.05 / 0.01; {BEST_NOTE}")
-    if layout != "strategies":
-        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    if fmt == "csv":
+    if layout == "strategies" and fmt == "csv":
         tidy = c.cells[["row", "column", "dataset", "scheme", "backbone", "metric", "keys", "mean", "std", "n",
                         "diverged", "baseline"]].copy()
         tidy["avg_gain_pct"] = tidy.row.map(c.gains)
@@ -113,9 +108,20 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
         buf = io.StringIO()
         tidy.to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
-    return render_grid(_grid(c), fmt, "auxrun compare: mean ± std (n seeds)",
-                       f"{GAIN}: relative to none with the same settings, column by column; * / **: the paired "
-                       f"test against it has p < 0.05 / 0.01; {BEST_NOTE}")
+    grid, caption = table_grid(c, layout)
+    title = "mean ± std (n seeds)" if layout == "strategies" else f"{layout} layout, mean ± std (n seeds)"
+    return render_grid(grid, fmt, f"auxrun compare: {title}", caption)
+
+
+def table_grid(c: Comparison, layout: str) -> tuple[list[list[str]], str]:
+    """The header and rows of one layout (not ``auto``), and its caption."""
+    if layout in PAPER_GRIDS:
+        grid, caption = PAPER_GRIDS[layout](c)
+        return grid, f"{caption} * / **: the paired test against the baseline has p < 0.05 / 0.01; {BEST_NOTE}"
+    if layout != "strategies":
+        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    return _grid(c), (f"{GAIN}: relative to none with the same settings, column by column; * / **: the paired "
+                      f"test against it has p < 0.05 / 0.01; {BEST_NOTE}")
 
 
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:
@@ -138,6 +144,16 @@ def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> st
         buf = io.StringIO()
         pd.DataFrame(grid[1:], columns=grid[0]).to_csv(buf, index=False)
         return buf.getvalue().rstrip("\n")
+    if fmt == "html":
+        def cell(tag: str, x: str) -> str:
+            text = html.escape(x)
+            return f"<{tag}><strong>{text}</strong></{tag}>" if isinstance(x, Best) else f"<{tag}>{text}</{tag}>"
+        head = "<tr>" + "".join(cell("th", h) for h in grid[0]) + "</tr>"
+        rows = "\n".join("<tr>" + "".join(cell("td", x) for x in line) + "</tr>" for line in grid[1:])
+        parts = [f"<caption>{html.escape(title)}</caption>" if title else "", f"<thead>{head}</thead>",
+                 f"<tbody>\n{rows}\n</tbody>"]
+        table = "<table>" + "".join(parts) + "</table>"
+        return table + (f'\n<p class="caption">{html.escape(caption)}</p>' if caption else "")
     if fmt == "latex":
         def esc(s: str) -> str:
             return s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("&", r"\&")

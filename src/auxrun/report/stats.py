@@ -104,6 +104,10 @@ def ranking(c: Comparison, alpha: float = 0.05) -> Ranking:
     means = c.cells[c.cells.n > 0].pivot_table(index="column", columns="row", values="mean", aggfunc="first")
     signs = c.cells.drop_duplicates("column").set_index("column").higher_is_better
     means = means.mul([1.0 if signs[col] else -1.0 for col in means.index], axis=0)  # higher is better everywhere
+    if len(means) < RANK_MIN_COLUMNS:
+        return Ranking([str(s) for s in means.columns], [str(col) for col in means.index], None,
+                       f"{len(means.columns)} strategies in {len(means)} column(s): a ranking needs at least 2 "
+                       f"strategies and {RANK_MIN_COLUMNS} columns")
     means = means.dropna(axis=1, thresh=max(2, len(means) // 2 + 1)).dropna(axis=0)
     strategies, columns = [str(s) for s in means.columns], [str(col) for col in means.index]
     if len(strategies) < 2 or len(columns) < RANK_MIN_COLUMNS:

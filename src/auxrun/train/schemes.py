@@ -86,13 +86,15 @@ def _compose_pretrain(cfg: DictConfig) -> DictConfig:
     """The dataset's default pretrain config for this run's backbone: on the dataset's
     ``pretrain_dataset`` when it names one (molecules pre-train on the MOSES corpus), else on
     this run's dataset (with its settings); ``pretrain_overrides`` (an experiment's list of
-    overrides, e.g. Table 2's pre-training learning rate) apply on top."""
+    overrides, e.g. Table 2's pre-training learning rate) apply on top, and an experiment's
+    ``loss_scales.<task>`` (Table 4) rescales that pre-training task as it does fine-tuning's."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     corpus = cfg.dataset.get("pretrain_dataset")
     dataset_choice = str(corpus) if corpus else _choice("dataset", str(cfg.dataset.name))
     overrides = [f"aux={cfg.dataset.pretrain_aux}", *(str(o) for o in cfg.get("pretrain_overrides") or ())]
+    overrides += [f"aux.tasks.{task}.loss_scale={scale}" for task, scale in (cfg.get("loss_scales") or {}).items()]
     if dataset_choice:  # the dataset file may set trainer keys (batch sizes) for pretraining too
         overrides.insert(0, f"dataset={dataset_choice}")
     backbone_choice = _choice("backbone", str(cfg.backbone.name))
