@@ -21,6 +21,7 @@ Steps are smoothed with a moving average over ``window`` steps so a curve reads 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -29,8 +30,13 @@ import pandas as pd
 from .compare import Comparison, rescaled
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:80]
+def _slug(text: str, limit: int = 80) -> str:
+    """A file-name part for ``text``; a long one is cut and keeps a hash of the whole, so two
+    labels that differ only past the cut never share a file."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+    if len(slug) <= limit:
+        return slug
+    return f"{slug[:limit - 9]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -68,7 +74,7 @@ def _mean_trace(run_dirs) -> pd.DataFrame | None:
 
 
 def _panels(plt, n: int, title: str):
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), sharey=True, squeeze=False, layout="constrained")
     fig.suptitle(title, fontsize=10)
     return fig, list(axes[0])
 
@@ -103,8 +109,8 @@ def _paired_figures(c: Comparison, done: pd.DataFrame, out: Path, window: int) -
     for (strategy, column), mine in done.groupby(["row_unscaled", "column"], sort=False):
         scales = sorted(set(mine.loss_scales))
         traces = {sc: _mean_trace(mine[mine.loss_scales == sc].run_dir) for sc in scales}
-        traces = {sc: t for sc, t in traces.items() if t is not None}
-        if len(traces) < 2:
+        traces = {sc: t for sc, t in traces.items() if t is not None and t.index.get_level_values(0).nunique() > 1}
+        if len(traces) < 2:  # one scale, or the target alone (none): nothing to compare
             continue
         fig, axes = _panels(plt, len(traces), f"{strategy}: {column}, mean weight per step under rescaled losses")
         for ax, (sc, trace) in zip(axes, traces.items()):

@@ -117,7 +117,8 @@ def table_grid(c: Comparison, layout: str) -> tuple[list[list[str]], str]:
     """The header and rows of one layout (not ``auto``), and its caption."""
     if layout in PAPER_GRIDS:
         grid, caption = PAPER_GRIDS[layout](c)
-        return grid, f"{caption} * / **: the paired test against the baseline has p < 0.05 / 0.01; {BEST_NOTE}"
+        best = "bold: the best strategy at each pair of loss scales" if layout == "table4" else BEST_NOTE
+        return grid, f"{caption} * / **: the paired test against the baseline has p < 0.05 / 0.01; {best}"
     if layout != "strategies":
         raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     return _grid(c), (f"{GAIN}: relative to none with the same settings, column by column; * / **: the paired "

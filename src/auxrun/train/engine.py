@@ -38,6 +38,7 @@ from ..models import Encoder
 from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
 from .lookahead import lookahead_names, make_lookahead, rng_snapshot
+from .loggers import NoLogger, RunLogger
 
 log = logging.getLogger(__name__)
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
@@ -233,8 +234,12 @@ def fit(
     run_dir: Path,
     gen: torch.Generator,
     console: Console | None = None,
+    logger: RunLogger | None = None,
 ) -> FitResult:
-    """Train ``encoder`` and the task heads under ``strategy``; see the module docstring."""
+    """Train ``encoder`` and the task heads under ``strategy``; see the module docstring.
+    ``logger`` (:mod:`auxrun.train.loggers`) gets every step's trace rows and every epoch's
+    validation metrics as they happen."""
+    logger = logger or NoLogger()
     model, ctx, optimizer = setup(data, encoder, target, aux, strategy, trainer, gen)
     view, active_aux = ctx.view, ctx.aux
     state = RunState()
@@ -250,7 +255,7 @@ def fit(
         TextColumn("{task.fields[info]}"), console=console, transient=False,
         disable=not bool(trainer.progress) or lines,
     )
-    with progress:
+    with progress, contextlib.closing(logger):  # the logger is closed however training ends
         bar = progress.add_task("epochs", total=max_epochs, info="")
         for epoch in range(max_epochs):
             state.epoch = epoch
@@ -265,10 +270,11 @@ def fit(
                     break
                 step_time += time.perf_counter() - t0
                 steps_timed += 1
-                for n, loss in step.losses.items():
-                    d = diag.get(n, {})
-                    state.trace.append({"step": state.step, "epoch": epoch, "task": n, "loss": float(loss.detach().mean()),
-                                        "weight": d.get("weight"), "weight_std": d.get("weight_std"), "cos": d.get("cos")})
+                rows = [{"step": state.step, "epoch": epoch, "task": n, "loss": float(loss.detach().mean()),
+                         "weight": diag.get(n, {}).get("weight"), "weight_std": diag.get(n, {}).get("weight_std"),
+                         "cos": diag.get(n, {}).get("cos")} for n, loss in step.losses.items()]
+                state.trace += rows
+                logger.step(state.step, rows)
                 state.step += 1
             if state.status == "diverged":
                 log.warning("run diverged: %s", state.message)
@@ -277,6 +283,7 @@ def fit(
             val = evaluate(model, view, target, {}, ("val",))["val"] if target is not None else {}
             score = _select_score(val, target)
             state.history.append({"epoch": epoch, **val})
+            logger.epoch(epoch, val, epoch_loss(state.trace[first_row:], TARGET if target is not None else None))
             # the first epoch always counts, so a metric that is undefined on every epoch
             # (nan: e.g. one class only in validation) still keeps a trained model
             if score > state.best_score or target is None or state.best_epoch < 0:

@@ -32,6 +32,7 @@ from ..tasks import Task, TargetTask, build_aux, build_target, loss_scale
 from ..weighting import Weighting
 from ..weighting import build as build_weighting
 from .engine import fit
+from .loggers import check_logger, make_logger
 from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
 
 COMMANDS = ("pretrain", "finetune", "mtl")
@@ -71,6 +72,7 @@ def _validate(cfg: DictConfig) -> None:
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))
+    check_logger(cfg)
     loader = str(cfg.dataset.get("loader", cfg.dataset.name))
     check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS)
     for name, spec in (cfg.aux.get("tasks") or {}).items():
@@ -204,7 +206,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     }
     try:
         out = fit(data=data, encoder=p.encoder, target=target, aux=p.aux, strategy=strategy, trainer=cfg.trainer,
-                  run_dir=run_dir, gen=p.gen, console=console)
+                  run_dir=run_dir, gen=p.gen, console=console, logger=make_logger(cfg, run_dir))
     except Exception as exc:
         write_failure(run_dir, base, exc, start)
         raise

@@ -16,6 +16,7 @@ source validation metrics as ``source_*``: there are no target validation labels
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -40,6 +41,7 @@ from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
 from ..train.engine import epoch_line, epoch_loss, write_trace
+from ..train.loggers import NoLogger, RunLogger, check_logger, make_logger
 from ..train.pretrained import load_encoder
 from ..train.schemes import check_trainer
 from . import build
@@ -77,6 +79,7 @@ def validate(cfg: DictConfig) -> None:
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size"))
     check_sampling(cfg.trainer)
+    check_logger(cfg)
     z = cfg.zeroshot
     split = list(z.source_split)
     if len(split) != 2 or min(split) <= 0 or sum(split) >= 1:
@@ -173,9 +176,12 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     return float(cls.detach()), float(extra.detach()) if extra is not None else math.nan
 
 
-def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict[str, Any]:
+def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger: RunLogger | None = None
+        ) -> dict[str, Any]:
     """Train (unless the method is training-free), keeping the epoch with the best source
-    validation ``select`` metric; returns the run state for the result."""
+    validation ``select`` metric; returns the run state for the result. ``logger`` gets each
+    step's trace rows and each epoch's source validation metrics (:mod:`auxrun.train.loggers`)."""
+    logger = logger or NoLogger()
     model, method = p.model, p.model.method
     own = {id(q) for q in method.own_parameters()}
     params = [q for q in model.parameters() if id(q) not in own and q.requires_grad]
@@ -188,7 +194,7 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
                         disable=not bool(trainer.progress) or not epochs or lines)
-    with progress:
+    with progress, contextlib.closing(logger):
         bar = progress.add_task(f"zeroshot {method.name}", total=epochs, info="")
         for epoch in range(epochs):
             model.train()
@@ -203,9 +209,10 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
                     break
                 state["step_time"] += time.perf_counter() - t0
                 at = {"step": state["steps"], "epoch": epoch}
-                state["trace"] += [{**at, "task": "source", "loss": cls, "weight": 1.0},
-                                   {**at, "task": "transfer", "loss": None if math.isnan(extra) else extra,
-                                    "weight": method.weight}]
+                rows = [{**at, "task": "source", "loss": cls, "weight": 1.0},
+                        {**at, "task": "transfer", "loss": None if math.isnan(extra) else extra, "weight": method.weight}]
+                state["trace"] += rows
+                logger.step(state["steps"], rows)
                 state["steps"] += 1
             state["epochs_run"] = epoch + 1
             if state["status"] == "diverged":
@@ -213,6 +220,7 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY) -> dict
                 break
             val = source_metrics(p, "val")
             state["history"].append({"epoch": epoch, **val})
+            logger.epoch(epoch, val, epoch_loss(state["trace"][first_row:], "source"))
             score = val.get(f"source_{select}", math.nan) * (-1 if select == "loss" else 1)
             score = -math.inf if math.isnan(score) else score
             # ties go to the later epoch: the source metric saturates long before the transfer
@@ -254,7 +262,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "data_info": {**zs.graph.info, "zeroshot": zs.info()}, "config": config,
             **({"pretrained": p.pretrained} if p.pretrained else {})}
     try:
-        state = fit(p, cfg.trainer, run_dir, str(cfg.zeroshot.select))
+        state = fit(p, cfg.trainer, run_dir, str(cfg.zeroshot.select), make_logger(cfg, run_dir))
         emb = embeddings(p)  # the kept epoch's embeddings serve every final metric
         val = source_metrics(p, "val", emb)
         test = {**target_metrics(p, emb), **source_metrics(p, "test", emb)}
