@@ -26,7 +26,7 @@ DEMO_DIR := outputs/demo
 demo: setup
 	rm -rf $(DEMO_DIR)
 	$(BIN)/auxrun mtl -m weighting=none,fixed,cosine,selar,auxts aux=mixed seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)
-	$(BIN)/auxrun compare --outputs $(DEMO_DIR)
+	$(BIN)/auxrun compare --outputs $(DEMO_DIR) --report $(DEMO_DIR)/report
 
 test: setup
 	$(BIN)/python -m pytest -q

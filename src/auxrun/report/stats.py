@@ -64,7 +64,7 @@ def paired_tests(c: Comparison) -> pd.DataFrame:
                 if n >= WILCOXON_MIN:
                     w_p = float(stats.wilcoxon(diffs).pvalue)
             if n < WILCOXON_MIN:
-                note = f"n={n}: t-test only (Wilcoxon needs {WILCOXON_MIN})"
+                note = f"n={n}: t-test only"  # the caption says from which n Wilcoxon runs
         p = w_p if not math.isnan(w_p) else t_p
         out.append({"row": row, "column": column, "baseline": base, "n": n,
                     "mean_diff": sum(diffs) / n if n else math.nan, "t_p": t_p, "wilcoxon_p": w_p,
