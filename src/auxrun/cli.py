@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from .configs import CONF_DIR, group_options
 from .errors import AuxrunError
 
 err = Console(stderr=True)
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+EXIT_DIVERGED = 3  # exit codes: 0 completed, 1 internal error, 2 bad input, 3 diverged, 128 + signal interrupted
 out = Console()
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="markdown",
                   help="auxrun: auxiliary-task transfer learning on graph neural networks.")
@@ -50,11 +53,31 @@ def _job(cfg: DictConfig) -> None:
     else:
         from .train.schemes import run
 
+    from hydra.types import RunMode
+
+    from .train.resume import Interrupted
+
     try:
-        run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        result = run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except AuxrunError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # a full disk or an unwritable folder, wherever it struck: one line, no traceback
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        err.print(f"[bold red]error:[/] cannot write {exc.filename or 'the run folder'}: {exc.strerror}; finished "
+                  "files keep their previous content", soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+        err.print("[bold yellow]interrupted[/] at once (second Ctrl-C): the last epoch's checkpoint is kept")
+        sys.exit(130)
+    if result["status"] == "diverged":
+        err.print(f"[bold yellow]diverged:[/] {result.get('message', '')}", soft_wrap=True)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep goes on past a diverged run
+            sys.exit(EXIT_DIVERGED)
 
 
 def check_group_overrides(args: list[str]) -> None:

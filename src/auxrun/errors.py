@@ -12,3 +12,10 @@ class AuxrunError(Exception):
     """An error caused by the user's input, with a message naming the problem and the fix."""
 
     exit_code: int = 2
+
+
+class StorageError(AuxrunError):
+    """The run folder cannot be written (a full disk, a read-only mount): not the user's input,
+    but still one message without a traceback; exit code 1."""
+
+    exit_code: int = 1

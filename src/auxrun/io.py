@@ -16,13 +16,27 @@ from typing import IO, Any
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    The file gets the permissions of any file the user creates (``0666`` less the umask; the
+    temporary file alone would be ``0600``). When writing fails (a full disk: ``ENOSPC``),
+    the temporary file is removed and ``path`` keeps its previous content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~UMASK)
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -45,5 +59,15 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically ``torch.save`` an object."""
-    return atomic_write(path, lambda fh: torch.save(obj, fh))
+    """Atomically ``torch.save`` an object. torch's zip writer turns a failed write (a full
+    disk) into a ``RuntimeError``; the ``OSError`` behind it is raised instead, so callers see
+    one kind of storage error."""
+    def write(fh: IO[bytes]) -> None:
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
+    return atomic_write(path, write)

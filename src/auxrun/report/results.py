@@ -84,7 +84,8 @@ def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], di
     """Begin a run of the composed ``cfg`` in ``run_dir``: its resolved config, and the finished
     result already there for that config (unless ``rerun=true``), which the caller returns
     instead of running again, saying so on ``console``; else ``None``, after creating the
-    folder and writing ``config.yaml``."""
+    folder, removing temporary files a killed write left there (and, with ``rerun=true``, the
+    checkpoint a run would resume from) and writing ``config.yaml``."""
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -92,5 +93,9 @@ def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], di
         console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
         return config, done
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:  # left by a killed write
+        stale.unlink(missing_ok=True)
+    if cfg.get("rerun", False):  # from scratch: no resuming from an earlier attempt's checkpoint
+        (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return config, None

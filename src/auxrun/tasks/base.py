@@ -120,8 +120,19 @@ class TargetTask(Task):
         return self._kept if self._kept is not None else torch.arange(self.num_train())
 
     def train_batches(self, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+        """One epoch: the training examples in a random order, ``batch_size`` at a time."""
+        return self.batches_from(self.epoch_order(gen), batch_size, 0, gen)
+
+    def epoch_order(self, gen: torch.Generator) -> Tensor:
+        """An epoch's random order of the training examples (the one draw from ``gen`` an epoch
+        starts with; a resumed run keeps it in its checkpoint)."""
+        return torch.randperm(len(self._positions()), generator=gen)
+
+    def batches_from(self, order: Tensor, batch_size: int, start: int, gen: torch.Generator) -> Iterator[Batch]:
+        """The batches of an epoch's ``order`` from the ``start``-th on (a run resumed mid-epoch
+        continues where it stopped)."""
         positions = self._positions()
-        for idx in shuffled_chunks(len(positions), batch_size, gen):
+        for idx in order.split(batch_size)[start:]:
             yield self.batch(positions[idx], gen)
 
     def sample(self, batch_size: int, gen: torch.Generator, graph=None) -> Batch:

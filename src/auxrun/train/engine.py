@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import csv
 import io
 import logging
 import math
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
 from .lookahead import lookahead_names, make_lookahead, rng_snapshot
 from .loggers import NoLogger, RunLogger
+from .resume import LAST, StopSignals, load_run_state, rng_states, save_run_state, set_rng_states
 
 log = logging.getLogger(__name__)
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
@@ -100,6 +103,7 @@ class FitResult:
     val: dict[str, float]
     test: dict[str, float]
     seconds_per_step: float
+    signum: int | None = None  # the signal that stopped an interrupted run
 
 
 class StepContext:
@@ -176,12 +180,27 @@ def evaluate(model: TaskModel, view: DataView, target: TargetTask | None, aux: d
     return out
 
 
-def _batches(target: TargetTask | None, trainer: Any, gen: torch.Generator) -> Iterator[dict | None]:
-    if target is None:
-        for _ in range(int(trainer.pretrain_steps_per_epoch)):
-            yield None
-    else:
-        yield from target.train_batches(int(trainer.batch_size), gen)
+@dataclass
+class EpochPlan:
+    """Where an epoch stands: its order of the target's training examples (``None`` when
+    pre-training, which counts ``pretrain_steps_per_epoch`` steps) and how many batches are done."""
+
+    order: Tensor | None
+    done: int = 0
+
+    def batches(self, target: TargetTask | None, trainer: Any, gen: torch.Generator) -> Iterator[dict | None]:
+        """The epoch's remaining batches (each drawn as the step that trains on it starts)."""
+        if target is None:
+            for _ in range(self.done, int(trainer.pretrain_steps_per_epoch)):
+                yield None
+        else:
+            assert self.order is not None
+            yield from target.batches_from(self.order, int(trainer.batch_size), self.done, gen)
+
+
+def new_epoch(target: TargetTask | None, gen: torch.Generator) -> EpochPlan:
+    """An epoch's plan: the target's order of examples for this epoch (one draw from ``gen``)."""
+    return EpochPlan(target.epoch_order(gen) if target is not None else None)
 
 
 def setup(data: GraphData | MolData, encoder: nn.Module, target: TargetTask | None, aux: dict[str, Task],
@@ -235,10 +254,15 @@ def fit(
     gen: torch.Generator,
     console: Console | None = None,
     logger: RunLogger | None = None,
+    config: dict[str, Any] | None = None,
 ) -> FitResult:
     """Train ``encoder`` and the task heads under ``strategy``; see the module docstring.
+
     ``logger`` (:mod:`auxrun.train.loggers`) gets every step's trace rows and every epoch's
-    validation metrics as they happen."""
+    validation metrics as they happen. With ``trainer.checkpoint`` and the run's resolved
+    ``config``, the whole run state is checkpointed at the end of every epoch and when SIGINT or
+    SIGTERM asks the run to stop (:mod:`auxrun.train.resume`); a run of the same config on the
+    same folder resumes from that checkpoint. A stopped run returns ``status: interrupted``."""
     logger = logger or NoLogger()
     model, ctx, optimizer = setup(data, encoder, target, aux, strategy, trainer, gen)
     view, active_aux = ctx.view, ctx.aux
@@ -247,6 +271,34 @@ def fit(
     ckpt_dir = run_dir / "checkpoints"
     step_time, steps_timed = 0.0, 0
     max_epochs, patience = int(trainer.max_epochs), int(trainer.patience)
+    keep = bool(trainer.checkpoint) and config is not None
+    plan: EpochPlan | None = None
+    first_row, epoch_time, epoch_steps, start_epoch, stopped_early = 0, 0.0, 0, 0, False
+
+    def checkpoint(plan: EpochPlan | None) -> None:
+        if keep:
+            tolerant(lambda: save_run_state(ckpt_dir / LAST, {
+                "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "strategy": strategy.state_dict(), "state": dataclasses.asdict(state), "best_model": best_model,
+                "plan": None if plan is None else {"order": plan.order, "done": plan.done},
+                "timing": [step_time, steps_timed, first_row, epoch_time, epoch_steps],
+                "stopped_early": stopped_early, "rng": rng_states(gen)}), "the checkpoint")
+
+    saved = load_run_state(ckpt_dir / LAST, config) if keep else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        strategy.load_state_dict(saved["strategy"])
+        state = RunState(**saved["state"])
+        best_model = saved["best_model"]
+        step_time, steps_timed, first_row, epoch_time, epoch_steps = saved["timing"]
+        stopped_early = bool(saved["stopped_early"])
+        plan = EpochPlan(**saved["plan"]) if saved["plan"] is not None else None
+        start_epoch = state.epoch if plan is not None else state.epoch + 1
+        set_rng_states(saved["rng"], gen)
+        where = f"epoch {state.epoch + 1}, step {state.step}" if plan is not None else f"the end of epoch {state.epoch + 1}"
+        log.warning("resuming %s from its checkpoint at %s", run_dir, where)
+        state.status, state.message = "completed", ""
 
     console = console or Console(stderr=True)
     lines = bool(trainer.progress) and not console.is_terminal  # logs and pipes: a line per epoch instead
@@ -255,13 +307,15 @@ def fit(
         TextColumn("{task.fields[info]}"), console=console, transient=False,
         disable=not bool(trainer.progress) or lines,
     )
-    with progress, contextlib.closing(logger):  # the logger is closed however training ends
-        bar = progress.add_task("epochs", total=max_epochs, info="")
-        for epoch in range(max_epochs):
+    with progress, contextlib.closing(logger), StopSignals() as signals:  # the logger is closed however it ends
+        bar = progress.add_task("epochs", total=max_epochs, completed=start_epoch, info="")
+        for epoch in range(start_epoch, 0 if stopped_early else max_epochs):
             state.epoch = epoch
             model.train()
-            first_row, epoch_time, epoch_steps = len(state.trace), step_time, steps_timed
-            for batch in _batches(target, trainer, gen):
+            if plan is None:  # a new epoch (a resumed one keeps its plan and its counters)
+                plan = new_epoch(target, gen)
+                first_row, epoch_time, epoch_steps = len(state.trace), step_time, steps_timed
+            for batch in plan.batches(target, trainer, gen):
                 t0 = time.perf_counter()
                 try:
                     step, diag = train_step(ctx, optimizer, batch, gen, state.step, trainer.grad_clip)
@@ -276,9 +330,17 @@ def fit(
                 state.trace += rows
                 logger.step(state.step, rows)
                 state.step += 1
+                plan.done += 1
+                if signals.signum is not None:
+                    break
             if state.status == "diverged":
                 log.warning("run diverged: %s", state.message)
                 break
+            if signals.signum is not None:  # between two steps: the rest of this epoch follows on resume
+                checkpoint(plan)
+                state.status = "interrupted"
+                break
+            plan = None
 
             val = evaluate(model, view, target, {}, ("val",))["val"] if target is not None else {}
             score = _select_score(val, target)
@@ -290,8 +352,9 @@ def fit(
                 state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
                 best_model = copy.deepcopy(model.state_dict())
                 if trainer.checkpoint:
-                    save_torch(ckpt_dir / "best.pt", {"epoch": epoch, "model": best_model,
-                                                      "strategy": strategy.state_dict()})
+                    tolerant(lambda: save_torch(ckpt_dir / "best.pt", {"epoch": epoch, "model": best_model,
+                                                                       "strategy": strategy.state_dict()}),
+                             "the best epoch's checkpoint")
             else:
                 state.bad_epochs += 1
             info = " ".join(f"{k}={v:.4f}" for k, v in val.items() if k in ("auc", "f1_micro", "rmse", "loss"))
@@ -304,15 +367,38 @@ def fit(
                                         (f"val {target.primary_metric}", val.get(target.primary_metric, math.nan))))
                 else:
                     log.info(epoch_line(epoch, max_epochs, step_s, "train aux loss", epoch_loss(rows, None)))
-            if patience and state.bad_epochs >= patience:
+            stopped_early = bool(patience and state.bad_epochs >= patience)
+            checkpoint(None)
+            if stopped_early:
                 log.info("early stopping at epoch %d (best %d)", epoch, state.best_epoch)
                 break
+            if signals.signum is not None:  # the signal came during the evaluation
+                state.status = "interrupted"
+                break
+        signum = signals.signum
 
+    if state.status == "interrupted":
+        assert signum is not None
+        state.message = (f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step {state.step}"
+                         + ("; run the same command again to resume from the checkpoint" if keep else
+                            " (trainer.checkpoint=false: nothing to resume from)"))
+        tolerant(lambda: write_trace(run_dir / "trace.csv", state.trace), "trace.csv")
+        return FitResult(state=state, val={}, test={}, seconds_per_step=step_time / max(1, steps_timed),
+                         signum=signum)
     model.load_state_dict(best_model)
     final = evaluate(model, view, target, active_aux, ("val", "test"))
-    write_trace(run_dir / "trace.csv", state.trace)
+    tolerant(lambda: write_trace(run_dir / "trace.csv", state.trace), "trace.csv")
     return FitResult(state=state, val=final["val"], test=final["test"],
                      seconds_per_step=step_time / max(1, steps_timed))
+
+
+def tolerant(write: Any, what: str) -> None:
+    """Run ``write``; on a storage error (a full disk) warn and go on: the file keeps its
+    previous content, and training or the run's result is worth more than this file."""
+    try:
+        write()
+    except OSError as exc:
+        log.warning("could not write %s (%s); its previous version, if any, is kept", what, exc)
 
 
 def epoch_line(epoch: int, max_epochs: int, step_s: float, loss_name: str, loss: float,

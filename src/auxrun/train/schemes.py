@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from .. import data as datasets
 from ..configs import CONF_DIR
 from ..data.graph import GraphData
 from ..data.view import check_sampling
-from ..errors import AuxrunError
+from ..errors import AuxrunError, StorageError
 from ..models import Encoder, build_encoder
 from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
@@ -34,6 +36,7 @@ from ..weighting import build as build_weighting
 from .engine import fit
 from .loggers import check_logger, make_logger
 from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
+from .resume import Interrupted
 
 COMMANDS = ("pretrain", "finetune", "mtl")
 PRECISIONS = ("32", "bf16")
@@ -185,7 +188,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one job of ``cfg.command`` in ``run_dir``; returns the written result.
 
     A run folder that already holds a finished result of the same config is not run again
-    (relaunching an interrupted sweep completes only the missing jobs) unless ``rerun=true``.
+    (relaunching an interrupted sweep completes only the missing jobs) unless ``rerun=true``;
+    one that holds a checkpoint of the same config resumes from it. A run stopped by SIGINT or
+    SIGTERM records ``status: interrupted`` and raises :class:`~auxrun.train.resume.Interrupted`.
     """
     _validate(cfg)
     run_dir = Path(run_dir)
@@ -206,10 +211,17 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     }
     try:
         out = fit(data=data, encoder=p.encoder, target=target, aux=p.aux, strategy=strategy, trainer=cfg.trainer,
-                  run_dir=run_dir, gen=p.gen, console=console, logger=make_logger(cfg, run_dir))
+                  run_dir=run_dir, gen=p.gen, console=console, logger=make_logger(cfg, run_dir), config=config)
     except Exception as exc:
-        write_failure(run_dir, base, exc, start)
+        with contextlib.suppress(OSError):  # a full disk must not hide the error itself
+            write_failure(run_dir, base, exc, start)
         raise
+    if out.state.status == "interrupted":
+        assert out.signum is not None
+        write_result(run_dir, {**base, "status": "interrupted", "message": out.state.message,
+                               "metrics": {"val": {}, "test": {}}, "epochs_run": out.state.epoch, "steps": out.state.step,
+                               "runtime_s": round(time.time() - start, 3), "val_history": out.state.history})
+        raise Interrupted(out.signum, f"{run_dir}: {out.state.message}")
     if cfg.command == "pretrain" and out.state.status == "completed":
         save_encoder(run_dir / FILENAME, p.encoder, cfg.backbone, schema)
     result = {
@@ -219,7 +231,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "seconds_per_step": out.seconds_per_step, "runtime_s": round(time.time() - start, 3),
         "val_history": out.state.history,
     }
-    result = write_result(run_dir, result)
+    try:
+        result = write_result(run_dir, result)
+    except OSError as exc:  # a full disk: the metrics still reach the log, and the old files stay intact
+        log.error("%s: the run %s but result.json could not be written (%s); its metrics: %s", run_dir,
+                  out.state.status, exc, json.dumps(result["metrics"]))
+        with contextlib.suppress(OSError):
+            write_failure(run_dir, base, exc, start)
+        raise StorageError(f"{run_dir}: the run {out.state.status} but its result could not be written "
+                           f"({exc.strerror or exc}); its metrics are in the log line above") from None
     _report(result, run_dir)
     return result
 

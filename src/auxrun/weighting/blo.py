@@ -45,6 +45,7 @@ class BLO(LossWeighting):
     name = "blo"
     needs_target = True
     needs_lookahead = True
+    counters = ("steps",)
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()

@@ -1,0 +1,113 @@
+"""Runs that survive being stopped: whole-state checkpoints and clean stops on signals.
+
+**Checkpoint** (``<run>/checkpoints/last.pt``, written atomically at the end of every epoch
+and when a signal stops the run between two steps): the model, its optimiser, the strategy
+(its parameters, its own optimisers and counters: :meth:`Weighting.get_extra_state`), the
+run state (epoch, step, trace, history, early-stopping state, the best epoch's weights), the
+position within the epoch (the epoch's order of training examples and how many batches are
+done), and every random state: Python's, NumPy's, torch's global CPU and CUDA generators and
+the run's own generator, from which the data view's neighbour sampler and every task draw.
+A run started again on the same folder with the same resolved config loads it and continues;
+on CPU it then ends with the metrics and trace of a run that was never stopped.
+
+**Signals**: inside :class:`StopSignals`, the first SIGINT or SIGTERM only asks the training
+loop to stop at the next step boundary (:attr:`StopSignals.signum`); a second SIGINT stops at
+once (``KeyboardInterrupt``). The loop then checkpoints, and the scheme records
+``status: interrupted`` and exits with ``128 + signal`` (130 for SIGINT, 143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..io import save_torch
+
+log = logging.getLogger(__name__)
+LAST = "last.pt"
+FORMAT = "auxrun-run-state"
+VERSION = 1
+
+
+class Interrupted(Exception):
+    """The run stopped on a signal after writing its checkpoint; exit with ``128 + signum``."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set :attr:`signum` instead of killing the process;
+    a second SIGINT raises ``KeyboardInterrupt``. Outside the main thread it does nothing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s received: stopping after this step and writing a checkpoint (Ctrl-C again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def rng_states(gen: torch.Generator) -> dict[str, Any]:
+    """Every random state a run draws from."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "gen": gen.get_state()}
+
+
+def set_rng_states(states: dict[str, Any], gen: torch.Generator) -> None:
+    """Restore what :func:`rng_states` saved."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    gen.set_state(states["gen"])
+
+
+def save_run_state(path: Path, payload: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically (the previous one stays until the new one is complete)."""
+    return save_torch(path, {"format": FORMAT, "version": VERSION, **payload})
+
+
+def load_run_state(path: Path, config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it was written by a run of exactly ``config``; ``None``
+    (with a warning where one exists but does not fit) otherwise."""
+    if config is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: start over, say why
+        log.warning("ignoring checkpoint %s, which cannot be read (%s); starting from the first epoch", path, exc)
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
+        log.warning("ignoring checkpoint %s: not a run state of this auxrun version", path)
+        return None
+    if state.get("config") != config:
+        log.warning("ignoring checkpoint %s: written by a run of another config; starting from the first epoch", path)
+        return None
+    return state

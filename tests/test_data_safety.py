@@ -1,0 +1,101 @@
+"""A full disk, a killed write, the user's umask: finished files are never lost or hidden."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import auxrun.report.results as results
+from auxrun.errors import StorageError
+from auxrun.io import atomic_write, write_json
+from auxrun.train.schemes import run
+
+
+def _full(fh):
+    fh.write(b"{\"partial")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary_file(tmp_path):
+    path = write_json(tmp_path / "result.json", {"status": "completed"})
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, _full)
+    assert json.loads(path.read_text()) == {"status": "completed"}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_files_follow_the_users_umask(tmp_path):
+    import auxrun.io as io
+
+    old = os.umask(0o022)
+    try:
+        io.UMASK = 0o022
+        assert (write_json(tmp_path / "a.json", {}).stat().st_mode & 0o777) == 0o644
+        io.UMASK = 0o077
+        assert (write_json(tmp_path / "b.json", {}).stat().st_mode & 0o777) == 0o600
+    finally:
+        os.umask(old)
+        io.UMASK = io._umask()
+
+
+def test_a_finished_run_that_cannot_write_its_result_logs_its_metrics(make_cfg, tmp_path, monkeypatch, caplog):
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(results, "write_json", full)
+    with pytest.raises(StorageError, match="the run completed but its result could not be written"):
+        run(make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false"), tmp_path / "r")
+    assert "its metrics: {\"val\": {" in caplog.text and "f1_micro" in caplog.text
+
+
+def test_stale_temporary_files_of_a_killed_write_are_removed_on_start(make_cfg, tmp_path):
+    run_dir = tmp_path / "r"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    stale = [run_dir / ".result.json.x1.tmp", run_dir / "checkpoints" / ".last.pt.x2.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    run(make_cfg("mtl", "trainer=fast", "trainer.max_epochs=1"), run_dir)
+    assert not any(p.exists() for p in stale)
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        return False
+    where.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_really_full_disk_ends_in_one_line_and_keeps_the_finished_result(tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "8m"):
+        pytest.skip("cannot mount a tmpfs here (needs root); the ENOSPC injection tests cover the logic")
+    try:
+        args = [sys.executable, "-m", "auxrun", "mtl", "trainer=fast", "trainer.progress=false",
+                f"hydra.run.dir={disk / 'r'}", f"paths.outputs={disk}"]
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+        assert first.returncode == 0, first.stderr[-2000:]
+        before = (disk / "r" / "result.json").read_text()
+        with open(disk / "filler", "wb") as f:  # fill every byte that is left
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        again = subprocess.run([*args, "rerun=true"], capture_output=True, text=True, env=env, timeout=300)
+        assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr[-2000:]
+        assert "No space left on device" in again.stderr
+        assert (disk / "r" / "result.json").read_text() == before
+        assert not list((disk / "r").rglob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)

@@ -1,0 +1,137 @@
+"""A run stopped between two steps, or killed, resumes from its checkpoint and ends exactly
+as if it had never stopped (CPU, same seed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import auxrun.train.schemes as schemes
+from auxrun.train.loggers import NoLogger
+from auxrun.train.resume import Interrupted
+
+from conftest import read_result
+
+
+class SignalAt(NoLogger):
+    """A logger that sends this process ``signum`` after step ``at`` (a user's Ctrl-C, a
+    cluster's SIGTERM), to stop the run between two steps."""
+
+    def __init__(self, at: int, signum: int) -> None:
+        self.at, self.signum = at, signum
+
+    def step(self, step: int, rows) -> None:
+        if step == self.at:
+            os.kill(os.getpid(), self.signum)
+
+
+def _same_run(a: Path, b: Path) -> None:
+    ra, rb = read_result(a), read_result(b)
+    assert ra["status"] == rb["status"] == "completed"
+    assert rb["metrics"] == ra["metrics"] and rb["val_history"] == ra["val_history"]
+    assert (ra["best_epoch"], ra["steps"]) == (rb["best_epoch"], rb["steps"])
+    ta, tb = pd.read_csv(a / "trace.csv"), pd.read_csv(b / "trace.csv")
+    pd.testing.assert_frame_equal(ta, tb)
+
+
+# auxts: a strategy with a weighting net and its own optimiser; blo: counters; neighbour
+# sampling: the sampler draws from the run's generator
+# sampling: the sampler draws from the run's generator. Small batches: several steps an epoch,
+# random auxiliary batches, so the signal lands mid-epoch and every random state matters.
+SMALL = ["trainer.batch_size=4", "trainer.aux_batch_size=32"]
+CASES = {"auxts": ["weighting=auxts", *SMALL], "blo-sampled": ["weighting=blo", "trainer.sampling=neighbor", *SMALL],
+         "pretrain": []}
+
+
+@pytest.mark.parametrize(("case", "signum"), [("auxts", signal.SIGTERM), ("blo-sampled", signal.SIGTERM),
+                                              ("pretrain", signal.SIGTERM), ("auxts", signal.SIGINT)])
+def test_a_signal_stops_between_steps_and_the_rerun_ends_as_an_uninterrupted_run(make_cfg, tmp_path, monkeypatch,
+                                                                                   case, signum):
+    command = "pretrain" if case == "pretrain" else "mtl"
+    overrides = ["trainer=fast", "trainer.max_epochs=4", "trainer.patience=0", *CASES[case]]
+    schemes.run(make_cfg(command, *overrides), tmp_path / "whole")
+    steps = read_result(tmp_path / "whole")["steps"]
+    at = steps // 2 + 1  # mid-epoch, in the third epoch or so
+    monkeypatch.setattr(schemes, "make_logger", lambda cfg, run_dir: SignalAt(at, signum))
+    with pytest.raises(Interrupted) as stop:
+        schemes.run(make_cfg(command, *overrides), tmp_path / "stopped")
+    assert stop.value.exit_code == 128 + signum
+    first = read_result(tmp_path / "stopped")
+    assert first["status"] == "interrupted" and f"step {at + 1}" in first["message"]
+    assert (at + 1) % (steps // 4) != 0  # mid-epoch: the resumed run has steps of this epoch left
+    assert "run the same command again to resume" in first["message"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    monkeypatch.undo()
+    schemes.run(make_cfg(command, *overrides), tmp_path / "stopped")
+    _same_run(tmp_path / "whole", tmp_path / "stopped")
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed_and_rerun_starts_over(make_cfg, tmp_path, monkeypatch, caplog):
+    overrides = ["trainer=fast", "trainer.max_epochs=3", "trainer.patience=0"]
+    monkeypatch.setattr(schemes, "make_logger", lambda cfg, run_dir: SignalAt(1, signal.SIGTERM))
+    with pytest.raises(Interrupted):
+        schemes.run(make_cfg("mtl", *overrides), tmp_path / "r")
+    monkeypatch.undo()
+    other = schemes.run(make_cfg("mtl", *overrides, "trainer.lr=0.002"), tmp_path / "r")
+    assert other["status"] == "completed" and "written by a run of another config" in caplog.text
+    schemes.run(make_cfg("mtl", *overrides), tmp_path / "whole")
+    assert read_result(tmp_path / "whole")["steps"] == other["steps"]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_the_same_command_resumes_from_the_last_epoch_and_matches(tmp_path):
+    """A killed process writes nothing more: the rerun continues from the last epoch's checkpoint."""
+    args = ["mtl", "weighting=auxts", "trainer.max_epochs=40", "trainer.patience=0", "trainer.progress=false",
+            "dataset.num_users=1500"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    whole = subprocess.run([sys.executable, "-m", "auxrun", *args, f"hydra.run.dir={tmp_path / 'whole'}"],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "auxrun", *args, f"hydra.run.dir={run_dir}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and last.stat().st_size and time.time() - last.stat().st_mtime > 0.05:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "result.json").exists()
+    again = subprocess.run([sys.executable, "-m", "auxrun", *args, f"hydra.run.dir={run_dir}"],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr[-2000:]
+    _same_run(tmp_path / "whole", run_dir)
+    assert not list(run_dir.rglob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_cli_exits_143_with_an_interrupted_result_and_resumes(tmp_path):
+    args = ["mtl", "trainer.max_epochs=60", "trainer.patience=0", "trainer.progress=false", "dataset.num_users=1500",
+            f"hydra.run.dir={tmp_path / 'r'}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "auxrun", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["status"] == "interrupted" and "SIGTERM" in result["message"]
+    assert "Traceback" not in stderr and "run the same command again to resume" in stderr
+    again = subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert again.returncode == 0 and json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "completed"
