@@ -166,7 +166,7 @@ def test_loss_scale_multiplies_a_tasks_losses_and_is_checked_at_composition(make
     scaled = model(data.x, data.x, graph, batch)["attr"]
     tasks["attr"].loss_scale = 1.0
     assert torch.allclose(scaled, 5 * model(data.x, data.x, graph, batch)["attr"])
-    with pytest.raises(AuxrunError, match="aux.tasks.attr.loss_scale must be a positive number"):
+    with pytest.raises(AuxrunError, match="aux.tasks.attr.loss_scale=-1: out of range; expected a number > 0"):
         run(make_cfg("mtl", *SMALL, "aux.tasks.attr.loss_scale=-1"), tmp_path / "bad")
 
 

@@ -44,7 +44,7 @@ def test_the_default_logger_writes_nothing_and_an_unknown_one_is_refused_at_comp
     assert not (tmp_path / "r" / "tensorboard").exists()
     cfg = make_cfg("mtl", "trainer=fast")
     cfg.logger.name = "wandb"
-    with pytest.raises(AuxrunError, match="unknown logger 'wandb'"):
+    with pytest.raises(AuxrunError, match="logger.name='wandb': not allowed; expected one of none, tensorboard"):
         run(cfg, tmp_path / "bad")
 
 

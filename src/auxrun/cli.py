@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -80,9 +81,19 @@ def _job(cfg: DictConfig) -> None:
             sys.exit(EXIT_DIVERGED)
 
 
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+               "-cd", "--experimental-rerun")
+STRICT_GROUPS = ("trainer", "backbone", "dataset", "weighting", "aux", "transfer", "logger")
+
+
 def check_group_overrides(args: list[str]) -> None:
     """Reject ``group=option`` overrides (sweep lists included) naming no config file, with
-    one line listing the options, before Hydra prints its longer report."""
+    one line listing the options, before Hydra prints its longer report; and ``+group.key``
+    additions that no config of the group declares (:func:`auxrun.schema.check_added_keys`)."""
+    from .configs import declared_keys
+    from .schema import check_added_keys
+
+    check_added_keys(args, {g: set(declared_keys(g)) for g in STRICT_GROUPS})
     for arg in args:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -94,10 +105,70 @@ def check_group_overrides(args: list[str]) -> None:
                 raise AuxrunError(f"unknown {key} {choice!r}; available: {', '.join(options)}")
 
 
+def precompose(command: str, args: list[str]) -> None:
+    """Compose the config the way Hydra will (each sweep at its first value), so that a key
+    that does not exist, a malformed override or a missing option is one line and exit code 2
+    rather than Hydra's report; then check its values (:mod:`auxrun.schema`) before any job."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from .schema import check_folder, check_folders, validate
+
+    plain, skip = [], False
+    for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in VALUE_FLAGS
+        else:
+            plain.append(arg)
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except HydraException as exc:
+        raise AuxrunError(f"cannot parse the overrides: {str(exc).splitlines()[0]}") from None
+    overrides = []
+    for o in parsed:
+        key = o.get_key_element()
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and not o.is_sweep_override():
+            check_folder(key, o.value())
+        if key.lstrip("+~").startswith("hydra"):
+            continue  # Hydra's own settings (launcher, run and sweep folders) are Hydra's to check
+        if o.is_sweep_override():
+            first = next(iter(o.sweep_string_iterator()), None)
+            if first is None:
+                continue
+            overrides.append(f"{key}={first}")
+        else:
+            overrides.append(o.input_line)
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module("auxrun.conf", version_base="1.3"):
+            cfg = compose(config_name=command, overrides=overrides)
+    except HydraException as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        unknown = re.match(r"Could not override '([^']+)'", lines[0]) if lines else None
+        if unknown:  # a typo in a key: say which keys there are, not how to add a new one
+            key = unknown.group(1)
+            group, _, rest = key.partition(".")
+            if group in STRICT_GROUPS and rest:
+                from .configs import declared_keys
+
+                known = ", ".join(sorted(k for k in declared_keys(group) if "." not in k))
+                raise AuxrunError(f"unknown key {key}: {group} has no key {rest!r}; its keys: {known}") from None
+            raise AuxrunError(f"unknown key {key}; `auxrun {command} --cfg job` shows every key") from None
+        raise AuxrunError(" ".join(lines[:2])) from None
+    validate(cfg)
+    check_folders(cfg)
+
+
 def _hydra(command: str, args: list[str]) -> None:
     import hydra
 
     check_group_overrides(args)
+    precompose(command, args)
     sys.argv = [f"auxrun-{command}", *args]
     hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
 

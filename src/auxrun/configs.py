@@ -6,8 +6,11 @@ command line (which imports the schemes).
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
+
+import yaml
 
 CONF_DIR = Path(str(files("auxrun.conf")))
 
@@ -15,3 +18,27 @@ CONF_DIR = Path(str(files("auxrun.conf")))
 def group_options(group: str) -> list[str]:
     """The options of config group ``group``: its YAML files, without the private ``_*`` ones."""
     return sorted(f.stem for f in (CONF_DIR / group).glob("*.yaml") if not f.stem.startswith("_"))
+
+
+def _keys(tree: object, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            out.add(name)
+            out |= _keys(value, f"{name}.")
+    return out
+
+
+@cache
+def declared_keys(group: str) -> frozenset[str]:
+    """Every dotted key that some option of ``group`` declares under the group (the group's
+    subtree of files that use ``# @package _global_``), private ``_*`` files included."""
+    keys: set[str] = set()
+    for f in (CONF_DIR / group).glob("*.yaml"):
+        text = f.read_text()
+        tree = yaml.safe_load(text) or {}
+        if "@package _global_" in text.split("\n", 1)[0]:
+            tree = tree.get(group, {})
+        keys |= {k for k in _keys(tree) if k != "defaults" and not k.startswith("defaults.")}
+    return frozenset(keys)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from .. import data as datasets
+from .. import schema
 from ..configs import CONF_DIR
 from ..data.graph import GraphData
 from ..data.view import check_sampling
@@ -55,23 +56,9 @@ def check_trainer(t: DictConfig, counts: tuple[str, ...]) -> None:
         raise AuxrunError(f"trainer.precision={t.precision}; use one of {', '.join(PRECISIONS)}")
 
 
-def _resolvable(cfg: DictConfig) -> None:
-    """Every ``${...}`` of the config resolves, or one message naming the key and what is missing
-    (``aux=gpt`` on a dataset without ``dataset.gpt``)."""
-    from omegaconf.errors import InterpolationResolutionError
-
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except InterpolationResolutionError as exc:
-        key = getattr(exc, "full_key", "")
-        hint = (f"; aux={cfg.aux.name} needs the dataset to name them under dataset.gpt (attr: a node type, "
-                f"edge: a relation), as dataset=synthetic, synthetic_xl, reddit and oag_cs do"
-                if "dataset.gpt" in str(exc) else "")
-        raise AuxrunError(f"{key}: {str(exc).splitlines()[0]}{hint}") from None
-
-
 def _validate(cfg: DictConfig) -> None:
-    _resolvable(cfg)
+    schema.validate(cfg)
+    schema.check_folders(cfg)
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))

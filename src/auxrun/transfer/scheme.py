@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from .. import data as datasets
+from .. import schema
 from ..errors import AuxrunError
 from ..io import save_torch
 from ..data.view import FullGraph, check_sampling, make_view
@@ -74,6 +75,8 @@ class Prepared:
 
 def validate(cfg: DictConfig) -> None:
     """Reject bad values before any data loads."""
+    schema.validate(cfg)
+    schema.check_folders(cfg)
     if str(cfg.backbone.name) not in HETERO_BACKBONES:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")

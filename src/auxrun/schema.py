@@ -1,0 +1,213 @@
+"""The typed schema of every user-settable value, checked when the config is composed.
+
+One table, :data:`SCHEMA`, maps each key (``fnmatch`` patterns over the dotted keys of the
+resolved config: ``dataset.*_frac`` covers every dataset's fractions) to a :class:`Spec`: its
+type (``int``, ``float``, ``bool``, ``str`` or a list of them), its allowed range or choices,
+and whether ``null`` is allowed. :func:`validate` walks the composed config once, before any
+data loads, and raises one :class:`~auxrun.errors.AuxrunError` naming the key, the value and
+what is allowed. Keys no pattern covers are not checked here (paths, names, a dataset's
+node-type names), and checks that relate two keys live with the code that needs them
+(a sampling fanout per backbone layer, a zero-shot split).
+
+``+key=value`` on the command line may add keys to a group; :func:`check_added_keys` refuses
+an added key no config of that group declares, since nothing would read it (a typo such as
+``+trainer.max_epoch=5`` would otherwise run 100 epochs in silence).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import AuxrunError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One key's type and range: ``kind`` (``int``, ``float``, ``bool``, ``str``); numbers in
+    ``[low, high]`` (``low_open`` / ``high_open`` exclude the bound); ``choices`` for text;
+    ``null`` allowed with ``optional``; ``each`` checks every item of a list."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+    optional: bool = False
+    each: bool = False
+
+    def describe(self) -> str:
+        if self.choices:
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        else:
+            text = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
+            if self.low is not None and self.high is not None:
+                text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {self.low:g}"
+        text = f"a list of {text.replace('an integer', 'integers').replace('a number', 'numbers')}" if self.each else text
+        return text + (" (or null)" if self.optional else "")
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit, or ``None``."""
+        if value is None:
+            return None if self.optional else "null is not allowed"
+        if self.each:
+            if not isinstance(value, (list, tuple)) or not value:
+                return "not a non-empty list"
+            item = Spec(self.kind, self.low, self.high, self.low_open, self.high_open, self.choices)
+            return next((p for p in map(item.problem, value) if p), None)
+        if self.choices:
+            return None if value in self.choices or str(value) in map(str, self.choices) else "not allowed"
+        if self.kind is bool:
+            return None if isinstance(value, bool) else "not true or false"
+        if self.kind is str:
+            return None if isinstance(value, str) else "not text"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "not a number" if self.kind is float else "not an integer"
+        if self.kind is int and not float(value).is_integer():
+            return "not an integer"
+        if not math.isfinite(float(value)):
+            return "not finite"
+        low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        high_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        return "out of range" if low_bad or high_bad else None
+
+
+def _count(low: int = 1) -> Spec:
+    return Spec(int, low=low)
+
+
+POSITIVE = Spec(float, low=0, low_open=True)
+NON_NEGATIVE = Spec(float, low=0)
+FRACTION = Spec(float, low=0, high=1, low_open=True, high_open=True)   # strictly between 0 and 1
+PROBABILITY = Spec(float, low=0, high=1)
+FLAG = Spec(bool)
+
+SCHEMA: dict[str, Spec] = {
+    "seed": _count(0),
+    "rerun": FLAG,
+    "device": Spec(str),
+    # trainer
+    "trainer.max_epochs": _count(), "trainer.patience": _count(0), "trainer.batch_size": _count(),
+    "trainer.aux_batch_size": _count(), "trainer.eval_batch_size": _count(), "trainer.pretrain_steps_per_epoch": _count(),
+    "trainer.lr": POSITIVE, "trainer.weight_decay": NON_NEGATIVE, "trainer.grad_clip": Spec(float, 0, low_open=True,
+                                                                                               optional=True),
+    "trainer.checkpoint": FLAG, "trainer.progress": FLAG,
+    "trainer.sampling": Spec(str, choices=("full", "neighbor")), "trainer.precision": Spec(str, choices=("32", "bf16")),
+    "trainer.sampler": Spec(str, choices=("auto", "pyg", "torch")),
+    "trainer.fanout": Spec(int, low=-1, each=True), "trainer.eval_fanout": Spec(int, low=-1, each=True, optional=True),
+    # backbone
+    "backbone.hidden": _count(), "backbone.num_layers": _count(), "backbone.dropout": Spec(float, 0, 1, high_open=True),
+    "backbone.heads": _count(),
+    # weighting
+    "weighting.lr": POSITIVE, "weighting.step_size": POSITIVE, "weighting.folds": _count(), "weighting.hidden": _count(),
+    "weighting.default": NON_NEGATIVE, "weighting.weights.*": NON_NEGATIVE, "weighting.momentum": Spec(float, 0, 1, high_open=True),
+    "weighting.adapt_every": _count(), "weighting.neumann_terms": _count(0), "weighting.neumann_step": POSITIVE,
+    "weighting.aux_split": FRACTION, "weighting.activation": Spec(str, choices=("softplus", "sigmoid")),
+    "weighting.meta_grad": Spec(str, choices=("jvp", "unrolled")),
+    # auxiliary tasks
+    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": _count(),
+    # datasets (every loader's keys of these kinds)
+    "dataset.*_frac": FRACTION, "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
+    "dataset.num_*": _count(), "dataset.feat_dim": _count(), "dataset.*_degree": _count(), "dataset.item_tags": _count(),
+    "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
+    "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": _count(0), "dataset.trust_pickle": FLAG,
+    "dataset.target": Spec(str, choices=("node", "link")),
+    "dataset.author_transform": Spec(str, choices=("rotation", "identity")),
+    # zero-shot transfer
+    "transfer.lambda": NON_NEGATIVE, "transfer.hops": _count(), "transfer.disc_hidden": _count(),
+    # live curves
+    "logger.name": Spec(str, choices=("none", "tensorboard", "mlflow")), "logger.flush_secs": _count(),
+}
+
+
+def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{name}.")
+        else:
+            out[name] = value
+    return out
+
+
+def spec_of(key: str) -> Spec | None:
+    """The spec of a dotted key: its exact entry, else the first pattern that matches."""
+    if key in SCHEMA:
+        return SCHEMA[key]
+    return next((s for pattern, s in SCHEMA.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
+
+
+def resolvable(cfg: DictConfig) -> None:
+    """Every ``${...}`` of the config resolves, or one message naming the key and what is missing
+    (``aux=gpt`` on a dataset without ``dataset.gpt``)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as exc:
+        key = getattr(exc, "full_key", "")
+        hint = (f"; aux={cfg.aux.name} needs the dataset to name them under dataset.gpt (attr: a node type, "
+                f"edge: a relation), as dataset=synthetic, synthetic_xl, reddit and oag_cs do"
+                if "dataset.gpt" in str(exc) else "")
+        raise AuxrunError(f"{key}: {str(exc).splitlines()[0]}{hint}") from None
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every ``${...}`` resolves (:func:`resolvable`) and every value :data:`SCHEMA` covers has
+    its type and range, else one error naming key, value and what is allowed."""
+    resolvable(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    for key, value in _flat(plain).items():
+        spec = spec_of(key)
+        if spec is None or key.startswith("hydra."):
+            continue
+        why = spec.problem(value)
+        if why:
+            raise AuxrunError(f"{key}={value!r}: {why}; expected {spec.describe()}")
+
+
+def check_added_keys(args: list[str], declared: dict[str, set[str]]) -> None:
+    """Refuse ``+group.key=value`` for a key that no config of ``group`` declares
+    (``declared[group]``: every dotted key under the group in any of its option files)."""
+    for arg in args:
+        if not arg.startswith("+") or arg.startswith("++") or "=" not in arg:
+            continue
+        key = arg[1:].split("=", 1)[0]
+        group, _, rest = key.partition(".")
+        if group in declared and rest and rest not in declared[group] and \
+                not any(rest.startswith(d + ".") for d in declared[group]):
+            known = ", ".join(sorted(k for k in declared[group] if "." not in k))
+            raise AuxrunError(f"+{key}: {group} has no key {rest!r}, so nothing would read it; "
+                              f"its keys: {known}")
+
+
+def check_folder(key: str, path: Any) -> None:
+    """``key``'s folder exists or can be created, and can be written, else one error."""
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return
+    folder = Path(str(path)).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuxrunError(f"{key}={path}: cannot create this folder ({exc.strerror}); choose a writable one") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AuxrunError(f"{key}={path}: this folder is not writable; choose a writable one")
+
+
+def check_folders(cfg: DictConfig) -> None:
+    """The folders a run writes below (``paths.outputs``, ``paths.cache``) are writable."""
+    paths = cfg.get("paths") or {}
+    for key in ("outputs", "cache"):
+        check_folder(f"paths.{key}", paths.get(key))

@@ -1,0 +1,125 @@
+"""Bad input, as a new user types it, through the real CLI in a fresh interpreter: exit code
+2, one message naming the key or file and what is allowed, never a traceback, and nothing
+trained. Each case runs with ``trainer.max_epochs=1`` set before its own overrides (which
+win), so a value that slipped through would show as a finished run, not as a slow test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+
+# (command line after `auxrun`, a piece of the expected message)
+CASES: list[tuple[str, str]] = [
+    ("mtl trainer.lr=abc", "trainer.lr='abc': not a number"),
+    ("mtl trainer.max_epochs=two", "trainer.max_epochs='two': not an integer"),
+    ("mtl trainer.max_epochs=1.5", "trainer.max_epochs=1.5: not an integer"),
+    ("mtl seed=1.5", "seed=1.5: not an integer"),
+    ("mtl seed=-1", "seed=-1: out of range; expected an integer >= 0"),
+    ("mtl trainer.patience=-1", "trainer.patience=-1: out of range"),
+    ("mtl trainer.max_epochs=0", "trainer.max_epochs=0: out of range; expected an integer >= 1"),
+    ("mtl trainer.batch_size=0", "trainer.batch_size=0"),
+    ("mtl trainer.aux_batch_size=0", "trainer.aux_batch_size=0"),
+    ("mtl trainer.eval_batch_size=-5", "trainer.eval_batch_size=-5"),
+    ("mtl trainer.lr=0", "trainer.lr=0: out of range; expected a number > 0"),
+    ("mtl trainer.weight_decay=-1", "trainer.weight_decay=-1"),
+    ("mtl trainer.grad_clip=-1", "trainer.grad_clip=-1: out of range; expected a number > 0 (or null)"),
+    ("mtl dataset.homophily=1.5", "dataset.homophily=1.5: out of range; expected a number in [0, 1]"),
+    ("mtl dataset.train_frac=0", "dataset.train_frac=0: out of range; expected a number in (0, 1)"),
+    ("mtl dataset.train_frac=1.2", "dataset.train_frac=1.2"),
+    ("mtl dataset.num_users=0", "dataset.num_users=0"),
+    ("mtl dataset.target=nosuch", "dataset.target='nosuch': not allowed; expected one of node, link"),
+    ("mtl backbone.num_layers=0", "backbone.num_layers=0"),
+    ("mtl backbone.hidden=0", "backbone.hidden=0"),
+    ("mtl backbone.dropout=1.5", "backbone.dropout=1.5: out of range; expected a number in [0, 1)"),
+    ("mtl +trainer.foo=1", "+trainer.foo: trainer has no key 'foo'"),
+    ("mtl +backbone.bar=2", "+backbone.bar: backbone has no key 'bar'"),
+    ("mtl trainer.nosuch=1", "unknown key trainer.nosuch: trainer has no key 'nosuch'; its keys: aux_batch_size"),
+    ("mtl nosuchkey=1", "unknown key nosuchkey"),
+    ("mtl trainer.lr=[1", "cannot parse the overrides"),
+    ("mtl device=tpu", "device='tpu' is not a device"),
+    ("mtl weighting=nosuch", "unknown weighting 'nosuch'; available: auxts"),
+    ("mtl backbone=nosuch", "unknown backbone 'nosuch'"),
+    ("mtl dataset=nosuch", "unknown dataset 'nosuch'"),
+    ("mtl aux=nosuch", "unknown aux 'nosuch'"),
+    ("mtl logger=nosuch", "unknown logger 'nosuch'"),
+    ("mtl trainer.sampling=sometimes", "trainer.sampling='sometimes': not allowed; expected one of full, neighbor"),
+    ("mtl trainer.fanout=[0]", "trainer.fanout"),
+    ("mtl trainer.precision=8", "trainer.precision=8"),
+    ("mtl rerun=maybe", "rerun='maybe': not true or false"),
+    ("mtl trainer.checkpoint=maybe", "trainer.checkpoint='maybe'"),
+    ("mtl weighting=fixed weighting.default=-1", "weighting.default=-1"),
+    ("mtl weighting=auxts weighting.lr=-1", "weighting.lr=-1"),
+    ("mtl weighting=auxts weighting.folds=0", "weighting.folds=0"),
+    ("mtl weighting=selar weighting.hidden=0", "weighting.hidden=0"),
+    ("mtl weighting=auxts weighting.activation=relu", "weighting.activation='relu': not allowed"),
+    ("mtl experiment=table4 loss_scales.edge=0", "aux.tasks.edge.loss_scale=0: out of range"),
+    ("mtl aux=gpt dataset=bbbp", "aux=gpt needs the dataset to name them under dataset.gpt"),
+    ("mtl -m weighting=none,fixed trainer.max_epochs=two", "trainer.max_epochs='two'"),  # a sweep: before any job
+    ("mtl paths.outputs=/proc/auxrun-forbidden", "paths.outputs=/proc/auxrun-forbidden: cannot create this folder"),
+    ("mtl paths.cache=/proc/auxrun-forbidden", "paths.cache=/proc/auxrun-forbidden"),
+    ("mtl hydra.run.dir=/proc/auxrun-forbidden/x", "hydra.run.dir=/proc/auxrun-forbidden/x: cannot create"),
+    ("mtl dataset=reddit dataset.data_dir=/nonexistent", "reddit_data.npz"),
+    ("mtl dataset=oag_cs dataset.data_dir=/nonexistent", "graph_CS.pk"),
+    ("mtl dataset=csv", "dataset=csv needs dataset.path=FILE"),
+    ("finetune pretrained=/nonexistent/encoder.pt", "pretrained checkpoint not found: /nonexistent/encoder.pt"),
+    ("finetune pretrained={text}", "not a PyTorch file written by `auxrun pretrain`"),
+    ("zeroshot backbone=gcn", "zeroshot needs a backbone with type-specific parameters"),
+    ("zeroshot zeroshot.source=nosuch", "zeroshot.source='nosuch' is not a node type"),
+    ("zeroshot zeroshot.source_split=[0.5,0.6]", "zeroshot.source_split must be fractions > 0 summing below 1"),
+    ("zeroshot transfer=nosuch", "unknown transfer 'nosuch'"),
+    ("zeroshot transfer.lambda=-1", "transfer.lambda=-1"),
+    ("compare --outputs /nonexistent", "outputs folder /nonexistent does not exist"),
+    ("compare --format pdf", "unknown format 'pdf'"),
+    ("compare --layout nosuch", "unknown layout 'nosuch'"),
+    ("compare --split train", "unknown split 'train'"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("mtl device=cuda", "device=cuda asks for a CUDA GPU, but none is available here"))
+
+
+def _run(case: str, tmp: Path) -> tuple[str, subprocess.CompletedProcess]:
+    args = case.format(text=tmp / "notes.txt").split()
+    if args[0] != "compare":  # defaults first, so the case's own overrides win
+        args[1:1] = ["trainer.max_epochs=1", "trainer.progress=false", f"paths.outputs={tmp / 'outputs'}"]
+        if not any(a.startswith("hydra.run.dir") for a in args) and "-m" not in args:
+            args.append(f"hydra.run.dir={tmp / 'runs' / str(abs(hash(case)))}")
+        if "-m" in args:
+            args.append(f"hydra.sweep.dir={tmp / 'sweep'}")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "300"}
+    return case, subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True,
+                                cwd=tmp, env=env, timeout=300)
+
+
+def _check(cases: list[tuple[str, str]], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = list(pool.map(lambda c: _run(c[0], tmp_path), cases))
+    failures = []
+    for (case, proc), (_, expected) in zip(done, cases):
+        text = " ".join((proc.stderr + proc.stdout).split())  # rich wraps long lines
+        problems = [p for p, bad in (("exit code %d" % proc.returncode, proc.returncode != 2),
+                                     ("a traceback", "Traceback" in text or "Error executing job" in text),
+                                     (f"no {expected!r}", " ".join(expected.split()) not in text),
+                                     ("a finished run", "completed, test" in text)) if bad]
+        if problems:
+            failures.append(f"{case}: {', '.join(problems)}: {text[-300:]}")
+    assert not failures, "\n".join(failures)
+    assert not list(tmp_path.rglob("result.json"))  # nothing ran
+
+
+@pytest.mark.slow
+def test_at_least_forty_kinds_of_bad_input_end_in_one_message_and_exit_code_2(tmp_path):
+    assert len(CASES) >= 40
+    _check(CASES, tmp_path)
+
+
+def test_a_sample_of_every_kind_of_bad_input_fails_the_same_way(tmp_path):
+    """Every fourth case (types, ranges, unknown keys and options, files, each command), so
+    the default suite keeps the contract without the minute the whole list takes."""
+    _check(CASES[::4], tmp_path)
