@@ -135,3 +135,24 @@ def test_sigterm_to_the_cli_exits_143_with_an_interrupted_result_and_resumes(tmp
     again = subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True, env=env,
                            timeout=600)
     assert again.returncode == 0 and json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("transfer", ["ktn", "wdgrl"])  # wdgrl: a critic with its own optimiser
+def test_a_zero_shot_run_stopped_by_a_signal_resumes_from_its_last_epoch_and_matches(make_cfg, tmp_path, monkeypatch,
+                                                                                     transfer):
+    import auxrun.transfer.scheme as zs
+
+    overrides = ["trainer=fast", "trainer.max_epochs=4", "trainer.patience=0", "trainer.batch_size=16",
+                 f"transfer={transfer}"]
+    zs.run(make_cfg("zeroshot", *overrides), tmp_path / "whole")
+    steps = read_result(tmp_path / "whole")["steps"]
+    monkeypatch.setattr(zs, "make_logger", lambda cfg, run_dir: SignalAt(steps // 2 + 1, signal.SIGTERM))
+    with pytest.raises(Interrupted) as stop:
+        zs.run(make_cfg("zeroshot", *overrides), tmp_path / "stopped")
+    assert stop.value.exit_code == 143 and read_result(tmp_path / "stopped")["status"] == "interrupted"
+    monkeypatch.undo()
+    zs.run(make_cfg("zeroshot", *overrides), tmp_path / "stopped")
+    a, b = read_result(tmp_path / "whole"), read_result(tmp_path / "stopped")
+    assert b["status"] == "completed" and a["metrics"] == b["metrics"] and a["val_history"] == b["val_history"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / "trace.csv"),
+                                  pd.read_csv(tmp_path / "stopped" / "trace.csv"))

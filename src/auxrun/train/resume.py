@@ -36,6 +36,26 @@ FORMAT = "auxrun-run-state"
 VERSION = 1
 
 
+class ResumableState:
+    """Mixin for an ``nn.Module`` whose state is more than its parameters and buffers: every
+    attribute that is a ``torch.optim.Optimizer`` (a strategy's weighting-net optimiser,
+    WDGRL's critic optimiser) and the plain attributes named in :attr:`counters` (BLO's step
+    count) become part of its ``state_dict`` (``get_extra_state``), so loading a checkpoint
+    restores them too."""
+
+    counters: tuple[str, ...] = ()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        optimizers = {n: o.state_dict() for n, o in vars(self).items() if isinstance(o, torch.optim.Optimizer)}
+        return {"optimizers": optimizers, "counters": {n: getattr(self, n) for n in self.counters}}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        for name, opt in state.get("optimizers", {}).items():
+            getattr(self, name).load_state_dict(opt)
+        for name, value in state.get("counters", {}).items():
+            setattr(self, name, value)
+
+
 class Interrupted(Exception):
     """The run stopped on a signal after writing its checkpoint; exit with ``128 + signum``."""
 

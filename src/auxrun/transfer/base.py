@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..train.resume import ResumableState
+
 from .data import ZeroShotData
 
 Embeddings = dict[str, Tensor]
@@ -38,7 +40,7 @@ class StepBatch:
     localize: Callable[[str, Tensor], Tensor] | None = None
 
 
-class Transfer(nn.Module):
+class Transfer(ResumableState, nn.Module):
     """Base class: ``direct`` transfer (no transfer term, target embeddings as they are).
 
     Attributes:

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import logging
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,9 @@ from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
-from ..train.engine import epoch_line, epoch_loss, write_trace
+from ..train.engine import epoch_line, epoch_loss, tolerant, write_trace
 from ..train.loggers import NoLogger, RunLogger, check_logger, make_logger
+from ..train.resume import LAST, Interrupted, StopSignals, load_run_state, rng_states, save_run_state, set_rng_states
 from ..train.pretrained import load_encoder
 from ..train.schemes import check_trainer
 from . import build
@@ -179,11 +181,15 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     return float(cls.detach()), float(extra.detach()) if extra is not None else math.nan
 
 
-def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger: RunLogger | None = None
-        ) -> dict[str, Any]:
+def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger: RunLogger | None = None,
+        config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (unless the method is training-free), keeping the epoch with the best source
     validation ``select`` metric; returns the run state for the result. ``logger`` gets each
-    step's trace rows and each epoch's source validation metrics (:mod:`auxrun.train.loggers`)."""
+    step's trace rows and each epoch's source validation metrics (:mod:`auxrun.train.loggers`).
+    With ``trainer.checkpoint`` and the run's ``config``, every epoch ends with a whole-state
+    checkpoint (:mod:`auxrun.train.resume`) that a rerun of the same config resumes from; SIGINT
+    or SIGTERM stops the run after the current step (status ``interrupted``), and the rerun
+    repeats the unfinished epoch from that checkpoint."""
     logger = logger or NoLogger()
     model, method = p.model, p.model.method
     own = {id(q) for q in method.own_parameters()}
@@ -193,13 +199,22 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger:
                              "history": [], "trace": [], "step_time": 0.0}
     best_score, bad, best = -math.inf, 0, copy.deepcopy(model.state_dict())
     epochs = int(trainer.max_epochs) if method.trains else 0
+    keep, last, stopped = bool(trainer.checkpoint) and config is not None, run_dir / "checkpoints" / LAST, False
+    saved = load_run_state(last, config) if keep else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state, best_score, bad, best, stopped = saved["state"], saved["best_score"], saved["bad"], saved["best"], \
+            saved["stopped"]
+        set_rng_states(saved["rng"], p.gen)
+        log.warning("resuming %s from its checkpoint at the end of epoch %d", run_dir, state["epochs_run"])
     lines = bool(trainer.progress) and not console.is_terminal  # logs and pipes: a line per epoch instead
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
                         disable=not bool(trainer.progress) or not epochs or lines)
-    with progress, contextlib.closing(logger):
-        bar = progress.add_task(f"zeroshot {method.name}", total=epochs, info="")
-        for epoch in range(epochs):
+    with progress, contextlib.closing(logger), StopSignals() as signals:
+        bar = progress.add_task(f"zeroshot {method.name}", total=epochs, completed=state["epochs_run"], info="")
+        for epoch in range(state["epochs_run"], 0 if stopped else epochs):
             model.train()
             train = p.zs.source_split["train"]
             first_row, steps_before, time_before = len(state["trace"]), state["steps"], state["step_time"]
@@ -217,6 +232,11 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger:
                 state["trace"] += rows
                 logger.step(state["steps"], rows)
                 state["steps"] += 1
+                if signals.signum is not None:
+                    break
+            if signals.signum is not None:  # the rerun repeats this epoch from the last checkpoint
+                state["status"] = "interrupted"
+                break
             state["epochs_run"] = epoch + 1
             if state["status"] == "diverged":
                 log.warning("run diverged: %s", state["message"])
@@ -241,8 +261,23 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger:
                 loss = epoch_loss(state["trace"][first_row:], "source")
                 log.info(epoch_line(epoch, epochs, step_s, "train loss", loss,
                                     (f"source val {select}", val.get(f"source_{select}", math.nan))))
-            if int(trainer.patience) and bad >= int(trainer.patience):
+            stopped = bool(int(trainer.patience) and bad >= int(trainer.patience))
+            if keep:
+                tolerant(lambda: save_run_state(last, {
+                    "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "state": state, "best_score": best_score, "bad": bad, "best": best, "stopped": stopped,
+                    "rng": rng_states(p.gen)}), "the checkpoint")
+            if stopped:
                 break
+            if signals.signum is not None:  # during the evaluation: the checkpoint above has the epoch
+                state["status"] = "interrupted"
+                break
+        if state["status"] == "interrupted":
+            name = signal.Signals(signals.signum).name
+            state["signum"] = int(signals.signum)
+            state["message"] = (f"stopped by {name} in epoch {state['epochs_run'] + 1}, step {state['steps']}"
+                                + ("; run the same command again to resume from the checkpoint" if keep else
+                                   " (trainer.checkpoint=false: nothing to resume from)"))
     model.load_state_dict(best)
     return state
 
@@ -265,14 +300,23 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
             "data_info": {**zs.graph.info, "zeroshot": zs.info()}, "config": config,
             **({"pretrained": p.pretrained} if p.pretrained else {})}
     try:
-        state = fit(p, cfg.trainer, run_dir, str(cfg.zeroshot.select), make_logger(cfg, run_dir))
-        emb = embeddings(p)  # the kept epoch's embeddings serve every final metric
-        val = source_metrics(p, "val", emb)
-        test = {**target_metrics(p, emb), **source_metrics(p, "test", emb)}
+        state = fit(p, cfg.trainer, run_dir, str(cfg.zeroshot.select), make_logger(cfg, run_dir), config)
+        if state["status"] != "interrupted":
+            emb = embeddings(p)  # the kept epoch's embeddings serve every final metric
+            val = source_metrics(p, "val", emb)
+            test = {**target_metrics(p, emb), **source_metrics(p, "test", emb)}
     except Exception as exc:
-        write_failure(run_dir, base, exc, start)
+        with contextlib.suppress(OSError):  # a full disk must not hide the error itself
+            write_failure(run_dir, base, exc, start)
         raise
-    write_trace(run_dir / "trace.csv", state["trace"])
+    if state["status"] == "interrupted":
+        tolerant(lambda: write_trace(run_dir / "trace.csv", state["trace"]), "trace.csv")
+        write_result(run_dir, {**base, "status": "interrupted", "message": state["message"],
+                               "metrics": {"val": {}, "test": {}}, "epochs_run": state["epochs_run"],
+                               "steps": state["steps"], "runtime_s": round(time.time() - start, 3),
+                               "val_history": state["history"]})
+        raise Interrupted(state["signum"], f"{run_dir}: {state['message']}")
+    tolerant(lambda: write_trace(run_dir / "trace.csv", state["trace"]), "trace.csv")
     result = write_result(run_dir, {
         **base, "status": state["status"], "message": state["message"], "metrics": {"val": val, "test": test},
         "best_epoch": state["best_epoch"], "epochs_run": state["epochs_run"], "steps": state["steps"],

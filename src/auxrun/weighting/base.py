@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ..train.resume import ResumableState
 
 TARGET = "target"
 Diagnostics = dict[str, dict[str, float | None]]
@@ -154,7 +155,7 @@ class Step:
                              [p for t in names for p in self.heads[t]])
 
 
-class Weighting(nn.Module):
+class Weighting(ResumableState, nn.Module):
     """Base class of all strategies, and the contract between a strategy and the engine.
 
     ``trains_aux`` is ``False`` for strategies that ignore auxiliary tasks (``none``): the
@@ -164,7 +165,8 @@ class Weighting(nn.Module):
     ``step mod folds`` of a fixed ``folds``-way partition of the target's training split, or,
     when ``meta_holdout > 0``, from that fraction of the training split, which the engine
     holds out of training (``TargetTask.hold_out``) before the first step. Never from
-    validation.
+    validation. Its own optimisers and :attr:`counters` are part of its ``state_dict``
+    (:class:`~auxrun.train.resume.ResumableState`), so a resumed run restores them.
     """
 
     name: str = "base"
@@ -173,20 +175,6 @@ class Weighting(nn.Module):
     needs_lookahead: bool = False
     folds: int = 1             # meta batches cycle through this many folds of the training split
     meta_holdout: float = 0.0  # fraction of the target's training split reserved for meta batches
-    counters: tuple[str, ...] = ()  # plain attributes a resumed run must restore (e.g. BLO's step count)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """What ``state_dict`` would otherwise miss: the state of the strategy's own optimisers
-        (any attribute that is a ``torch.optim.Optimizer``) and its :attr:`counters`, so a run
-        resumed from a checkpoint continues exactly where it stopped."""
-        optimizers = {n: o.state_dict() for n, o in vars(self).items() if isinstance(o, torch.optim.Optimizer)}
-        return {"optimizers": optimizers, "counters": {n: getattr(self, n) for n in self.counters}}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        for name, opt in state.get("optimizers", {}).items():
-            getattr(self, name).load_state_dict(opt)
-        for name, value in state.get("counters", {}).items():
-            setattr(self, name, value)
 
     def meta_batch(self, target, step_index: int, batch_size: int, gen: torch.Generator) -> dict[str, Tensor]:
         """The target examples this step's meta loss is scored on (see the class docstring)."""
