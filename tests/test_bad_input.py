@@ -67,6 +67,8 @@ CASES: list[tuple[str, str]] = [
     ("mtl dataset=reddit dataset.data_dir=/nonexistent", "reddit_data.npz"),
     ("mtl dataset=oag_cs dataset.data_dir=/nonexistent", "graph_CS.pk"),
     ("mtl dataset=csv", "dataset=csv needs dataset.path=FILE"),
+    ("mtl dataset=csv dataset.path={csv} dataset.label_cols=[y]", "every part needs at least one molecule"),
+    ("mtl dataset=bbbp dataset.split_fractions=[0.8,1.5]", "dataset.split_fractions=[0.8, 1.5]: out of range"),
     ("finetune pretrained=/nonexistent/encoder.pt", "pretrained checkpoint not found: /nonexistent/encoder.pt"),
     ("finetune pretrained={text}", "not a PyTorch file written by `auxrun pretrain`"),
     ("zeroshot backbone=gcn", "zeroshot needs a backbone with type-specific parameters"),
@@ -84,7 +86,7 @@ if not torch.cuda.is_available():
 
 
 def _run(case: str, tmp: Path) -> tuple[str, subprocess.CompletedProcess]:
-    args = case.format(text=tmp / "notes.txt").split()
+    args = case.format(text=tmp / "notes.txt", csv=tmp / "few.csv").split()
     if args[0] != "compare":  # defaults first, so the case's own overrides win
         args[1:1] = ["trainer.max_epochs=1", "trainer.progress=false", f"paths.outputs={tmp / 'outputs'}"]
         if not any(a.startswith("hydra.run.dir") for a in args) and "-m" not in args:
@@ -98,6 +100,7 @@ def _run(case: str, tmp: Path) -> tuple[str, subprocess.CompletedProcess]:
 
 def _check(cases: list[tuple[str, str]], tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "few.csv").write_text("smiles,y\nCCO,1\nCCN,0\nnot-a-smiles,1\n")  # two valid molecules
     with ThreadPoolExecutor(max_workers=3) as pool:
         done = list(pool.map(lambda c: _run(c[0], tmp_path), cases))
     failures = []

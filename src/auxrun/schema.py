@@ -114,7 +114,8 @@ SCHEMA: dict[str, Spec] = {
     # auxiliary tasks
     "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": _count(),
     # datasets (every loader's keys of these kinds)
-    "dataset.*_frac": FRACTION, "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
+    "dataset.*_frac": FRACTION, "dataset.split_fractions": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
+    "dataset.link_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True), "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
     "dataset.num_*": _count(), "dataset.feat_dim": _count(), "dataset.*_degree": _count(), "dataset.item_tags": _count(),
     "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
     "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": _count(0), "dataset.trust_pickle": FLAG,

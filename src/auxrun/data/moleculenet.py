@@ -118,13 +118,22 @@ def _featurised(path: Path, smiles: list[str], y: torch.Tensor, names: list[str]
 
 
 def _split(cfg: DictConfig, mols: MolSet, seed: int, key: str, cache_dir: str | None) -> dict[str, torch.Tensor]:
+    """The train / valid / test split (scaffold or random), refused when a part would be empty:
+    a metric on no molecules, or training on none, is not a result."""
     fractions = tuple(float(f) for f in cfg.split_fractions)
     if cfg.split == "scaffold":  # deterministic: computed once per file
-        return cached(cache_dir, "splits", fingerprint(key, "scaffold", SPLIT_VERSION, fractions),
-                      lambda: scaffold_split(mols.smiles, fractions))
-    if cfg.split == "random":
-        return random_split(len(mols), fractions, torch.Generator().manual_seed(int(seed)))
-    raise AuxrunError(f"dataset.split must be scaffold or random (got {cfg.split!r})")
+        split = cached(cache_dir, "splits", fingerprint(key, "scaffold", SPLIT_VERSION, fractions),
+                       lambda: scaffold_split(mols.smiles, fractions))
+    elif cfg.split == "random":
+        split = random_split(len(mols), fractions, torch.Generator().manual_seed(int(seed)))
+    else:
+        raise AuxrunError(f"dataset.split must be scaffold or random (got {cfg.split!r})")
+    sizes = {part: len(idx) for part, idx in split.items()}
+    if any(n == 0 for n in sizes.values()):
+        raise AuxrunError(f"dataset={cfg.name}: {len(mols)} valid molecules split {cfg.split} with fractions "
+                          f"{list(fractions)} leave {', '.join(f'{k} {v}' for k, v in sizes.items())}; every part "
+                          "needs at least one molecule (use more molecules or other dataset.split_fractions)")
+    return split
 
 
 def load_moleculenet(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> MolData:
