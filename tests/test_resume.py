@@ -156,3 +156,33 @@ def test_a_zero_shot_run_stopped_by_a_signal_resumes_from_its_last_epoch_and_mat
     assert b["status"] == "completed" and a["metrics"] == b["metrics"] and a["val_history"] == b["val_history"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / "trace.csv"),
                                   pd.read_csv(tmp_path / "stopped" / "trace.csv"))
+
+
+def test_exit_codes_a_diverged_run_exits_3_and_a_sweep_goes_on_past_it(tmp_path):
+    from conftest import run_cli
+
+    bad = ["trainer.lr=1e12", "trainer.max_epochs=30", "trainer.patience=0"]
+    single = run_cli("mtl", *bad, f"hydra.run.dir={tmp_path / 'one'}")
+    assert single.returncode == 3 and "diverged:" in single.stderr and "Traceback" not in single.stderr
+    sweep = run_cli("mtl", "-m", "trainer.lr=1e12,0.005", "trainer.max_epochs=30", "trainer.patience=0",
+                    f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert sweep.returncode == 0, sweep.stderr[-1500:]
+    statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "sweep").rglob("result.json"))
+    assert statuses == ["completed", "diverged"]
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once_with_exit_code_130(tmp_path):
+    args = ["mtl", "trainer.max_epochs=200", "trainer.patience=0", "trainer.progress=false",
+            "dataset.num_users=1500", f"hydra.run.dir={tmp_path / 'r'}"]
+    proc = subprocess.Popen([sys.executable, "-m", "auxrun", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    last = tmp_path / "r" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "at once" in stderr and "Traceback" not in stderr, stderr[-1500:]
+    assert last.exists()
