@@ -76,6 +76,7 @@ CASES: list[tuple[str, str]] = [
     ("zeroshot zeroshot.source_split=[0.5,0.6]", "zeroshot.source_split must be fractions > 0 summing below 1"),
     ("zeroshot transfer=nosuch", "unknown transfer 'nosuch'"),
     ("zeroshot transfer.lambda=-1", "transfer.lambda=-1"),
+    ("mtl -m seed=0,1 --cfg job", "-m and --cfg cannot be combined"),
     ("compare --outputs /nonexistent", "outputs folder /nonexistent does not exist"),
     ("compare --format pdf", "unknown format 'pdf'"),
     ("compare --layout nosuch", "unknown layout 'nosuch'"),

@@ -168,6 +168,10 @@ def _hydra(command: str, args: list[str]) -> None:
     import hydra
 
     check_group_overrides(args)
+    modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r",
+                                      "--shell-completion", "-sc")]
+    if len({m.lstrip("-")[0] for m in modes}) > 1:  # Hydra would raise a ValueError with a traceback
+        raise AuxrunError(f"{' and '.join(modes)} cannot be combined: use one of --multirun, --cfg, --info")
     precompose(command, args)
     sys.argv = [f"auxrun-{command}", *args]
     hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
