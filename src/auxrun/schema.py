@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import AuxrunError
+from .train.loggers import LOGGERS
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ SCHEMA: dict[str, Spec] = {
     # zero-shot transfer
     "transfer.lambda": NON_NEGATIVE, "transfer.hops": _count(), "transfer.disc_hidden": _count(),
     # live curves
-    "logger.name": Spec(str, choices=("none", "tensorboard", "mlflow")), "logger.flush_secs": _count(),
+    "logger.name": Spec(str, choices=LOGGERS), "logger.flush_secs": _count(),
 }
 
 
@@ -146,28 +147,27 @@ def spec_of(key: str) -> Spec | None:
     return next((s for pattern, s in SCHEMA.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
 
 
-def resolvable(cfg: DictConfig) -> None:
-    """Every ``${...}`` of the config resolves, or one message naming the key and what is missing
-    (``aux=gpt`` on a dataset without ``dataset.gpt``)."""
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """The config with every ``${...}`` resolved, or one message naming the key and what is
+    missing (``aux=gpt`` on a dataset without ``dataset.gpt``)."""
     from omegaconf.errors import InterpolationResolutionError
 
     try:
-        OmegaConf.to_container(cfg, resolve=True)
+        plain = OmegaConf.to_container(cfg, resolve=True)
     except InterpolationResolutionError as exc:
         key = getattr(exc, "full_key", "")
         hint = (f"; aux={cfg.aux.name} needs the dataset to name them under dataset.gpt (attr: a node type, "
                 f"edge: a relation), as dataset=synthetic, synthetic_xl, reddit and oag_cs do"
                 if "dataset.gpt" in str(exc) else "")
         raise AuxrunError(f"{key}: {str(exc).splitlines()[0]}{hint}") from None
+    assert isinstance(plain, dict)
+    return plain
 
 
 def validate(cfg: DictConfig) -> None:
-    """Every ``${...}`` resolves (:func:`resolvable`) and every value :data:`SCHEMA` covers has
+    """Every ``${...}`` resolves (:func:`resolved`) and every value :data:`SCHEMA` covers has
     its type and range, else one error naming key, value and what is allowed."""
-    resolvable(cfg)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(plain, dict)
-    for key, value in _flat(plain).items():
+    for key, value in _flat(resolved(cfg)).items():
         spec = spec_of(key)
         if spec is None or key.startswith("hydra."):
             continue

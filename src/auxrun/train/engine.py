@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import csv
 import io
 import logging
@@ -22,7 +21,7 @@ import math
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +278,7 @@ def fit(
         if keep:
             tolerant(lambda: save_run_state(ckpt_dir / LAST, {
                 "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "strategy": strategy.state_dict(), "state": dataclasses.asdict(state), "best_model": best_model,
+                "strategy": strategy.state_dict(), "state": asdict(state), "best_model": best_model,
                 "plan": None if plan is None else {"order": plan.order, "done": plan.done},
                 "timing": [step_time, steps_timed, first_row, epoch_time, epoch_steps],
                 "stopped_early": stopped_early, "rng": rng_states(gen)}), "the checkpoint")

@@ -31,7 +31,7 @@ from ..errors import AuxrunError, StorageError
 from ..models import Encoder, build_encoder
 from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
-from ..tasks import Task, TargetTask, build_aux, build_target, loss_scale
+from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
 from ..weighting import build as build_weighting
 from .engine import fit
@@ -40,33 +40,21 @@ from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
 from .resume import Interrupted
 
 COMMANDS = ("pretrain", "finetune", "mtl")
-PRECISIONS = ("32", "bf16")
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
 
-def check_trainer(t: DictConfig, counts: tuple[str, ...]) -> None:
-    """``trainer.<key>`` at least 1 for each of ``counts`` and a positive ``trainer.lr``."""
-    for key in counts:
-        if int(t[key]) < 1:
-            raise AuxrunError(f"trainer.{key} must be at least 1 (got {t[key]})")
-    if float(t.lr) <= 0:
-        raise AuxrunError(f"trainer.lr must be positive (got {t.lr})")
-    if str(t.get("precision", "32")) not in PRECISIONS:
-        raise AuxrunError(f"trainer.precision={t.precision}; use one of {', '.join(PRECISIONS)}")
-
-
 def _validate(cfg: DictConfig) -> None:
+    """Before any data loads: every value's type and range (:mod:`auxrun.schema`: trainer
+    counts, learning rates, precision, loss scales, ...), then what relates keys to each other
+    or to the machine (the command, the logger's package, sampling on this kind of data)."""
     schema.validate(cfg)
     schema.check_folders(cfg)
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
-    check_trainer(cfg.trainer, ("max_epochs", "batch_size", "aux_batch_size", "pretrain_steps_per_epoch"))
     check_logger(cfg)
     loader = str(cfg.dataset.get("loader", cfg.dataset.name))
     check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS)
-    for name, spec in (cfg.aux.get("tasks") or {}).items():
-        loss_scale(name, spec)
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")

@@ -46,7 +46,6 @@ from ..train.engine import epoch_line, epoch_loss, tolerant, write_trace
 from ..train.loggers import NoLogger, RunLogger, check_logger, make_logger
 from ..train.resume import LAST, Interrupted, StopSignals, load_run_state, rng_states, save_run_state, set_rng_states
 from ..train.pretrained import load_encoder
-from ..train.schemes import check_trainer
 from . import build
 from .base import StepBatch, Transfer, soft_cross_entropy
 from .data import ZeroShotData, prepare as prepare_data
@@ -82,7 +81,6 @@ def validate(cfg: DictConfig) -> None:
     if str(cfg.backbone.name) not in HETERO_BACKBONES:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
-    check_trainer(cfg.trainer, ("max_epochs", "batch_size"))
     check_sampling(cfg.trainer)
     check_logger(cfg)
     z = cfg.zeroshot
