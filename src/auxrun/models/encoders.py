@@ -120,6 +120,10 @@ class Encoder(nn.Module):
         )
         self.act = nn.ReLU()
 
+    def last_layer(self) -> list[nn.Parameter]:
+        """The parameters of the last message-passing layer (GradNorm's ``W``)."""
+        return list(self.convs[-1].parameters())
+
     def embed_inputs(self, x: dict[str, Tensor], n_id: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """``h_v^0 = W_t x_v + b_t + e_t (+ z_v)`` per node type (see the module docstring);
         on a subgraph ``n_id[t]`` names the graph-wide node behind each row (its ``z_v``)."""

@@ -73,6 +73,10 @@ class MolEncoder(nn.Module):
         self.layers = nn.ModuleList(MolGINLayer(self.hidden) for _ in range(layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(self.hidden) for _ in range(layers))
 
+    def last_layer(self) -> list[nn.Parameter]:
+        """The parameters of the last GIN layer and its batch norm (GradNorm's ``W``)."""
+        return [*self.layers[-1].parameters(), *self.norms[-1].parameters()]
+
     def forward(self, x: dict[str, Tensor], graph: MolBatch) -> dict[str, Tensor]:
         atoms = x["atom"]
         h = self.atom_type(atoms[:, 0]) + self.chirality(atoms[:, 1])

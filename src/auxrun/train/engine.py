@@ -38,7 +38,7 @@ from ..io import save_torch, write_text
 from ..models import Encoder
 from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
-from .lookahead import lookahead_names, make_lookahead, rng_snapshot
+from .lookahead import frozen_norm_stats, lookahead_names, make_lookahead, replay, rng_snapshot
 from .loggers import NoLogger, RunLogger
 from .resume import LAST, StopSignals, load_run_state, rng_states, save_run_state, set_rng_states
 
@@ -114,6 +114,8 @@ class StepContext:
         self.model, self.view = model, view
         self.target, self.aux, self.strategy, self.trainer = target, aux, strategy, trainer
         self.shared = [p for p in model.encoder.parameters() if p.requires_grad]
+        last = getattr(model.encoder, "last_layer", None)
+        self.last_layer = [p for p in last() if p.requires_grad] if last is not None else None
         self.heads = {name: [p for p in t.parameters() if p.requires_grad] for name, t in model.tasks.items()}
         self.theta_names = lookahead_names(model)
         self.device = next(model.parameters()).device
@@ -136,7 +138,13 @@ class StepContext:
             meta = self.view.meta_inputs(meta_batch, gen)
             lookahead = make_lookahead(self.model, self.theta_names, x, inputs, rng_step, meta,
                                        rng_snapshot(self.device))
-        return Step(losses=losses, shared=self.shared, heads=self.heads, batches=inputs.batches, lookahead=lookahead)
+
+        def reevaluate() -> dict[str, Tensor]:
+            with torch.no_grad(), replay(rng_step, self.device), frozen_norm_stats(self.model):
+                return self.model(x, inputs.x, inputs.graph, inputs.batches)
+
+        return Step(losses=losses, shared=self.shared, heads=self.heads, batches=inputs.batches, lookahead=lookahead,
+                    last_layer=self.last_layer, reevaluate=reevaluate)
 
 
 def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:
@@ -238,6 +246,7 @@ def train_step(ctx: StepContext, optimizer: torch.optim.Optimizer, batch: dict |
     if grad_clip:
         nn.utils.clip_grad_norm_(ctx.model.parameters(), float(grad_clip))
     optimizer.step()
+    ctx.strategy.after_optimizer_step(step)
     return step, diag
 
 
@@ -340,6 +349,7 @@ def fit(
                 state.status = "interrupted"
                 break
             plan = None
+            strategy.end_epoch()
 
             val = evaluate(model, view, target, {}, ("val",))["val"] if target is not None else {}
             score = _select_score(val, target)

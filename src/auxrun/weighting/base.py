@@ -20,6 +20,10 @@ Heads follow the kind of strategy:
 
 Meta strategies also need the step's losses at *other* parameter values: the engine then
 attaches a :class:`Lookahead` (``needs_lookahead = True`` on the strategy).
+
+Per-task gradients may be taken over every shared parameter (``params="all"``) or over the
+encoder's last layer only (``params="last_layer"``: GradNorm's ``W``, and the opt-in cheaper
+cosines of ``weighting.cos_params=last_layer``); each set is computed once per step.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from torch import Tensor, nn
 from ..train.resume import ResumableState
 
 TARGET = "target"
+PARAM_SETS = ("all", "last_layer")
 Diagnostics = dict[str, dict[str, float | None]]
 
 
@@ -73,6 +78,11 @@ class Step:
         heads: task -> that task's head parameters.
         batches: task -> the batch its losses were computed on (labels for SELAR's input).
         lookahead: for meta strategies, the functional view of this step (else ``None``).
+        last_layer: the parameters of the encoder's last layer (a subset of ``shared``;
+            ``None``: all of ``shared``).
+        reevaluate: ``() -> {task: per-example losses}`` on this step's batches at the
+            model's *current* parameters, without a graph and with the step's dropout masks
+            (FAMO scores the update with it after the optimiser step).
     """
 
     losses: dict[str, Tensor]
@@ -80,8 +90,10 @@ class Step:
     heads: dict[str, list[nn.Parameter]]
     batches: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     lookahead: Lookahead | None = None
-    _task_grads: Tensor | None = field(default=None, repr=False)
-    _cosines: Tensor | None = field(default=None, repr=False)
+    last_layer: list[nn.Parameter] | None = None
+    reevaluate: Callable[[], dict[str, Tensor]] | None = None
+    _grads: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    _cos: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def tasks(self) -> list[str]:
@@ -91,29 +103,60 @@ class Step:
     def aux_tasks(self) -> list[str]:
         return [t for t in self.losses if t != TARGET]
 
-    def grad_of(self, objective: Tensor) -> Tensor:
-        """``grad_theta objective`` as a flat vector (the graph is kept for later calls)."""
-        grads = torch.autograd.grad(objective, self.shared, retain_graph=True, allow_unused=True)
-        return flatten(grads, self.shared)
+    def param_set(self, params: str = "all") -> list[nn.Parameter]:
+        """The shared parameters of ``params``: ``"all"`` or ``"last_layer"``."""
+        if params not in PARAM_SETS:
+            raise ValueError(f"params must be one of {PARAM_SETS}, got {params!r}")
+        return self.shared if params == "all" or self.last_layer is None else self.last_layer
 
-    def task_grads(self) -> Tensor:
-        """``G`` with row ``i = g_i = grad_theta L_i``, shape (tasks, n_shared).
+    def grad_of(self, objective: Tensor, params: str = "all") -> Tensor:
+        """``grad objective`` over :meth:`param_set` as a flat vector (graph kept)."""
+        wrt = self.param_set(params)
+        grads = torch.autograd.grad(objective, wrt, retain_graph=True, allow_unused=True)
+        return flatten(grads, wrt)
 
-        Computed once per step and cached, so every strategy (and diagnostic) that needs
-        per-task gradients shares one set of backward passes.
+    def task_grads(self, params: str = "all") -> Tensor:
+        """``G`` with row ``i = g_i = grad L_i`` over :meth:`param_set` ``params``, shape
+        (tasks, n_params).
+
+        Computed once per step and parameter set, and cached, so every strategy (and
+        diagnostic) that needs per-task gradients shares one set of backward passes; the
+        last layer's rows are a slice of the full rows when those exist already.
         """
-        if self._task_grads is None:
-            self._task_grads = torch.stack([self.grad_of(loss.mean()) for loss in self.losses.values()])
-        return self._task_grads
+        if params not in self._grads:
+            if params == "last_layer" and "all" in self._grads and self.last_layer is not None:
+                self._grads[params] = self._grads["all"][:, self._last_layer_columns()]
+            else:
+                self._grads[params] = torch.stack([self.grad_of(loss.mean(), params) for loss in self.losses.values()])
+        return self._grads[params]
 
-    def cosines(self) -> Tensor:
-        """``c_i = cos(g_0, g_i)`` for every auxiliary task ``i`` (from :meth:`task_grads`);
-        0 where a gradient vanishes. Cached with the gradients."""
-        if self._cosines is None:
-            G = self.task_grads()
+    def _last_layer_columns(self) -> Tensor:
+        """Columns of the last layer's parameters in the flat vector of ``shared``."""
+        assert self.last_layer is not None
+        wanted = {id(p) for p in self.last_layer}
+        cols, offset = [], 0
+        for p in self.shared:
+            if id(p) in wanted:
+                cols.append(torch.arange(offset, offset + p.numel()))
+            offset += p.numel()
+        return torch.cat(cols).to(self.shared[0].device)
+
+    def cosines(self, params: str = "all") -> Tensor:
+        """``c_i = cos(g_0, g_i)`` for every auxiliary task ``i`` (from :meth:`task_grads` over
+        ``params``); 0 where a gradient vanishes. Cached with the gradients."""
+        if params not in self._cos:
+            G = self.task_grads(params)
             norms = G.norm(dim=1)
-            self._cosines = (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
-        return self._cosines
+            self._cos[params] = (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
+        return self._cos[params]
+
+    def objective_weights(self, objective: Callable[[Tensor], Tensor]) -> Tensor:
+        """``dS/dL_i`` at this step's mean losses ``L`` for a scalar ``S(L)``: the weight with
+        which task ``i``'s gradient enters ``grad S(L(theta)) = sum_i dS/dL_i g_i``."""
+        means = torch.stack([loss.detach().mean() for loss in self.losses.values()]).requires_grad_()
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(objective(means), means)
+        return grad
 
     def set_shared_grad(self, flat: Tensor) -> None:
         """Write the flat update direction into ``.grad`` of the shared parameters."""
@@ -187,6 +230,12 @@ class Weighting(ResumableState, nn.Module):
         ``{task: {"weight": mean, "weight_std": std, "cos": cos(g_0, g_i) or None}}``."""
         raise NotImplementedError
 
+    def after_optimizer_step(self, step: Step) -> None:
+        """Called by the engine after the model's optimiser applied this step's update."""
+
+    def end_epoch(self) -> None:
+        """Called by the engine when an epoch's training steps are done."""
+
 
 class LossWeighting(Weighting):
     """Strategies that weight losses: the update of every parameter, shared or head, is
@@ -205,11 +254,46 @@ class LossWeighting(Weighting):
         return diagnostics(step, w)
 
 
+class ObjectiveWeighting(Weighting):
+    """Strategies whose update is the gradient of a scalar function ``S`` of the task losses:
+    every parameter, heads included, moves along
+
+    ``grad S(L_0, ..., L_K) = sum_i (dS/dL_i) grad L_i``,
+
+    so the effective weight of task ``i`` at this step is ``dS/dL_i`` (what the trace
+    records). :meth:`objective` gets the vector of mean losses as a detached leaf; one call of
+    it per step gives both ``dS/dL`` and the gradient of ``S`` with respect to the
+    strategy's own parameters (left in their ``.grad`` for :meth:`learn`).
+    """
+
+    def objective(self, losses: Tensor) -> Tensor:
+        """``S(L)`` for the vector ``L`` of the step's mean task losses (task order)."""
+        raise NotImplementedError
+
+    def learn(self, step: Step) -> None:
+        """Update the strategy's own parameters (their ``.grad`` holds ``dS/dparam``)."""
+
+    def backward(self, step: Step) -> Diagnostics:
+        means = torch.stack([loss.detach().mean() for loss in step.losses.values()]).requires_grad_()
+        own = [p for p in self.parameters() if p.requires_grad]
+        for p in own:
+            p.grad = None
+        with torch.enable_grad():
+            grads = torch.autograd.grad(self.objective(means), [means, *own], allow_unused=True)
+        for p, g in zip(own, grads[1:]):
+            p.grad = g
+        w = dict(zip(step.tasks, grads[0].detach()))
+        step.backward_weighted(w)
+        self.learn(step)
+        return diagnostics(step, w)
+
+
 def diagnostics(step: Step, weights: dict[str, Tensor]) -> Diagnostics:
     """Mean and std of each task's (per-example or per-task) weights, and ``cos(g_0, g_i)``
-    where the step computed per-task gradients anyway (never computed just for the trace)."""
+    over every shared parameter where the step computed those per-task gradients anyway
+    (never computed just for the trace)."""
     cos: dict[str, float | None] = {}
-    if step._task_grads is not None and TARGET in step.losses:
+    if "all" in step._grads and TARGET in step.losses:  # the exact cosines only (not the last layer's)
         cos = {t: float(c) for t, c in zip(step.aux_tasks, step.cosines())}
     out: Diagnostics = {}
     for t, w in weights.items():
