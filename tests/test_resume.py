@@ -48,11 +48,17 @@ def _same_run(a: Path, b: Path) -> None:
 # random auxiliary batches, so the signal lands mid-epoch and every random state matters.
 SMALL = ["trainer.batch_size=4", "trainer.aux_batch_size=32"]
 CASES = {"auxts": ["weighting=auxts", *SMALL], "blo-sampled": ["weighting=blo", "trainer.sampling=neighbor", *SMALL],
-         "pretrain": []}
+         "pretrain": [],
+         # state torchjd keeps outside parameters: DWA's epoch means, FAMO's own Adam; MetaBalance's averages
+         "dwa": ["weighting=scalarize", "weighting.scalarizer=dwa", *SMALL],
+         "famo": ["weighting=scalarize", "weighting.scalarizer=famo", *SMALL],
+         "metabalance": ["weighting=metabalance", *SMALL]}
 
 
 @pytest.mark.parametrize(("case", "signum"), [("auxts", signal.SIGTERM), ("blo-sampled", signal.SIGTERM),
-                                              ("pretrain", signal.SIGTERM), ("auxts", signal.SIGINT)])
+                                              ("pretrain", signal.SIGTERM), ("auxts", signal.SIGINT),
+                                              ("dwa", signal.SIGTERM), ("famo", signal.SIGTERM),
+                                              ("metabalance", signal.SIGTERM)])
 def test_a_signal_stops_between_steps_and_the_rerun_ends_as_an_uninterrupted_run(make_cfg, tmp_path, monkeypatch,
                                                                                    case, signum):
     command = "pretrain" if case == "pretrain" else "mtl"

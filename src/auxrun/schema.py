@@ -111,7 +111,11 @@ SCHEMA: dict[str, Spec] = {
     "weighting.default": NON_NEGATIVE, "weighting.weights.*": NON_NEGATIVE, "weighting.momentum": Spec(float, 0, 1, high_open=True),
     "weighting.adapt_every": _count(), "weighting.neumann_terms": _count(0), "weighting.neumann_step": POSITIVE,
     "weighting.aux_split": FRACTION, "weighting.activation": Spec(str, choices=("softplus", "sigmoid")),
-    "weighting.meta_grad": Spec(str, choices=("jvp", "unrolled")),
+    "weighting.meta_grad": Spec(str, choices=("auto", "jvp", "unrolled")),
+    "weighting.cos_params": Spec(str, choices=("all", "last_layer")), "weighting.params": Spec(str, choices=("all", "last_layer")),
+    "weighting.scalarizer": Spec(str, choices=("uw", "imtll", "dwa", "famo", "stch")),
+    "weighting.mode": Spec(str, choices=("both", "decrease", "increase")), "weighting.relax": PROBABILITY,
+    "weighting.beta": Spec(float, 0, 1, high_open=True), "weighting.alpha": NON_NEGATIVE,
     # auxiliary tasks
     "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": _count(),
     # datasets (every loader's keys of these kinds)

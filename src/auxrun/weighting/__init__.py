@@ -6,15 +6,22 @@ from typing import Any
 
 from ..errors import AuxrunError
 from .base import TARGET, Diagnostics, LossWeighting, Step, Weighting
-from .blo import BLO, BLORCGrad
+from .arml import ARML
+from .auxinash import AuxiNash
+from .blo import BLO, AuxiLearn, BLORCGrad
 from .fixed import Fixed, NoAux
 from .gradient import GCS, GCSGNS, GNS, Cosine, Jd, PCGrad
+from .gradnorm import GradNorm
 from .meta import AuxTS, Selar
+from .metabalance import MetaBalance
 from .rcgrad import RCGrad
+from .scalarize import Scalarize
 
 REGISTRY: dict[str, type[Weighting]] = {
     "none": NoAux, "fixed": Fixed, "cosine": Cosine, "selar": Selar, "auxts": AuxTS,
     "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "rcgrad": RCGrad, "blo": BLO, "blo_rcgrad": BLORCGrad, "jd": Jd,
+    "auxilearn": AuxiLearn, "arml": ARML, "auxinash": AuxiNash, "metabalance": MetaBalance, "gradnorm": GradNorm,
+    "scalarize": Scalarize,
 }
 
 

@@ -18,7 +18,7 @@ where ``c_i = cos(g_0, g_i)`` on the shared parameters. The joint loss is
 2. Real stage: ``w`` recomputed with the updated ``phi`` (no gradient to ``phi``); the shared
    parameters get ``grad_theta sum_i mean_j w_ij l_ij``.
 
-``meta_grad=jvp`` (default) computes ``dM/dphi`` exactly without a second-order graph: the
+``meta_grad=jvp`` computes ``dM/dphi`` exactly without a second-order graph: the
 inputs of ``V_phi`` do not depend on ``phi`` and
 ``theta' = theta - alpha sum_ij w_ij grad l_ij / n_i``, so
 
@@ -39,10 +39,13 @@ from torch import Tensor, nn
 from torch.func import jvp
 
 from ..errors import AuxrunError
-from .base import TARGET, Lookahead, LossWeighting, Step
+from .base import PARAM_SETS, TARGET, Lookahead, LossWeighting, Step
 
 ACTIVATIONS = {"softplus": nn.Softplus, "sigmoid": nn.Sigmoid}
-META_GRADS = ("jvp", "unrolled")
+META_GRADS = ("auto", "jvp", "unrolled")
+# meta_grad=auto, by device (make bench): on CPU the double backward of "unrolled" costs less
+# than the forward-mode product through message passing; on CUDA "jvp" keeps no second-order graph
+AUTO_META_GRAD = {"cpu": "unrolled", "cuda": "jvp"}
 
 
 class WeightNet(nn.Module):
@@ -113,13 +116,18 @@ class MetaWeighting(LossWeighting):
         scale = torch.cat([losses.new_full((len(step.losses[t]),), 1.0 / len(step.losses[t])) for t in step.tasks])
         return losses, scale
 
+    def resolved_meta_grad(self, device: torch.device) -> str:
+        """``jvp`` or ``unrolled``: ``meta_grad``, or for ``auto`` the faster one measured on
+        the device's kind (``AUTO_META_GRAD``)."""
+        return AUTO_META_GRAD.get(device.type, "jvp") if self.meta_grad == "auto" else self.meta_grad
+
     def meta_gradient(self, step: Step) -> list[Tensor]:
         """``dM/dphi`` for this step (``phi`` = the weighting network's parameters)."""
         if step.lookahead is None:
             raise RuntimeError(f"{self.name} needs the engine's look-ahead closures")
         losses, scale = self._flat(step)
         w = self.net(self.features(step))
-        mode = self._meta_gradient_jvp if self.meta_grad == "jvp" else self._meta_gradient_unrolled
+        mode = self._meta_gradient_jvp if self.resolved_meta_grad(w.device) == "jvp" else self._meta_gradient_unrolled
         return mode(step, step.lookahead, losses, scale, w)
 
     def _meta_gradient_jvp(self, step: Step, la: Lookahead, losses: Tensor, scale: Tensor, w: Tensor) -> list[Tensor]:
@@ -183,6 +191,9 @@ class AuxTS(MetaWeighting):
         if cfg.sims not in ("one", "all"):
             raise AuxrunError(f"weighting.sims must be 'one' or 'all', got {cfg.sims!r}")
         self.sims = str(cfg.sims)
+        self.cos_params = str(cfg.get("cos_params", "all"))
+        if self.cos_params not in PARAM_SETS:
+            raise AuxrunError(f"weighting.cos_params must be one of {', '.join(PARAM_SETS)}, got {self.cos_params!r}")
         super().__init__(cfg, tasks)
 
     def input_dim(self) -> int:
@@ -191,7 +202,7 @@ class AuxTS(MetaWeighting):
     def task_columns(self, step: Step, task: str, n: int) -> Tensor:
         like = step.losses[task].detach()
         onehot = self._onehot(self.tasks.index(task), n, len(self.tasks), like)
-        cos = step.cosines().detach().to(like.dtype) if self.aux else like.new_zeros(0)
+        cos = step.cosines(self.cos_params).detach().to(like.dtype) if self.aux else like.new_zeros(0)
         if self.sims == "one":
             c = like.new_ones(()) if task == TARGET else cos[self.aux.index(task)]
             sims = c.expand(n, 1)

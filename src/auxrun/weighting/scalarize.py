@@ -1,0 +1,106 @@
+"""``weighting=scalarize``: torchjd's scalarizers, which combine the task losses into one
+scalar ``S(L_0, ..., L_K)`` (the target is one task among equals, as in multi-task
+learning); every parameter moves along ``grad S = sum_i (dS/dL_i) g_i``
+(:class:`~.base.ObjectiveWeighting`). ``weighting.scalarizer`` picks the method; the
+formulas are torchjd's, not re-implemented here:
+
+==============  ===========================================================  =====================
+``scalarizer``  ``S(L)`` and how it adapts                                  source
+==============  ===========================================================  =====================
+``uw``          ``sum_i (exp(-s_i) L_i + s_i) / 2``, log-variances ``s``     Kendall et al. 2018
+                learned by Adam on ``dS/ds`` (``weighting.lr``)
+``imtll``       ``sum_i (exp(s_i) L_i - s_i)``, ``s`` learned as ``uw``'s    Liu et al. 2021
+``dwa``         ``sum_i lambda_i L_i``, ``lambda = N softmax(r / T)``,       Liu et al. 2019
+                ``r_i`` = ratio of task ``i``'s mean loss over the last two
+                epochs (uniform for the first two)
+``famo``        ``c sum_i z_i log(L_i - b_i + eps)``, ``z = softmax(w)``;    Liu et al. 2023
+                after the optimiser step, one Adam step on ``w`` along the
+                drop of ``log L`` on the same batch
+``stch``        ``mu log sum_i exp(lambda_i (L_i - z_i) / mu)``, a smooth    Lin et al. 2024
+                maximum (``lambda = 1/N``, ``z = 0`` unless set)
+==============  ===========================================================  =====================
+
+``weighting.options`` passes keyword arguments to the torchjd class (defaults here:
+``dwa`` temperature 2, ``famo`` lr 0.025 and weight decay 1e-3, ``stch`` ``mu`` 0.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import AuxrunError
+from .base import ObjectiveWeighting, Step
+
+SCALARIZERS = {"uw": "UW", "imtll": "IMTLL", "dwa": "DWA", "famo": "FAMO", "stch": "STCH"}
+SIZED = ("uw", "imtll", "famo")          # torchjd classes that take the number of values
+LEARNED = ("uw", "imtll")                 # parameters learned by the backward of S (our Adam)
+DEFAULTS = {"stch": {"mu": 0.1}}
+# torchjd keeps these as plain attributes; a resumed run needs them back
+PLAIN_STATE = ("_loss_sum", "_n_batches", "_previous_averages", "_prev_losses")
+
+
+class Scalarize(ObjectiveWeighting):
+    name = "scalarize"
+
+    def __init__(self, cfg: Any, tasks: list[str]) -> None:
+        super().__init__()
+        key = str(cfg.scalarizer)
+        if key not in SCALARIZERS:
+            raise AuxrunError(f"weighting.scalarizer must be one of {', '.join(SCALARIZERS)}, got {key!r}")
+        from torchjd import scalarization
+
+        self.kind = key
+        options = {**DEFAULTS.get(key, {}), **dict(cfg.get("options") or {})}
+        args = (len(tasks),) if key in SIZED else ()
+        try:
+            self.scalarizer = getattr(scalarization, SCALARIZERS[key])(*args, **options)
+        except (TypeError, ValueError) as exc:
+            raise AuxrunError(f"weighting.options do not fit torchjd's {SCALARIZERS[key]}: {exc}") from None
+        self.optimizer = (torch.optim.Adam(self.scalarizer.parameters(), lr=float(cfg.lr))
+                          if key in LEARNED else None)
+        if key == "famo":  # FAMO steps its logits itself (update); they get no gradient from S
+            for p in self.scalarizer.parameters():
+                p.requires_grad_(False)
+
+    def objective(self, losses: Tensor) -> Tensor:
+        return self.scalarizer(losses)
+
+    def learn(self, step: Step) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+
+    def after_optimizer_step(self, step: Step) -> None:
+        """FAMO: ``update`` with the step's losses recomputed after the model's update."""
+        if self.kind == "famo":
+            assert step.reevaluate is not None, "famo needs the engine's re-evaluation closure"
+            after = step.reevaluate()
+            with torch.enable_grad():
+                for p in self.scalarizer.parameters():
+                    p.requires_grad_(True)
+                self.scalarizer.update(torch.stack([after[t].mean() for t in step.tasks]))
+                for p in self.scalarizer.parameters():
+                    p.requires_grad_(False)
+
+    def end_epoch(self) -> None:
+        if self.kind == "dwa":
+            self.scalarizer.step()
+
+    def get_extra_state(self) -> dict[str, Any]:
+        state = super().get_extra_state()
+        plain = {k: v for k, v in vars(self.scalarizer).items() if k in PLAIN_STATE}
+        inner = getattr(self.scalarizer, "_optimizer", None)
+        state["scalarizer"] = {"plain": plain, "optimizer": None if inner is None else inner.state_dict()}
+        return state
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        saved = state.get("scalarizer", {})
+        for k, v in saved.get("plain", {}).items():
+            setattr(self.scalarizer, k, v)
+        if saved.get("optimizer") is not None:  # FAMO creates its Adam on the first update
+            sc = self.scalarizer
+            sc._optimizer = torch.optim.Adam([sc._w], lr=sc.lr, weight_decay=sc.weight_decay)
+            sc._optimizer.load_state_dict(saved["optimizer"])
