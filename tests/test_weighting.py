@@ -48,6 +48,20 @@ def test_task_grads_rows_are_each_tasks_mean_loss_gradient_and_cached():
     assert step.task_grads() is G
 
 
+def test_batched_route_and_last_layer_slice_give_the_loop_rows():
+    model = Tiny()
+    loop, batched = model.step(), model.step()
+    batched.grad_route = "batched"
+    assert torch.allclose(loop.task_grads(), batched.task_grads(), atol=1e-6)
+    for step in (loop, batched):
+        step.last_layer = [model.theta.bias]
+    assert torch.allclose(loop.task_grads("last_layer"), loop.task_grads()[:, -2:])  # sliced from the full rows
+    own = model.step()
+    own.last_layer = [model.theta.bias]
+    assert torch.allclose(own.task_grads("last_layer"), loop.task_grads()[:, -2:])   # its own backward passes
+    assert "all" not in own._grads
+
+
 @pytest.mark.parametrize("lambdas", [{}, {"aux": 0.25}, {"target": 2.0, "aux": -1.0}])
 def test_fixed_shared_update_is_weighted_sum_and_heads_get_their_weighted_gradient(lambdas):
     model = Tiny()

@@ -205,6 +205,41 @@ def cosine_agreement(p, ctx, optimizer, batch_size: int, steps: int) -> dict:
             "pearson": float(torch.corrcoef(torch.stack([a, b]))[0, 1])}
 
 
+ROUTES = ("loop", "batched", "autogram")
+
+
+def route_time(route: str, k: int, dataset: str, steps: int, warmup: int, device: str, backbone: str) -> dict:
+    """Median seconds to get the Gram matrix ``G G^T`` of one step's task gradients (all an
+    AUX-TS step's cosines need) by ``route``: ``loop`` / ``batched`` (``Step.task_grads``
+    with ``trainer.task_grads``) or torchjd's ``autogram`` engine (its module hooks are
+    installed before the step's forward pass; hence one process per route)."""
+    p, ctx, optimizer, batch_size = prepared_steps(
+        [*STRATEGIES["fixed"], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed", f"device={device}"], AUX_SETS[k])
+    engine = None
+    if route == "autogram":
+        from torchjd.autogram import Engine
+
+        engine = Engine(ctx.model.encoder, batch_dim=None)
+    times = []
+    for i in range(warmup + steps):
+        step = ctx.step(p.target.sample(batch_size, p.gen), p.gen, i)
+        step.grad_route = route
+        sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        if engine is not None:
+            engine.compute_gramian(torch.stack([v.mean() for v in step.losses.values()]))
+        else:
+            G = step.task_grads()
+            G @ G.T
+        sync()
+        times.append(time.perf_counter() - t0)
+        optimizer.zero_grad(set_to_none=True)
+        ctx.strategy.backward(step)
+        optimizer.step()
+    return {"gram_s": statistics.median(times[warmup:])}
+
+
 def _in_subprocess(name: str, k: int, what: str, args: argparse.Namespace) -> dict:
     """One measurement in a fresh process. Memory runs with every tensor-sized block
     mmapped, which slows allocation down too much to time in the same process."""
@@ -236,6 +271,19 @@ def measure_all(args: argparse.Namespace, log) -> list[dict]:
         rows[(k, name)].update(_in_subprocess(name, k, "memory", args))
         rows[(k, name)]["step_s"] = statistics.median(rows[(k, name)]["round_step_s"])
     return list(rows.values())
+
+
+def measure_routes(args: argparse.Namespace, log) -> dict:
+    """Per K, the time to the Gram matrix of the task gradients by each route (8 steps)."""
+    out = {}
+    for k in args.k:
+        row = {}
+        for route in ROUTES:
+            log(f"per-task gradient route {route} with K={k}")
+            row[route] = _in_subprocess(route, k, "route", argparse.Namespace(**{**vars(args), "steps": 8}))["gram_s"]
+        row["fastest"] = min(ROUTES, key=lambda r: row[r])
+        out[f"K={k}"] = row
+    return out
 
 
 def measure_cosines(args: argparse.Namespace, log) -> dict:
@@ -300,11 +348,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", choices=list(STRATEGIES), help="measure these configurations only "
                     "(fixed is always added: the ratios need it)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--what", default="time", choices=["time", "memory", "cosines"], help=argparse.SUPPRESS)
+    ap.add_argument("--what", default="time", choices=["time", "memory", "cosines", "route"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.only and "fixed" not in args.only:
         args.only = ["fixed", *args.only]
     if args.one:
+        if args.what == "route":
+            print(json.dumps(route_time(args.one, args.k[0], args.dataset, args.steps, args.warmup, args.device,
+                                        args.backbone)))
+            return
         print(json.dumps(measure(args.one, args.k[0], args.dataset, args.steps, args.warmup, args.device,
                                 args.backbone, args.what)))
         return
@@ -315,10 +367,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = measure_all(args, console.print)
     summary = summarise(rows)
     cosines = measure_cosines(args, console.print)
+    routes = measure_routes(args, console.print)
     write_json(args.out, {"dataset": args.dataset, "backbone": args.backbone, "steps": args.steps, "warmup": args.warmup,
                           "rounds": args.rounds, "device_name": device_name(args.device),
                           "torch": torch.__version__, "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
-                          "rows": rows, "summary": summary, "last_layer_cosines": cosines})
+                          "rows": rows, "summary": summary, "last_layer_cosines": cosines,
+                          "task_gradient_routes_s": routes})
     table = Table(title=f"step time and peak memory, ratios to fixed ({args.dataset}, {args.backbone})")
     for col in ("K", "strategy", "ms/step", "x fixed", "peak MiB", "x fixed (mem)"):
         table.add_column(col, justify="right")
@@ -337,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
         console.print(f"{k}: last-layer cosines vs exact over {c['pairs']} (step, task) pairs: mean |diff| "
                       f"{c['mean_abs_diff']:.3f}, max {c['max_abs_diff']:.3f}, same sign {c['sign_agreement']:.1%}, "
                       f"Pearson r {c['pearson']:.3f}")
+    for k, r in routes.items():
+        console.print(f"{k}: Gram of the task gradients: " + ", ".join(f"{n} {1000 * r[n]:.0f} ms" for n in ROUTES)
+                      + f"; fastest: {r['fastest']}")
     console.print(f"written to {args.out}")
 
 

@@ -101,7 +101,7 @@ SCHEMA: dict[str, Spec] = {
                                                                                                optional=True),
     "trainer.checkpoint": FLAG, "trainer.progress": FLAG,
     "trainer.sampling": Spec(str, choices=("full", "neighbor")), "trainer.precision": Spec(str, choices=("32", "bf16")),
-    "trainer.sampler": Spec(str, choices=("auto", "pyg", "torch")),
+    "trainer.sampler": Spec(str, choices=("auto", "pyg", "torch")), "trainer.task_grads": Spec(str, choices=("loop", "batched")),
     "trainer.fanout": Spec(int, low=-1, each=True), "trainer.eval_fanout": Spec(int, low=-1, each=True, optional=True),
     # backbone
     "backbone.hidden": _count(), "backbone.num_layers": _count(), "backbone.dropout": Spec(float, 0, 1, high_open=True),

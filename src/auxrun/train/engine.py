@@ -144,7 +144,8 @@ class StepContext:
                 return self.model(x, inputs.x, inputs.graph, inputs.batches)
 
         return Step(losses=losses, shared=self.shared, heads=self.heads, batches=inputs.batches, lookahead=lookahead,
-                    last_layer=self.last_layer, reevaluate=reevaluate)
+                    last_layer=self.last_layer, reevaluate=reevaluate,
+                    grad_route=str(self.trainer.get("task_grads", "loop")))
 
 
 def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:

@@ -83,6 +83,9 @@ class Step:
         reevaluate: ``() -> {task: per-example losses}`` on this step's batches at the
             model's *current* parameters, without a graph and with the step's dropout masks
             (FAMO scores the update with it after the optimiser step).
+        grad_route: how :meth:`task_grads` computes its rows: ``"loop"`` (one backward pass
+            per task) or ``"batched"`` (one backward pass vmapped over the tasks' unit
+            cotangents, ``is_grads_batched``); the same rows, at different speeds per device.
     """
 
     losses: dict[str, Tensor]
@@ -92,6 +95,7 @@ class Step:
     lookahead: Lookahead | None = None
     last_layer: list[nn.Parameter] | None = None
     reevaluate: Callable[[], dict[str, Tensor]] | None = None
+    grad_route: str = "loop"
     _grads: dict[str, Tensor] = field(default_factory=dict, repr=False)
     _cos: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
@@ -126,9 +130,21 @@ class Step:
         if params not in self._grads:
             if params == "last_layer" and "all" in self._grads and self.last_layer is not None:
                 self._grads[params] = self._grads["all"][:, self._last_layer_columns()]
+            elif self.grad_route == "batched":
+                self._grads[params] = self._batched_grads(params)
             else:
                 self._grads[params] = torch.stack([self.grad_of(loss.mean(), params) for loss in self.losses.values()])
         return self._grads[params]
+
+    def _batched_grads(self, params: str) -> Tensor:
+        """The rows of :meth:`task_grads` by one vmapped backward pass."""
+        wrt = self.param_set(params)
+        means = torch.stack([loss.mean() for loss in self.losses.values()])
+        eye = torch.eye(len(means), dtype=means.dtype, device=means.device)
+        grads = torch.autograd.grad(means, wrt, grad_outputs=eye, is_grads_batched=True, retain_graph=True,
+                                    allow_unused=True)
+        return torch.cat([(g if g is not None else p.new_zeros(len(means), *p.shape)).reshape(len(means), -1)
+                          for g, p in zip(grads, wrt)], 1)
 
     def _last_layer_columns(self) -> Tensor:
         """Columns of the last layer's parameters in the flat vector of ``shared``."""
