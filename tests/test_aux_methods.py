@@ -17,6 +17,8 @@ from auxrun.weighting.arml import project_to_simplex
 from auxrun.weighting.auxinash import bargain, preference_gradient
 from auxrun.weighting.base import Lookahead
 
+from quadratic import Quadratic
+
 TASKS = ["target", "a", "b"]
 
 
@@ -330,33 +332,13 @@ def test_auxinash_meta_gradient_matches_finite_differences_of_the_lookahead_loss
 
 # --- AuxiLearn ---------------------------------------------------------------------------
 
-D = 4
-
-
-def spd(seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
-    return q @ torch.diag(torch.linspace(0.5, 1.5, D, dtype=torch.float64)) @ q.T
-
-
-QA = {t: spd(i + 1) for i, t in enumerate(TASKS)}
-QC = {t: torch.randn(D, generator=torch.Generator().manual_seed(10 + i), dtype=torch.float64) for i, t in enumerate(TASKS)}
-QB, QV = spd(7), torch.randn(D, generator=torch.Generator().manual_seed(20), dtype=torch.float64)
-
-
-def quad(theta: torch.Tensor, t: str) -> torch.Tensor:
-    d = theta - QC[t]
-    return 0.5 * d @ QA[t] @ d
-
-
-def outer(theta: torch.Tensor) -> torch.Tensor:
-    d = theta - QV
-    return 0.5 * d @ QB @ d
+Q = Quadratic(TASKS)
+quad, outer = Q.inner, Q.outer
 
 
 def inner_optimum(strategy) -> torch.Tensor:
     """argmin_theta L_0 + g_phi(L_a, L_b), by Newton's method."""
-    theta = torch.zeros(D, dtype=torch.float64)
+    theta = torch.zeros(4, dtype=torch.float64)
 
     def train(th):
         return strategy.combine(torch.stack([quad(th, t) for t in TASKS]))

@@ -66,3 +66,11 @@ def test_targets_are_read_off_the_measured_ratios(auxts_ms, anchor_ms, five, fas
     assert s["auxrun_over_anchor_time"]["auxts"] == pytest.approx(auxts_ms / anchor_ms)
     on_gpu = summarise([_row("fixed", 5, 80, "cuda:0"), _row("auxts", 5, 300, "cuda:0")])["K=5"]
     assert on_gpu["targets"] == {"auxts_at_most_3x_fixed": False}
+
+
+def test_a_paired_ratio_overrides_the_one_from_separate_rounds():
+    rows = [_row("fixed", 5, 80), _row("auxts", 5, 600), _row("anchor_auxts", 5, 700)]
+    pairs = {"K=5": {"auxts/fixed": {"ratio": 4.5}, "auxts/anchor_auxts": {"ratio": 0.6}}}
+    s = summarise(rows, pairs)["K=5"]
+    assert s["targets"] == {"auxts_at_least_1.5x_faster_than_the_authors_route": True, "auxts_at_most_5x_fixed": True}
+    assert s["auxrun_over_anchor_time"]["auxts"] == 0.6 and s["ratios_to_fixed"]["auxts"]["time"] == 7.5

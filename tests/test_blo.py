@@ -10,31 +10,14 @@ from omegaconf import OmegaConf
 from auxrun.weighting import Step, build
 from auxrun.weighting.base import Lookahead
 
+from quadratic import Quadratic
+
 D = 4
 
 
-def spd(seed: int, low: float, high: float) -> torch.Tensor:
-    """A random symmetric matrix with eigenvalues in [low, high]."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(D, D, generator=g, dtype=torch.float64))
-    return q @ torch.diag(torch.linspace(low, high, D, dtype=torch.float64)) @ q.T
-
-
-A = {"target": spd(1, 0.5, 1.5), "aux": spd(2, 0.5, 1.5)}
-C = {t: torch.randn(D, generator=torch.Generator().manual_seed(10 + i), dtype=torch.float64)
-     for i, t in enumerate(A)}
-B, C_VAL = spd(3, 1.0, 2.0), torch.randn(D, generator=torch.Generator().manual_seed(20), dtype=torch.float64)
-
-
-def inner(theta: torch.Tensor, t: str) -> torch.Tensor:
-    """L_i(theta) = 1/2 (theta - c_i)^T A_i (theta - c_i)."""
-    d = theta - C[t]
-    return 0.5 * d @ A[t] @ d
-
-
-def outer(theta: torch.Tensor) -> torch.Tensor:
-    d = theta - C_VAL
-    return 0.5 * d @ B @ d
+Q = Quadratic(["target", "aux"], D)
+A, C, B, C_VAL = Q.A, Q.C, Q.B, Q.v
+inner, outer = Q.inner, Q.outer
 
 
 def optimum(lam: torch.Tensor) -> torch.Tensor:

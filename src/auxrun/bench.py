@@ -153,16 +153,13 @@ class StepPeak:
             self.mib = (self.rss.peak - self.rss.base) / 2**20
 
 
-def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: str, backbone: str = "gcn",
-            what: str = "time") -> dict:
-    """Run ``warmup + steps`` engine steps of one configuration in this process, measuring
-    ``what``: ``time`` (median seconds per step) or ``memory`` (peak MiB beyond the start)."""
+def stepper(name: str, k: int, dataset: str, device: str, backbone: str = "gcn"):
+    """``(prepared, step context, optimiser, one)``: ``one(i)`` runs engine step ``i`` of
+    configuration ``name`` (an anchor's route for the ``anchor_*`` names)."""
     from .train.engine import train_step
 
     p, ctx, optimizer, batch_size = prepared_steps(
         [*STRATEGIES[name], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed", f"device={device}"], AUX_SETS[k])
-    if what == "cosines":
-        return cosine_agreement(p, ctx, optimizer, batch_size, warmup + steps)
     if name in ANCHORS:
         anchor = AnchorStep(name, ctx)
 
@@ -171,6 +168,16 @@ def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: st
     else:
         def one(i: int) -> None:
             train_step(ctx, optimizer, p.target.sample(batch_size, p.gen), p.gen, i)
+    return p, ctx, optimizer, batch_size, one
+
+
+def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: str, backbone: str = "gcn",
+            what: str = "time") -> dict:
+    """Run ``warmup + steps`` engine steps of one configuration in this process, measuring
+    ``what``: ``time`` (median seconds per step) or ``memory`` (peak MiB beyond the start)."""
+    p, ctx, optimizer, batch_size, one = stepper(name, k, dataset, device, backbone)
+    if what == "cosines":
+        return cosine_agreement(p, ctx, optimizer, batch_size, warmup + steps)
     for i in range(warmup):
         one(i)
     times = []
@@ -183,6 +190,33 @@ def measure(name: str, k: int, dataset: str, steps: int, warmup: int, device: st
     if what == "time":
         return {"step_s": statistics.median(times), "device": str(p.device)}
     return {"peak_mib": peak.mib}
+
+
+# (configuration, reference): timed step by step in alternation in one process
+PAIRS = (("auxts", "fixed"), ("auxts_last_layer", "fixed"), ("auxts", "anchor_auxts"),
+         ("auxts_last_layer", "anchor_auxts"), ("selar", "anchor_selar"), ("pcgrad", "anchor_pcgrad"))
+
+
+def measure_pair(name: str, reference: str, k: int, dataset: str, steps: int, warmup: int, device: str,
+                 backbone: str = "gcn") -> dict:
+    """Both configurations built in this process, their steps alternating (the order flips
+    every step), so a slow phase of the machine slows both alike: the median time of each
+    and their ratio, the robust way to read a ratio on a shared machine."""
+    a = stepper(name, k, dataset, device, backbone)
+    b = stepper(reference, k, dataset, device, backbone)
+    sync = torch.cuda.synchronize if a[0].device.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {name: [], reference: []}
+    for i in range(warmup + steps):
+        order = [(name, a[4]), (reference, b[4])]
+        for label, one in (order if i % 2 == 0 else order[::-1]):
+            sync()
+            t0 = time.perf_counter()
+            one(i)
+            sync()
+            if i >= warmup:
+                times[label].append(time.perf_counter() - t0)
+    med = {label: statistics.median(v) for label, v in times.items()}
+    return {"step_s": med[name], "reference_step_s": med[reference], "ratio": med[name] / med[reference]}
 
 
 def cosine_agreement(p, ctx, optimizer, batch_size: int, steps: int) -> dict:
@@ -244,7 +278,8 @@ def _in_subprocess(name: str, k: int, what: str, args: argparse.Namespace) -> di
     """One measurement in a fresh process. Memory runs with every tensor-sized block
     mmapped, which slows allocation down too much to time in the same process."""
     steps, env = (args.steps, {}) if what != "memory" else (3, {"MALLOC_MMAP_THRESHOLD_": "65536"})
-    cmd = [sys.executable, "-m", "auxrun.bench", "--one", name, "--what", what, "--k", str(k),
+    extra = ["--reference", args.reference] if what == "pair" else []
+    cmd = [sys.executable, "-m", "auxrun.bench", "--one", name, *extra, "--what", what, "--k", str(k),
            "--dataset", args.dataset, "--backbone", args.backbone, "--steps", str(steps),
            "--warmup", str(args.warmup), "--device", args.device]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **env})
@@ -273,6 +308,19 @@ def measure_all(args: argparse.Namespace, log) -> list[dict]:
     return list(rows.values())
 
 
+def measure_pairs(args: argparse.Namespace, log) -> dict:
+    """Every pair of :data:`PAIRS` (both measured, or ``--only`` names them), per K."""
+    out: dict = {}
+    for k in args.k:
+        for name, reference in PAIRS:
+            if args.only and not (name in args.only and reference in args.only):
+                continue
+            log(f"paired steps: {name} against {reference} with K={k}")
+            sub = argparse.Namespace(**{**vars(args), "reference": reference})
+            out.setdefault(f"K={k}", {})[f"{name}/{reference}"] = _in_subprocess(name, k, "pair", sub)
+    return out
+
+
 def measure_routes(args: argparse.Namespace, log) -> dict:
     """Per K, the time to the Gram matrix of the task gradients by each route (8 steps)."""
     out = {}
@@ -295,26 +343,36 @@ def measure_cosines(args: argparse.Namespace, log) -> dict:
     return out
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Ratios to ``fixed`` and auxrun/anchor ratios per K, and the targets checked: AUX-TS
-    (its default route) at most 5x ``fixed`` at K = 5 on CPU (3x on a GPU) and at least 1.5x
-    faster than the AUX-TS authors' intended route (``anchor_auxts``); from the AUX-TS issue,
-    ``jvp`` against ``unrolled``."""
+def summarise(rows: list[dict], pairs: dict | None = None) -> dict:
+    """Ratios to ``fixed`` (from the rounds) and auxrun/anchor ratios per K, and the targets
+    checked: AUX-TS (its default route) at most 5x ``fixed`` at K = 5 on CPU (3x on a GPU)
+    and at least 1.5x faster than the AUX-TS authors' intended route (``anchor_auxts``); the
+    same for the opt-in ``cos_params=last_layer``; from the AUX-TS issue, ``jvp`` against
+    ``unrolled``. A ratio comes from the paired measurement (:func:`measure_pair`) where
+    there is one, else from the rounds."""
     out: dict = {}
     for k in sorted({r["k"] for r in rows}):
         by = {r["strategy"]: r for r in rows if r["k"] == k}
+        paired = {key: v["ratio"] for key, v in (pairs or {}).get(f"K={k}", {}).items()}
+
+        def ratio(name: str, reference: str) -> float | None:
+            if f"{name}/{reference}" in paired:
+                return paired[f"{name}/{reference}"]
+            return by[name]["step_s"] / by[reference]["step_s"] if name in by and reference in by else None
+
         fixed = by["fixed"]
         ratios = {n: {"time": r["step_s"] / fixed["step_s"],
                       "memory": r["peak_mib"] / fixed["peak_mib"] if fixed["peak_mib"] > 0 else None}
                   for n, r in by.items()}
-        summary: dict = {"ratios_to_fixed": ratios, "targets": {}}
-        anchored = {n: by[n]["step_s"] / by[a]["step_s"] for n, a in ANCHORED.items() if n in by and a in by}
-        summary["auxrun_over_anchor_time"] = anchored
-        if "auxts" in anchored:
-            summary["targets"]["auxts_at_least_1.5x_faster_than_the_authors_route"] = 1 / anchored["auxts"] >= 1.5
-        if "auxts" in by and k == 5:
-            bound = 3 if str(by["auxts"].get("device", "cpu")).startswith("cuda") else 5
-            summary["targets"][f"auxts_at_most_{bound}x_fixed"] = ratios["auxts"]["time"] <= bound
+        summary: dict = {"ratios_to_fixed": ratios, "paired_ratios": paired, "targets": {}}
+        summary["auxrun_over_anchor_time"] = {n: r for n, a in ANCHORED.items() if (r := ratio(n, a)) is not None}
+        gpu = str(by.get("auxts", fixed).get("device", "cpu")).startswith("cuda")
+        bound = 3 if gpu else 5
+        for name, suffix in (("auxts", ""), ("auxts_last_layer", "_with_last_layer_cosines")):
+            if (r := ratio(name, "anchor_auxts")) is not None:
+                summary["targets"][f"auxts_at_least_1.5x_faster_than_the_authors_route{suffix}"] = 1 / r >= 1.5
+            if k == 5 and (r := ratio(name, "fixed")) is not None:
+                summary["targets"][f"auxts_at_most_{bound}x_fixed{suffix}"] = r <= bound
         if "auxts_jvp" in by and "auxts_unrolled" in by:
             jvp, unrolled = by["auxts_jvp"], by["auxts_unrolled"]
             summary["jvp_speedup_over_unrolled"] = unrolled["step_s"] / jvp["step_s"]
@@ -347,12 +405,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, nargs="*", default=[2, 5])
     ap.add_argument("--only", nargs="*", choices=list(STRATEGIES), help="measure these configurations only "
                     "(fixed is always added: the ratios need it)")
+    ap.add_argument("--keep-rows", action="store_true", help="reuse the per-configuration rows of --out and "
+                    "measure only the paired ratios, the cosine agreement and the gradient routes")
     ap.add_argument("--one", help=argparse.SUPPRESS)
-    ap.add_argument("--what", default="time", choices=["time", "memory", "cosines", "route"], help=argparse.SUPPRESS)
+    ap.add_argument("--what", default="time", choices=["time", "memory", "cosines", "route", "pair"],
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--reference", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.only and "fixed" not in args.only:
         args.only = ["fixed", *args.only]
     if args.one:
+        if args.what == "pair":
+            print(json.dumps(measure_pair(args.one, args.reference, args.k[0], args.dataset, args.steps, args.warmup,
+                                          args.device, args.backbone)))
+            return
         if args.what == "route":
             print(json.dumps(route_time(args.one, args.k[0], args.dataset, args.steps, args.warmup, args.device,
                                         args.backbone)))
@@ -364,14 +430,19 @@ def main(argv: list[str] | None = None) -> None:
     from rich.table import Table
 
     console = Console()
-    rows = measure_all(args, console.print)
-    summary = summarise(rows)
+    if args.keep_rows:
+        with open(args.out) as fh:
+            rows = json.load(fh)["rows"]
+    else:
+        rows = measure_all(args, console.print)
+    pairs = measure_pairs(args, console.print)
+    summary = summarise(rows, pairs)
     cosines = measure_cosines(args, console.print)
     routes = measure_routes(args, console.print)
     write_json(args.out, {"dataset": args.dataset, "backbone": args.backbone, "steps": args.steps, "warmup": args.warmup,
                           "rounds": args.rounds, "device_name": device_name(args.device),
                           "torch": torch.__version__, "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
-                          "rows": rows, "summary": summary, "last_layer_cosines": cosines,
+                          "rows": rows, "pairs": pairs, "summary": summary, "last_layer_cosines": cosines,
                           "task_gradient_routes_s": routes})
     table = Table(title=f"step time and peak memory, ratios to fixed ({args.dataset}, {args.backbone})")
     for col in ("K", "strategy", "ms/step", "x fixed", "peak MiB", "x fixed (mem)"):
@@ -385,6 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     for k, s in summary.items():
         anchors = ", ".join(f"{n} {1 / r:.2f}x faster than {ANCHORED[n]}" for n, r in s["auxrun_over_anchor_time"].items())
         console.print(f"{k}: {anchors or 'no anchors measured'}")
+        for pair, r in s["paired_ratios"].items():
+            console.print(f"  paired, one process: {pair} = {r:.2f}")
         for target, met in s["targets"].items():
             console.print(f"  {target}: {'met' if met else 'MISSED'}")
     for k, c in cosines.items():
