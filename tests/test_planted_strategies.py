@@ -1,6 +1,6 @@
 """Strategies on the planted data with one helpful and one harmful auxiliary task (aux=mixed):
-AUX-TS learns to weight the harmful one clearly lower, and AUX-TS, GCS and RCGrad are not
-worse than `fixed` (averaged over seeds)."""
+AUX-TS and ARML learn to weight the harmful one clearly lower, and AUX-TS, GCS, RCGrad and
+ARML are not worse than `fixed` (averaged over seeds)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def runs(request, tmp_path_factory):
     from hydra import compose, initialize_config_module
 
     root = tmp_path_factory.mktemp("mixed")
-    out: dict[str, list[dict]] = {"fixed": [], "auxts": [], "gcs": [], "rcgrad": []}
+    out: dict[str, list[dict]] = {"fixed": [], "auxts": [], "gcs": [], "rcgrad": [], "arml": []}
     with initialize_config_module("auxrun.conf", version_base="1.3"):
         for weighting in out:
             for seed in SEEDS:
@@ -35,12 +35,13 @@ def runs(request, tmp_path_factory):
     return out
 
 
-def test_auxts_weights_the_harmful_task_clearly_lower(runs):
-    for r in runs["auxts"]:
+@pytest.mark.parametrize("weighting", ["auxts", "arml"])
+def test_the_harmful_task_is_weighted_clearly_lower(runs, weighting):
+    for r in runs[weighting]:
         assert r["weights"]["harmful"] < 0.75 * r["weights"]["helpful"], r["weights"]
 
 
-@pytest.mark.parametrize("weighting", ["auxts", "gcs", "rcgrad"])
+@pytest.mark.parametrize("weighting", ["auxts", "gcs", "rcgrad", "arml"])
 def test_not_worse_than_fixed_when_the_harmful_task_is_present(runs, weighting):
     ours = statistics.mean(r["f1"] for r in runs[weighting])
     fixed = statistics.mean(r["f1"] for r in runs["fixed"])
