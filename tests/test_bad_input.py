@@ -58,6 +58,8 @@ CASES: list[tuple[str, str]] = [
     ("mtl weighting=auxts weighting.folds=0", "weighting.folds=0"),
     ("mtl weighting=selar weighting.hidden=0", "weighting.hidden=0"),
     ("mtl weighting=auxts weighting.activation=relu", "weighting.activation='relu': not allowed"),
+    ("mtl weighting=selar weighting.cos_params=last_layer",
+     "the chosen weighting option has no key 'cos_params'; it belongs to weighting=auxts"),
     ("mtl weighting=auxts weighting.cos_params=some", "weighting.cos_params='some': not allowed; expected one of all, last_layer"),
     ("mtl weighting=scalarize weighting.scalarizer=nope", "weighting.scalarizer='nope': not allowed; expected one of uw"),
     ("mtl weighting=scalarize weighting.scalarizer=stch +weighting.options.mu=0", "weighting.options do not fit torchjd's STCH"),

@@ -156,9 +156,16 @@ def precompose(command: str, args: list[str]) -> None:
             if group in STRICT_GROUPS and rest:
                 from .configs import declared_keys
 
-                if rest in declared_keys(group):  # the key exists; the value brought keys it lacks
+                given = next((x.split("=", 1)[1] for x in overrides if x.split("=", 1)[0].lstrip("+~") == key), "")
+                if given.lstrip().startswith("{"):  # the key exists; the value brought keys it lacks
                     raise AuxrunError(f"{key}: a value with keys {key} does not have; add each with "
                                       f"+{key}.KEY=VALUE (e.g. +weighting.options.mu=0.5)") from None
+                if rest in declared_keys(group):  # a key of other options of the group
+                    from .configs import declaring_options
+
+                    owners = ", ".join(declaring_options(group, rest))
+                    raise AuxrunError(f"unknown key {key}: the chosen {group} option has no key {rest!r}; "
+                                      f"it belongs to {group}={owners} (and options built on them)") from None
                 known = ", ".join(sorted(k for k in declared_keys(group) if "." not in k))
                 raise AuxrunError(f"unknown key {key}: {group} has no key {rest!r}; its keys: {known}") from None
             raise AuxrunError(f"unknown key {key}; `auxrun {command} --cfg job` shows every key") from None

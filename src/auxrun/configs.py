@@ -30,6 +30,19 @@ def _keys(tree: object, prefix: str = "") -> set[str]:
     return out
 
 
+def declaring_options(group: str, key: str) -> list[str]:
+    """The option files of ``group`` that declare ``key`` themselves (not through defaults)."""
+    out = []
+    for f in sorted((CONF_DIR / group).glob("*.yaml")):
+        text = f.read_text()
+        tree = yaml.safe_load(text) or {}
+        if "@package _global_" in text.split("\n", 1)[0]:
+            tree = tree.get(group, {})
+        if key in _keys(tree):
+            out.append(f.stem)
+    return out
+
+
 @cache
 def declared_keys(group: str) -> frozenset[str]:
     """Every dotted key that some option of ``group`` declares under the group (the group's
