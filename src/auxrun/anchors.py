@@ -21,18 +21,11 @@ import copy
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from .weighting.base import Step, flatten
-from .weighting.meta import AuxTS, MetaWeighting
+from .weighting.base import Step
+from .weighting.meta import MetaWeighting
 
 ANCHORS = {"anchor_auxts": ["weighting=auxts"], "anchor_selar": ["weighting=selar"], "anchor_pcgrad": ["weighting=pcgrad"]}
-
-
-def _per_task_grads(losses: dict[str, Tensor], params: list[Tensor]) -> Tensor:
-    """One backward pass per task (the released codes' loop)."""
-    return torch.stack([flatten(torch.autograd.grad(v.mean(), params, retain_graph=True, allow_unused=True), params)
-                        for v in losses.values()])
 
 
 def meta_copy_step(ctx: Any, step: Step, replica: torch.nn.Module) -> None:
@@ -44,12 +37,10 @@ def meta_copy_step(ctx: Any, step: Step, replica: torch.nn.Module) -> None:
     named = dict(replica.named_parameters())
     theta = [named[n] for n in ctx.theta_names]
     losses = la.losses_at(theta)  # the step's forward pass again, on the copy
-    if isinstance(strategy, AuxTS):
-        shared = [named[n] for n in ctx.theta_names if n.startswith("encoder.")]
-        G = _per_task_grads(losses, shared)
-        norms = G.norm(dim=1)
-        step._cos["all"] = (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
-    w = strategy.net(strategy.features(step))
+    # the copy's step: AUX-TS's cosines come from its per-task backward passes (one per task)
+    on_copy = Step(losses=losses, shared=[named[n] for n in ctx.theta_names if n.startswith("encoder.")],
+                   heads={}, batches=step.batches)
+    w = strategy.net(strategy.features(on_copy))
     flat = torch.cat([losses[t] for t in step.tasks])
     scale = torch.cat([flat.new_full((len(losses[t]),), 1.0 / len(losses[t])) for t in step.tasks])
     g = torch.autograd.grad((w * scale * flat).sum(), theta, create_graph=True, allow_unused=True)
@@ -61,13 +52,13 @@ def meta_copy_step(ctx: Any, step: Step, replica: torch.nn.Module) -> None:
         p.grad = gp
     strategy.optimizer.step()
     with torch.no_grad():
-        w = strategy.net(strategy.features(step))
+        w = strategy.net(strategy.features(on_copy))  # the copy's cosines: its weights equal the model's
     step.backward_weighted(dict(zip(step.tasks, w.split([len(step.losses[t]) for t in step.tasks]))))
 
 
 def libmtl_pcgrad_step(step: Step, gen: torch.Generator) -> None:
     """LibMTL's PCGrad for one step: every row projected off every conflicting other row."""
-    G = _per_task_grads(step.losses, step.shared)
+    G = step.task_grads()  # one backward pass per task, as LibMTL's loop
     projected = G.clone()
     n = len(G)
     for i in range(n):

@@ -121,19 +121,26 @@ def prepared_steps(overrides: list[str], aux_tasks: dict):
     return p, ctx, optimizer, int(cfg.trainer.batch_size)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work on ``device`` (call before reading a clock); nothing on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class StepPeak:
     """Peak memory of the steps inside the block beyond the level at its start, in MiB: on
     CUDA ``max_memory_allocated``; on CPU the resident set sampled by :class:`ResidentPeak`
     (``sample=False`` skips the sampler thread, e.g. while timing)."""
 
     def __init__(self, device: torch.device, sample: bool = True) -> None:
+        self.device = device
         self.cuda = device.type == "cuda"
         self.rss = ResidentPeak() if sample and not self.cuda else None
         self.mib: float | None = None
 
     def __enter__(self) -> "StepPeak":
         if self.cuda:
-            torch.cuda.synchronize()
+            synchronize(self.device)
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         elif self.rss is not None:
@@ -142,8 +149,7 @@ class StepPeak:
 
     def sync(self) -> None:
         """Wait for queued GPU work (call before reading a clock)."""
-        if self.cuda:
-            torch.cuda.synchronize()
+        synchronize(self.device)
 
     def __exit__(self, *exc: object) -> None:
         if self.cuda:
@@ -204,15 +210,14 @@ def measure_pair(name: str, reference: str, k: int, dataset: str, steps: int, wa
     and their ratio, the robust way to read a ratio on a shared machine."""
     a = stepper(name, k, dataset, device, backbone)
     b = stepper(reference, k, dataset, device, backbone)
-    sync = torch.cuda.synchronize if a[0].device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {name: [], reference: []}
     for i in range(warmup + steps):
         order = [(name, a[4]), (reference, b[4])]
         for label, one in (order if i % 2 == 0 else order[::-1]):
-            sync()
+            synchronize(a[0].device)
             t0 = time.perf_counter()
             one(i)
-            sync()
+            synchronize(a[0].device)
             if i >= warmup:
                 times[label].append(time.perf_counter() - t0)
     med = {label: statistics.median(v) for label, v in times.items()}
@@ -247,8 +252,7 @@ def route_time(route: str, k: int, dataset: str, steps: int, warmup: int, device
     AUX-TS step's cosines need) by ``route``: ``loop`` / ``batched`` (``Step.task_grads``
     with ``trainer.task_grads``) or torchjd's ``autogram`` engine (its module hooks are
     installed before the step's forward pass; hence one process per route)."""
-    p, ctx, optimizer, batch_size = prepared_steps(
-        [*STRATEGIES["fixed"], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed", f"device={device}"], AUX_SETS[k])
+    p, ctx, optimizer, batch_size, _ = stepper("fixed", k, dataset, device, backbone)
     engine = None
     if route == "autogram":
         from torchjd.autogram import Engine
@@ -258,15 +262,14 @@ def route_time(route: str, k: int, dataset: str, steps: int, warmup: int, device
     for i in range(warmup + steps):
         step = ctx.step(p.target.sample(batch_size, p.gen), p.gen, i)
         step.grad_route = route
-        sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
-        sync()
+        synchronize(p.device)
         t0 = time.perf_counter()
         if engine is not None:
             engine.compute_gramian(torch.stack([v.mean() for v in step.losses.values()]))
         else:
             G = step.task_grads()
             G @ G.T
-        sync()
+        synchronize(p.device)
         times.append(time.perf_counter() - t0)
         optimizer.zero_grad(set_to_none=True)
         ctx.strategy.backward(step)

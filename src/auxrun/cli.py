@@ -150,28 +150,31 @@ def precompose(command: str, args: list[str]) -> None:
     except HydraException as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         unknown = re.match(r"Could not override '([^']+)'", lines[0]) if lines else None
-        if unknown:  # a typo in a key: say which keys there are, not how to add a new one
+        if unknown:
             key = unknown.group(1)
-            group, _, rest = key.partition(".")
-            if group in STRICT_GROUPS and rest:
-                from .configs import declared_keys
-
-                given = next((x.split("=", 1)[1] for x in overrides if x.split("=", 1)[0].lstrip("+~") == key), "")
-                if given.lstrip().startswith("{"):  # the key exists; the value brought keys it lacks
-                    raise AuxrunError(f"{key}: a value with keys {key} does not have; add each with "
-                                      f"+{key}.KEY=VALUE (e.g. +weighting.options.mu=0.5)") from None
-                if rest in declared_keys(group):  # a key of other options of the group
-                    from .configs import declaring_options
-
-                    owners = ", ".join(declaring_options(group, rest))
-                    raise AuxrunError(f"unknown key {key}: the chosen {group} option has no key {rest!r}; "
-                                      f"it belongs to {group}={owners} (and options built on them)") from None
-                known = ", ".join(sorted(k for k in declared_keys(group) if "." not in k))
-                raise AuxrunError(f"unknown key {key}: {group} has no key {rest!r}; its keys: {known}") from None
-            raise AuxrunError(f"unknown key {key}; `auxrun {command} --cfg job` shows every key") from None
+            given = next((x.split("=", 1)[1] for x in overrides if x.split("=", 1)[0].lstrip("+~") == key), "")
+            raise AuxrunError(unknown_key_message(command, key, given)) from None
         raise AuxrunError(" ".join(lines[:2])) from None
     validate(cfg)
     check_folders(cfg)
+
+
+def unknown_key_message(command: str, key: str, given: str) -> str:
+    """One line for an override Hydra could not apply to ``key`` (given the value ``given``):
+    a typo in a key says which keys there are, not how to add a new one."""
+    from .configs import declared_keys, declaring_options
+
+    group, _, rest = key.partition(".")
+    if group not in STRICT_GROUPS or not rest:
+        return f"unknown key {key}; `auxrun {command} --cfg job` shows every key"
+    if given.lstrip().startswith("{"):  # the key exists; the value brought keys it lacks
+        return (f"{key}: a value with keys {key} does not have; add each with +{key}.KEY=VALUE "
+                f"(e.g. +weighting.options.mu=0.5)")
+    if rest in declared_keys(group):  # a key of other options of the group
+        return (f"unknown key {key}: the chosen {group} option has no key {rest!r}; it belongs to "
+                f"{group}={', '.join(declaring_options(group, rest))} (and options built on them)")
+    known = ", ".join(sorted(k for k in declared_keys(group) if "." not in k))
+    return f"unknown key {key}: {group} has no key {rest!r}; its keys: {known}"
 
 
 def _hydra(command: str, args: list[str]) -> None:

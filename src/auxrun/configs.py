@@ -30,28 +30,26 @@ def _keys(tree: object, prefix: str = "") -> set[str]:
     return out
 
 
-def declaring_options(group: str, key: str) -> list[str]:
-    """The option files of ``group`` that declare ``key`` themselves (not through defaults)."""
-    out = []
+@cache
+def option_keys(group: str) -> dict[str, frozenset[str]]:
+    """Per option file of ``group`` (private ``_*`` files included), the dotted keys it
+    declares itself under the group (not through its defaults list; the group's subtree of
+    files that use ``# @package _global_``)."""
+    out = {}
     for f in sorted((CONF_DIR / group).glob("*.yaml")):
         text = f.read_text()
         tree = yaml.safe_load(text) or {}
         if "@package _global_" in text.split("\n", 1)[0]:
             tree = tree.get(group, {})
-        if key in _keys(tree):
-            out.append(f.stem)
+        out[f.stem] = frozenset(k for k in _keys(tree) if k != "defaults" and not k.startswith("defaults."))
     return out
 
 
-@cache
+def declaring_options(group: str, key: str) -> list[str]:
+    """The option files of ``group`` that declare ``key`` themselves (not through defaults)."""
+    return [name for name, keys in option_keys(group).items() if key in keys]
+
+
 def declared_keys(group: str) -> frozenset[str]:
-    """Every dotted key that some option of ``group`` declares under the group (the group's
-    subtree of files that use ``# @package _global_``), private ``_*`` files included."""
-    keys: set[str] = set()
-    for f in (CONF_DIR / group).glob("*.yaml"):
-        text = f.read_text()
-        tree = yaml.safe_load(text) or {}
-        if "@package _global_" in text.split("\n", 1)[0]:
-            tree = tree.get(group, {})
-        keys |= {k for k in _keys(tree) if k != "defaults" and not k.startswith("defaults.")}
-    return frozenset(keys)
+    """Every dotted key that some option of ``group`` declares under the group."""
+    return frozenset().union(*option_keys(group).values())

@@ -116,6 +116,7 @@ class StepContext:
         self.shared = [p for p in model.encoder.parameters() if p.requires_grad]
         last = getattr(model.encoder, "last_layer", None)
         self.last_layer = [p for p in last() if p.requires_grad] if last is not None else None
+        self.grad_route = str(trainer.get("task_grads", "loop"))
         self.heads = {name: [p for p in t.parameters() if p.requires_grad] for name, t in model.tasks.items()}
         self.theta_names = lookahead_names(model)
         self.device = next(model.parameters()).device
@@ -145,7 +146,7 @@ class StepContext:
 
         return Step(losses=losses, shared=self.shared, heads=self.heads, batches=inputs.batches, lookahead=lookahead,
                     last_layer=self.last_layer, reevaluate=reevaluate,
-                    grad_route=str(self.trainer.get("task_grads", "loop")))
+                    grad_route=self.grad_route)
 
 
 def _select_score(metrics: dict[str, float], task: TargetTask | None) -> float:

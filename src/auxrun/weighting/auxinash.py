@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import AuxrunError
-from .base import TARGET, Diagnostics, Step, Weighting, diagnostics
+from .base import Diagnostics, Step, Weighting, diagnostics, flatten
 
 MIN_PREFERENCE = 1e-3
 
@@ -87,19 +87,11 @@ class AuxiNash(Weighting):
 
     def meta_gradient(self, step: Step, G: Tensor, alpha: Tensor) -> Tensor:
         """``dM/dalpha`` (module docstring): one forward and backward at ``theta'``."""
-        la = step.lookahead
-        if la is None:
-            raise RuntimeError(f"{self.name} needs the engine's look-ahead closures")
+        theta1, head_grads = step.lookahead_point((alpha.to(G.dtype) @ G).detach(), self.step_size, float(alpha[0]))
+        theta1 = [t.requires_grad_() for t in theta1]
+        grads = torch.autograd.grad(step.lookahead.meta_loss_at(theta1), theta1, allow_unused=True)
         n = len(step.shared)
-        head = la.params[n:]
-        head_grads = torch.autograd.grad(step.losses[TARGET].mean(), head, retain_graph=True, allow_unused=True)
-        update = (alpha.to(G.dtype) @ G).split([p.numel() for p in step.shared])
-        theta1 = [(p.detach() - self.step_size * u.view_as(p)).requires_grad_() for p, u in zip(la.params[:n], update)]
-        a0 = float(alpha[0])
-        head1 = [(p.detach() - self.step_size * a0 * (g if g is not None else 0)).requires_grad_()
-                 for p, g in zip(head, head_grads)]
-        grads = torch.autograd.grad(la.meta_loss_at([*theta1, *head1]), [*theta1, *head1], allow_unused=True)
-        h = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads[:n], theta1)])
+        h = flatten(grads[:n], theta1[:n])
         d_alpha = -self.step_size * (G @ h)
         head_term = sum(((g * hg).sum() for g, hg in zip(grads[n:], head_grads) if g is not None and hg is not None),
                         torch.zeros((), dtype=G.dtype, device=G.device))

@@ -166,13 +166,35 @@ class Step:
             self._cos[params] = (G[1:] @ G[0]) / (norms[1:] * norms[0]).clamp_min(1e-12)
         return self._cos[params]
 
-    def objective_weights(self, objective: Callable[[Tensor], Tensor]) -> Tensor:
-        """``dS/dL_i`` at this step's mean losses ``L`` for a scalar ``S(L)``: the weight with
-        which task ``i``'s gradient enters ``grad S(L(theta)) = sum_i dS/dL_i g_i``."""
+    def objective_gradients(self, objective: Callable[[Tensor], Tensor], params: Iterable[Tensor] = ()
+                            ) -> tuple[Tensor, list[Tensor | None]]:
+        """For a scalar ``S(L)`` of this step's mean losses ``L``, from one call of it: ``dS/dL``
+        (the weight with which task ``i``'s gradient enters ``grad S(L(theta)) = sum_i dS/dL_i
+        g_i``) and ``dS/dp`` for each of ``params`` (``None`` where ``S`` does not use one)."""
         means = torch.stack([loss.detach().mean() for loss in self.losses.values()]).requires_grad_()
+        params = list(params)
         with torch.enable_grad():
-            (grad,) = torch.autograd.grad(objective(means), means)
-        return grad
+            grads = torch.autograd.grad(objective(means), [means, *params], allow_unused=True)
+        weights = grads[0] if grads[0] is not None else torch.zeros_like(means)
+        return weights.detach(), list(grads[1:])
+
+    def lookahead_point(self, update: Tensor, step_size: float, head_scale: Tensor | float = 1.0
+                        ) -> tuple[list[Tensor], tuple[Tensor | None, ...]]:
+        """The look-ahead parameters ``theta' = theta - eta d``: ``d`` = the flat ``update`` on
+        the shared parameters (its graph kept) and ``head_scale * grad L_0`` on the target head
+        (``eta = step_size``); returns ``theta'`` and the target head's gradients."""
+        la = self.lookahead
+        if la is None:
+            raise RuntimeError("the strategy needs the engine's look-ahead closures")
+        n = len(self.shared)
+        assert all(p is q for p, q in zip(la.params[:n], self.shared)), "look-ahead params start with shared"
+        head = la.params[n:]
+        head_grads = torch.autograd.grad(self.losses[TARGET].mean(), head, retain_graph=True, allow_unused=True)
+        parts = update.split([p.numel() for p in self.shared])
+        theta1 = [p.detach() - step_size * u.view_as(p) for p, u in zip(self.shared, parts)]
+        theta1 += [p.detach() - step_size * head_scale * (g if g is not None else torch.zeros_like(p))
+                   for p, g in zip(head, head_grads)]
+        return theta1, head_grads
 
     def set_shared_grad(self, flat: Tensor) -> None:
         """Write the flat update direction into ``.grad`` of the shared parameters."""
@@ -290,15 +312,11 @@ class ObjectiveWeighting(Weighting):
         """Update the strategy's own parameters (their ``.grad`` holds ``dS/dparam``)."""
 
     def backward(self, step: Step) -> Diagnostics:
-        means = torch.stack([loss.detach().mean() for loss in step.losses.values()]).requires_grad_()
         own = [p for p in self.parameters() if p.requires_grad]
-        for p in own:
-            p.grad = None
-        with torch.enable_grad():
-            grads = torch.autograd.grad(self.objective(means), [means, *own], allow_unused=True)
-        for p, g in zip(own, grads[1:]):
+        dS_dL, grads = step.objective_gradients(self.objective, own)
+        for p, g in zip(own, grads):
             p.grad = g
-        w = dict(zip(step.tasks, grads[0].detach()))
+        w = dict(zip(step.tasks, dS_dL))
         step.backward_weighted(w)
         self.learn(step)
         return diagnostics(step, w)

@@ -40,10 +40,6 @@ from .base import Diagnostics, Lookahead, LossWeighting, Step, diagnostics
 from .rcgrad import RCGrad
 
 
-def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
-    return sum((x * y).sum() for x, y in zip(a, b))
-
-
 class Implicit(LossWeighting):
     """Shared machinery of ``blo`` and ``auxilearn``: an inner objective
     ``L_train(theta, phi)`` (:meth:`train_objective`) whose parameters ``phi`` are learned
@@ -128,7 +124,7 @@ class Implicit(LossWeighting):
 
     def weights(self, step: Step) -> dict[str, Tensor]:
         self.adapt(step)
-        return dict(zip(step.tasks, step.objective_weights(self.combine).detach()))
+        return dict(zip(step.tasks, step.objective_gradients(self.combine)[0]))
 
 
 class BLO(Implicit):

@@ -38,7 +38,6 @@ class MetaBalance(Weighting):
         if self.mode not in MODES:
             raise AuxrunError(f"weighting.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         self.relax, self.beta = float(cfg.relax), float(cfg.beta)
-        self.tasks = list(tasks)
         self.m: Tensor | None = None  # (tasks, tensors), from the first step
 
     def tensor_norms(self, step: Step, G: Tensor) -> Tensor:

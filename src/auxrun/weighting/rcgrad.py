@@ -66,19 +66,8 @@ class RCGrad(GradientCombination):
 
     def meta_loss(self, step: Step, g0: Tensor, A: Tensor, w: Tensor) -> Tensor:
         """``M(w)``: the target loss on the held-out batch after one step along the update."""
-        la = step.lookahead
-        assert la is not None
-        n = len(step.shared)
-        assert all(p is q for p, q in zip(la.params[:n], step.shared)), "look-ahead params start with shared"
-        head = la.params[n:]
-        head_grads = torch.autograd.grad(step.losses[TARGET].mean(), head, retain_graph=True, allow_unused=True)
-        update = g0 + self.scales(g0, A, w) @ A
-        theta1, offset = [], 0
-        for p in la.params[:n]:
-            theta1.append(p.detach() - self.step_size * update[offset: offset + p.numel()].view_as(p))
-            offset += p.numel()
-        theta1 += [p.detach() - self.step_size * (g if g is not None else 0) for p, g in zip(head, head_grads)]
-        return la.meta_loss_at(theta1)
+        theta1, _ = step.lookahead_point(g0 + self.scales(g0, A, w) @ A, self.step_size)
+        return step.lookahead.meta_loss_at(theta1)
 
     def meta_gradient(self, step: Step, g0: Tensor, A: Tensor) -> Tensor:
         w = self.w.detach().to(A.dtype).clone().requires_grad_()

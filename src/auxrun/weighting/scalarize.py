@@ -59,11 +59,9 @@ class Scalarize(ObjectiveWeighting):
             self.scalarizer = getattr(scalarization, SCALARIZERS[key])(*args, **options)
         except (TypeError, ValueError) as exc:
             raise AuxrunError(f"weighting.options do not fit torchjd's {SCALARIZERS[key]}: {exc}") from None
+        # FAMO steps its logits itself (update); S detaches them, so they get no gradient from it
         self.optimizer = (torch.optim.Adam(self.scalarizer.parameters(), lr=float(cfg.lr))
                           if key in LEARNED else None)
-        if key == "famo":  # FAMO steps its logits itself (update); they get no gradient from S
-            for p in self.scalarizer.parameters():
-                p.requires_grad_(False)
 
     def objective(self, losses: Tensor) -> Tensor:
         return self.scalarizer(losses)
@@ -77,12 +75,7 @@ class Scalarize(ObjectiveWeighting):
         if self.kind == "famo":
             assert step.reevaluate is not None, "famo needs the engine's re-evaluation closure"
             after = step.reevaluate()
-            with torch.enable_grad():
-                for p in self.scalarizer.parameters():
-                    p.requires_grad_(True)
-                self.scalarizer.update(torch.stack([after[t].mean() for t in step.tasks]))
-                for p in self.scalarizer.parameters():
-                    p.requires_grad_(False)
+            self.scalarizer.update(torch.stack([after[t].mean() for t in step.tasks]))
 
     def end_epoch(self) -> None:
         if self.kind == "dwa":
