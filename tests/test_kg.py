@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -135,41 +134,6 @@ def test_movielens_errors(tmp_path):
     (tmp_path / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\n1\t1\tgood\n")
     with pytest.raises(AuxrunError, match="not numbers"):
         load(ml_cfg(tmp_path), seed=0)
-
-
-def kgnn_cfg(name: str, folder, **kw):
-    base = OmegaConf.load(f"conf/dataset/{name}.yaml").dataset
-    return OmegaConf.merge(base, {"data_dir": str(folder), **kw})
-
-
-@pytest.mark.parametrize("fmt", ["txt", "npy"])
-def test_kgnn_ls_loader_on_tiny_files(tmp_path, fmt):
-    ratings = np.array([[0, 0, 1], [0, 1, 0], [1, 1, 1], [1, 2, 0], [2, 2, 1], [2, 0, 0], [0, 2, 1], [1, 0, 0]])
-    # entities 0..2 are the items; 3 and 4 other entities; relation 0 = genre, 1 = r1
-    kg = np.array([[0, 0, 3], [1, 0, 3], [2, 1, 4], [0, 1, 4]])
-    for name, arr in (("ratings_final", ratings), ("kg_final", kg)):
-        if fmt == "npy":
-            np.save(tmp_path / f"{name}.npy", arr)
-        else:
-            (tmp_path / f"{name}.txt").write_text("\n".join("\t".join(map(str, r)) for r in arr) + "\n")
-    data = load(kgnn_cfg("lastfm", tmp_path, relation_names={"genre": 0}), seed=0)
-    assert {t: data.num_nodes(t) for t in data.node_types} == {"user": 3, "item": 3, "entity": 2}
-    assert all_pairs(data, True) == {(0, 0), (1, 1), (2, 2), (0, 2)}
-    assert all_pairs(data, False) == {(0, 1), (1, 2), (2, 0), (1, 0)}
-    assert ("item", "genre", "entity") in data.edge_index and ("item", "r1", "entity") in data.edge_index
-    pairs, counts, _, _ = metapath_counts(data, "item-genre-item")
-    assert as_set(pairs) == {(0, 1), (1, 0)}
-
-
-def test_kgnn_ls_missing_files_name_them_and_the_offline_alternative(tmp_path):
-    with pytest.raises(AuxrunError) as err:
-        load(kgnn_cfg("bookcrossing", tmp_path), seed=0)
-    msg = str(err.value)
-    assert "ratings_final.txt" in msg and "kg_final.txt" in msg and "RippleNet" in msg and "dataset=movielens" in msg
-    (tmp_path / "ratings_final.txt").write_text("0 0 2\n")
-    (tmp_path / "kg_final.txt").write_text("0 0 1\n")
-    with pytest.raises(AuxrunError, match="0/1 label"):
-        load(kgnn_cfg("bookcrossing", tmp_path), seed=0)
 
 
 def kg_graph() -> GraphData:

@@ -41,6 +41,51 @@ class KGRelation:
     edges: Tensor
 
 
+def implicit_pairs(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, num_items: int, threshold: float,
+                   neg_ratio: float, rng: np.random.Generator | np.random.RandomState,
+                   candidates: str = "sorted") -> tuple[Tensor, Tensor]:
+    """KGNN-LS's implicit feedback from explicit ``ratings`` of ``(users, items)`` (indices).
+
+    Positives: ``rating >= threshold``. Then, user by user in increasing index, ``k =
+    round(neg_ratio * #positives)`` negatives are drawn without replacement by
+    ``rng.choice(free, k, replace=False)`` from ``free``, the items the user never rated (all
+    of them when there are fewer than ``k``), listed
+
+    * ``candidates="sorted"``: in increasing order;
+    * ``candidates="script"``: as KGNN-LS's and RippleNet's ``preprocess.py`` lists them,
+      ``list(set(range(num_items)) - positives)`` less the items rated below the threshold,
+      in CPython's iteration order of that set (increasing, except for sets much smaller than
+      the item range, whose hash table wraps around).
+
+    With ``np.random.RandomState(555)``, ``candidates="script"`` and users indexed in the order
+    of their first positive, this is exactly the draw of their script (NumPy's legacy
+    ``choice`` without replacement is ``permutation(len(free))[:k]``). Users without a
+    positive get no pairs. Returns pairs (2, n), positives in input order then each user's
+    negatives, and 0/1 labels (n,).
+    """
+    pos = ratings >= threshold
+    us, its, labels = [users[pos]], [items[pos]], [np.ones(int(pos.sum()))]
+    everything = set(range(num_items)) if candidates == "script" else None
+    if len(users):
+        order = np.argsort(users, kind="stable")
+        bounds = np.searchsorted(users[order], np.arange(users.max() + 2))
+        n_pos = np.bincount(users[pos], minlength=users.max() + 1)
+        for u in np.flatnonzero(n_pos):
+            mine = order[bounds[u]:bounds[u + 1]]
+            if everything is None:
+                free = np.setdiff1d(np.arange(num_items), items[mine])
+            else:
+                unwatched = everything - set(items[mine][pos[mine]].tolist())
+                unwatched -= set(items[mine][~pos[mine]].tolist())
+                free = np.fromiter(unwatched, dtype=np.int64, count=len(unwatched))
+            k = min(len(free), int(round(neg_ratio * n_pos[u])))
+            us.append(np.full(k, u))
+            its.append(rng.choice(free, size=k, replace=False))
+            labels.append(np.zeros(k))
+    pairs = torch.from_numpy(np.stack([np.concatenate(us), np.concatenate(its)]).astype(np.int64))
+    return pairs, torch.from_numpy(np.concatenate(labels)).float()
+
+
 def kg_relations(triples: pd.DataFrame, item_of: dict, min_items: int) -> tuple[int, list[KGRelation]]:
     """Typed relations from KG ``triples`` (columns ``h``, ``r``, ``t``: entity keys and the
     relation name). ``item_of`` maps the entity keys that are items to item indices; every

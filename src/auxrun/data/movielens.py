@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint, progress
 from .graph import GraphData, NodeLabels
-from .kg import build_kg_graph, kg_relations, one_hot
+from .kg import build_kg_graph, implicit_pairs, kg_relations, one_hot
 
 log = logging.getLogger(__name__)
 VERSION = 2  # bump when the graph built from the same files changes
@@ -74,28 +74,6 @@ def _column(df: pd.DataFrame, name: str, path: str) -> pd.Series:
     if name not in df.columns:
         raise AuxrunError(f"{path}: column {name!r} missing (columns: {', '.join(df.columns)})")
     return df[name]
-
-
-def implicit_pairs(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, num_items: int, threshold: float,
-                   neg_ratio: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """KGNN-LS's implicit feedback: positives ``rating >= threshold``; per user
-    ``round(neg_ratio * #positives)`` negatives drawn without replacement from the items the
-    user never rated (all of them when there are fewer). Returns pairs (2, n) and labels."""
-    rng = np.random.default_rng(seed)
-    pos = ratings >= threshold
-    us, its, labels = [users[pos]], [items[pos]], [np.ones(int(pos.sum()))]
-    order = np.argsort(users, kind="stable")
-    bounds = np.searchsorted(users[order], np.arange(users.max() + 2))
-    n_pos = np.bincount(users[pos], minlength=users.max() + 1)
-    for u in np.flatnonzero(n_pos):
-        rated = items[order[bounds[u]:bounds[u + 1]]]
-        free = np.setdiff1d(np.arange(num_items), rated)
-        k = min(len(free), int(round(neg_ratio * n_pos[u])))
-        us.append(np.full(k, u))
-        its.append(rng.choice(free, size=k, replace=False))
-        labels.append(np.zeros(k))
-    pairs = torch.from_numpy(np.stack([np.concatenate(us), np.concatenate(its)]).astype(np.int64))
-    return pairs, torch.from_numpy(np.concatenate(labels)).float()
 
 
 def _user_features(users: pd.DataFrame, index: dict[str, int]) -> torch.Tensor:
@@ -157,7 +135,7 @@ def _build(cfg: DictConfig, seed: int, paths: dict[str, Path], key: str, cache_d
         item_index = {t: i for i, t in enumerate(item_ids)}
         pairs, labels = implicit_pairs(u_raw.map(user_index).to_numpy(), i_raw.map(item_index).to_numpy(), ratings,
                                        len(item_ids), float(cfg.positive_rating), float(cfg.negatives_per_positive),
-                                       int(cfg.graph_seed))
+                                       np.random.default_rng(int(cfg.graph_seed)))
         advance("implicit feedback")
         link = link[_column(link, "item_id", "ml-100k.link").isin(item_index)]
         item_of = dict(zip(_column(link, "entity_id", "ml-100k.link"), link.item_id.map(item_index)))

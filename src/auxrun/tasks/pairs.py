@@ -120,18 +120,35 @@ def parse_relation(data: GraphData, text: str) -> EdgeType:
 
 
 def resolve_relation(data: GraphData, token: str) -> EdgeType | None:
-    """The relation a meta-path token names: an alias (``director``), a relation's name or a
-    suffix of it after a dot (``genre`` -> ``film.film.genre``). ``None`` if it names none;
-    an error if it names several."""
-    name = data.aliases.get(token, token)
-    rels = [e for e in (*data.edge_index, *data.heldout) if not e[1].startswith("rev_")]
-    exact = [e for e in rels if e[1] == name]
-    hits = exact or [e for e in rels if e[1].endswith("." + name)]
-    hits = list(dict.fromkeys(hits))
-    if len(hits) > 1:
-        raise AuxrunError(f"meta-path token {token!r} matches several relations: "
-                          f"{', '.join('-'.join(h) for h in hits)}; use a longer name")
-    return hits[0] if hits else None
+    """The relation a meta-path token names, by the first rule that names any: the relation's
+    own name; an alias (``director`` -> ``film.film.directed_by``); a suffix after a dot
+    (``genre`` -> ``film.film.genre``); a run of the name's words, words being what dots and
+    underscores separate (``appearing.in.film`` ->
+    ``film.person_or_entity_appearing_in_film.film``). ``None`` if none names one; an error
+    naming the candidates if a rule names several."""
+    rels = list(dict.fromkeys(e for e in (*data.edge_index, *data.heldout) if not e[1].startswith("rev_")))
+    alias = data.aliases.get(token)
+    wanted = _words(token)
+    rules = (lambda name: name == token, lambda name: alias is not None and name == alias,
+             lambda name: name.endswith("." + token), lambda name: _holds(_words(name), wanted))
+    for rule in rules:
+        hits = [e for e in rels if rule(e[1])]
+        if len(hits) > 1:
+            raise AuxrunError(f"meta-path token {token!r} matches several relations: "
+                              f"{', '.join('-'.join(h) for h in hits)}; use a longer name or a "
+                              "dataset.relation_aliases entry")
+        if hits:
+            return hits[0]
+    return None
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in name.replace("_", ".").split(".") if w]
+
+
+def _holds(words: list[str], run: list[str]) -> bool:
+    """``run`` occurs in ``words`` as consecutive words."""
+    return bool(run) and any(words[i:i + len(run)] == run for i in range(len(words) - len(run) + 1))
 
 
 def metapath_steps(data: GraphData, path: str) -> list[tuple[str, str, Tensor]]:
