@@ -56,9 +56,11 @@ def _job(cfg: DictConfig) -> None:
 
     from hydra.types import RunMode
 
+    from .threads import configure
     from .train.resume import Interrupted
 
     try:
+        configure(cfg.get("threads", "auto"))
         result = run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except AuxrunError as exc:
         err.print(f"[bold red]error:[/] {exc}")

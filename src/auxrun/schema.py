@@ -41,6 +41,7 @@ class Spec:
     choices: tuple[Any, ...] = ()
     optional: bool = False
     each: bool = False
+    words: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.choices:
@@ -52,12 +53,15 @@ class Spec:
             elif self.low is not None:
                 text += f" {'>' if self.low_open else '>='} {self.low:g}"
         text = f"a list of {text.replace('an integer', 'integers').replace('a number', 'numbers')}" if self.each else text
+        text += "".join(f" or {w}" for w in self.words)
         return text + (" (or null)" if self.optional else "")
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` does not fit, or ``None``."""
         if value is None:
             return None if self.optional else "null is not allowed"
+        if isinstance(value, str) and value in self.words:
+            return None
         if self.each:
             if not isinstance(value, (list, tuple)) or not value:
                 return "not a non-empty list"
@@ -93,7 +97,7 @@ FLAG = Spec(bool)
 SCHEMA: dict[str, Spec] = {
     "seed": _count(0),
     "rerun": FLAG,
-    "device": Spec(str),
+    "device": Spec(str), "threads": Spec(int, low=1, words=("auto",)),
     # trainer
     "trainer.max_epochs": _count(), "trainer.patience": _count(0), "trainer.batch_size": _count(),
     "trainer.aux_batch_size": _count(), "trainer.eval_batch_size": _count(), "trainer.pretrain_steps_per_epoch": _count(),
@@ -123,7 +127,10 @@ SCHEMA: dict[str, Spec] = {
     "dataset.link_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True), "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
     "dataset.num_*": _count(), "dataset.feat_dim": _count(), "dataset.*_degree": _count(), "dataset.item_tags": _count(),
     "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
-    "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": _count(0), "dataset.trust_pickle": FLAG,
+    "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": _count(0), "dataset.negative_seed": _count(0),
+    "dataset.kg_min_items": _count(), "dataset.download": FLAG, "dataset.relation_names.*": _count(0),
+    "dataset.split": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
+    "dataset.published.positive_rating": Spec(float), "dataset.published.quoted": FLAG, "dataset.trust_pickle": FLAG,
     "dataset.target": Spec(str, choices=("node", "link")),
     "dataset.author_transform": Spec(str, choices=("rotation", "identity")),
     # zero-shot transfer

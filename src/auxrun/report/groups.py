@@ -2,8 +2,8 @@
 
 Two runs belong to the same group, and may be averaged over their seeds, only when their
 whole resolved configs agree once the seed and the keys that do not change results are
-removed (:data:`NON_RESULT_KEYS`: output paths, progress bars, live-curve loggers,
-checkpointing, ``rerun``, Hydra's own settings). The remaining keys fall into three parts:
+removed (:data:`NON_RESULT_KEYS`: output and data paths, progress bars, live-curve loggers,
+checkpointing, ``rerun``, thread counts, Hydra's own settings). The remaining keys fall into three parts:
 
 * **column** (:data:`COLUMN_PREFIXES`): the scheme (``command``) and the encoder it starts
   from (``pretrained``, finetune and zeroshot), the dataset, the backbone and, for zero-shot
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # Keys (or prefixes ending in ".") that never change a run's numbers.
-NON_RESULT_KEYS = ("seed", "rerun", "paths.", "hydra.", "logger.", "trainer.progress", "trainer.checkpoint")
+NON_RESULT_KEYS = ("seed", "rerun", "threads", "paths.", "hydra.", "logger.", "trainer.progress", "trainer.checkpoint",
+                   "dataset.data_dir", "dataset.download", "dataset.published_stats")
 COLUMN_PREFIXES = ("command", "pretrained", "dataset.", "backbone.", "zeroshot.")
 STRATEGY_PREFIXES = ("weighting.", "aux.", "transfer.")
 TARGET_READS = ("aux.head_dim",)  # aux keys the target task reads: settings, not strategy

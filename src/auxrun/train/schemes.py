@@ -181,7 +181,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
         "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
         "primary_metric": target.primary_metric if target else None,
         "higher_is_better": target.higher_is_better if target else None,
-        "device": str(p.device), "data_schema": schema, "data_info": data.info, **p.extra,
+        "device": str(p.device), "threads": torch.get_num_threads(), "data_schema": schema, "data_info": data.info,
+        **p.extra,
         "config": config,
     }
     try:

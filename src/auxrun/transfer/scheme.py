@@ -294,7 +294,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     base = {"command": "zeroshot", "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
             "aux": "none", "weighting": method.name, "transfer": method.name, "seed": int(cfg.seed),
             "source": zs.source, "target": zs.target, "primary_metric": PRIMARY, "higher_is_better": True,
-            "device": str(p.device), "data_schema": zs.graph.schema(),
+            "device": str(p.device), "threads": torch.get_num_threads(), "data_schema": zs.graph.schema(),
             "data_info": {**zs.graph.info, "zeroshot": zs.info()}, "config": config,
             **({"pretrained": p.pretrained} if p.pretrained else {})}
     try:
