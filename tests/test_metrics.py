@@ -101,3 +101,17 @@ def test_ranking_without_ties_and_rows_without_relevant_items():
     out = ranking_metrics(scores, relevant, exclude, k=2)
     assert out[0].tolist() == pytest.approx([1.0, 0.0])
     assert out[1].tolist() == pytest.approx([1 / (1 + 1 / math.log2(3)), 0.0])
+
+
+def test_rows_with_and_without_ties_in_one_call_match_each_row_alone():
+    """Untied rows take the top-k shortcut, tied rows the full comparison; mixing them in one
+    matrix changes no row's result."""
+    from auxrun.tasks.metrics import ranking_metrics
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.cat([torch.randn(5, 12, generator=g), torch.randint(0, 3, (5, 12), generator=g).double()])
+    relevant = torch.rand(10, 12, generator=g) < 0.3
+    exclude = (torch.rand(10, 12, generator=g) < 0.3) & ~relevant
+    together = ranking_metrics(scores, relevant, exclude, k=4)
+    alone = torch.cat([ranking_metrics(scores[i:i + 1], relevant[i:i + 1], exclude[i:i + 1], k=4) for i in range(10)], 1)
+    assert torch.allclose(together, alone, atol=1e-12)

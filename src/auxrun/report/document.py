@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import __version__
 from ..io import write_text
 from .compare import Comparison
-from .render import render, render_grid, stats_grid, table_grid
+from .render import render_grid, stats_grid, table_grid
 
 # Figure sections: the stem prefix of write_figures' files, a heading, and what they show.
 SECTIONS = [

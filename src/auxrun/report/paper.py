@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
-from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison, cell_text
+from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison
 from .marks import cell_texts, secondary_texts
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}

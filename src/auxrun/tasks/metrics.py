@@ -80,10 +80,7 @@ def ranking_metrics(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 
     rr = torch.where(has, rr, torch.zeros_like(rr))
 
     k = min(k, scores.shape[1])
-    top = masked.topk(k, dim=1).values  # (rows, k): the score at each of the first k positions
-    same = masked[:, None, :] == top[:, :, None]  # (rows, k, items): the tie group of each position
-    m = (same & kept[:, None, :]).sum(-1).double()
-    q = (same & relevant[:, None, :]).sum(-1).double()
+    m, q = _top_tie_groups(masked, relevant, k)
     at_position = torch.arange(k, device=scores.device)[None, :] < kept.sum(1, keepdim=True)
     expected_rel = torch.where(at_position, q / m.clamp_min(1), torch.zeros_like(q))
     discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.double, device=scores.device))
@@ -92,6 +89,26 @@ def ranking_metrics(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 
     idcg = torch.cumsum(discount, 0)[(n_rel - 1).clamp(min=0)]
     ndcg = torch.where(has, dcg / idcg, torch.zeros_like(dcg))
     return torch.stack([rr, ndcg])
+
+
+def _top_tie_groups(masked: Tensor, relevant: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """For each of the first ``k`` positions of each row's ranking of ``masked`` (removed
+    items at ``-inf``): the size ``m`` of the tie group holding that position and the number
+    ``q`` of relevant items in it, both ``(rows, k)``.
+
+    A row whose first ``k + 1`` scores are all different (model scores almost always) has
+    groups of one: ``m = 1`` and ``q`` = whether the item there is relevant. Rows with a tie
+    compare every item with the ``k`` top scores, ``(rows, k, items)``."""
+    vals, idx = masked.topk(min(k + 1, masked.shape[1]), dim=1)
+    m = torch.ones(masked.shape[0], k, dtype=torch.double, device=masked.device)
+    q = relevant.gather(1, idx[:, :k]).double()
+    tied = (vals[:, 1:] == vals[:, :-1]).any(1)
+    if tied.any():
+        rows = tied.nonzero().squeeze(1)
+        same = masked[rows, None, :] == vals[rows, :k, None]  # (tied rows, k, items): each position's group
+        m[rows] = (same & (masked[rows] > float("-inf"))[:, None, :]).sum(-1).double()
+        q[rows] = (same & relevant[rows, None, :]).sum(-1).double()
+    return m, q
 
 
 def ranking_metrics_chunked(scores: Tensor, relevant: Tensor, exclude: Tensor, k: int = 10,
