@@ -379,8 +379,8 @@ def test_ogbn_mag_loader_on_tiny_files_in_ogbs_format(tmp_path):
 
 
 def test_ogbn_mag_missing_files_name_them_and_the_offline_alternative(tmp_path):
-    with pytest.raises(AuxrunError, match="set dataset.data_dir"):
-        load(mag_cfg(tmp_path, data_dir=None), seed=0)
+    with pytest.raises(AuxrunError, match=r"auxrun data download ogbn_mag.*dataset.data_dir=FOLDER"):
+        load(mag_cfg(tmp_path / "empty"), seed=0)
     write_ogb_mag(tmp_path)
     (tmp_path / "raw" / "relations" / "paper___cites___paper" / "edge.csv.gz").unlink()
     with pytest.raises(AuxrunError, match=r"paper___cites___paper/edge.csv.gz not found.*mag.zip.*synthetic_zeroshot"):

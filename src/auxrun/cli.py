@@ -292,6 +292,55 @@ def compare(
                   f"{report / 'figures'})", soft_wrap=True)
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: where each comes from, and fetching the published files.")
+app.add_typer(data_app, name="data")
+ROOT_HELP = "folder that holds one folder per dataset (the runs' paths.data)"
+
+
+@data_app.command("list")
+def data_list(root: Path = typer.Option(Path("data"), "--root", help=ROOT_HELP)) -> None:
+    """Every dataset=option: how auxrun gets it, whether it is here, where it comes from, its licence."""
+    from rich.markup import escape
+
+    from .data.download import needed, present
+    from .data.sources import SOURCES
+
+    how = {"download": "auxrun data download {name}", "manual": "by hand", "package": "installed package {package}",
+           "generated": "made by auxrun"}
+    for name in group_options("dataset"):
+        src = SOURCES.get(name)
+        if src is None:
+            out.print(f"[bold]{name}[/]: no entry in auxrun.data.sources")
+            continue
+        here = present(name, root / name)
+        where = f" in {root / name}" if src.kind in ("download", "manual") else ""
+        state = "[green]here[/]" if here else "[yellow]not here[/]"
+        out.print(f"[bold]{name}[/]: {escape(how[src.kind].format(name=name, package=src.package))}; "
+                  f"{state}{escape(where)}", soft_wrap=True)
+        out.print(f"  from {escape(src.origin)}", soft_wrap=True)
+        out.print(f"  licence: {escape(src.licence)}", soft_wrap=True)
+        if src.kind == "manual":
+            out.print(f"  {escape(src.how)}: {escape(', '.join(needed(src)))} into {escape(str(root / name))}",
+                      soft_wrap=True)
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="a dataset with published files: lastfm, bookcrossing, reddit, ogbn_mag"),
+    root: Path = typer.Option(Path("data"), "--root", help=ROOT_HELP),
+    retries: int = typer.Option(3, "--retries", min=0, max=20, help="further attempts after a failed transfer"),
+    mirror: str | None = typer.Option(None, "--mirror", help="fetch the files from this URL (a folder holding "
+                                      "them under their published names) instead; the checksums stay the same"),
+) -> None:
+    """Fetch a dataset's published files into ROOT/NAME (checksums verified, nothing partial kept)."""
+    from .data.download import download
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paths = download(name, root / name, retries=retries, mirror=mirror)
+    err.print(f"{name}: {len(paths)} file(s) in {root / name}; runs with dataset={name} read them "
+              f"(dataset.data_dir defaults to paths.data/{name})", soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point: user errors become one message and exit code 2."""
     try:

@@ -14,6 +14,7 @@ import logging
 import shutil
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from ..errors import AuxrunError
 from .sources import SOURCES, Remote, Source
@@ -66,9 +67,11 @@ def git_blob_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(name: str, folder: str | Path, retries: int = 3, progress: bool = True) -> list[Path]:
+def download(name: str, folder: str | Path, retries: int = 3, progress: bool = True,
+             mirror: str | None = None) -> list[Path]:
     """Fetch ``name``'s published files into ``folder`` (skipping what is there already)
-    and return the paths the loader reads."""
+    and return the paths the loader reads. ``mirror``: a URL of a folder holding the files
+    under their published names, fetched instead of the published location (same checksums)."""
     import pooch
 
     src = source(name)
@@ -85,8 +88,10 @@ def download(name: str, folder: str | Path, retries: int = 3, progress: bool = T
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AuxrunError(f"cannot create {folder} for dataset={name}: {exc.strerror}") from None
-    for remote in src.files:
-        _fetch(pooch, name, remote, folder, retries, progress)
+    urls = [f"{mirror.rstrip('/')}/{r.url.rsplit('/', 1)[-1]}" if mirror else r.url for r in src.files]
+    by_hand = f"fetch {' and '.join(urls)} by hand into {folder}"
+    for remote, url in zip(src.files, urls):
+        _fetch(pooch, name, remote, url, folder, retries, progress, by_hand)
     missing = [f for f in needed(src) if not (folder / f).is_file()]
     if missing:
         raise AuxrunError(f"dataset={name}: after the download, {', '.join(missing)} is still missing in {folder}; "
@@ -94,32 +99,34 @@ def download(name: str, folder: str | Path, retries: int = 3, progress: bool = T
     return [folder / f for f in needed(src)]
 
 
-def _fetch(pooch, name: str, remote: Remote, folder: Path, retries: int, progress: bool) -> None:
+def _fetch(pooch, name: str, remote: Remote, url: str, folder: Path, retries: int, progress: bool,
+           by_hand: str) -> None:
     """One file through pooch (temporary file, SHA-256 check, move), its git blob checked
     where that is the checksum we have, its members extracted where it is an archive."""
     import requests
 
     staging = folder / ".download" if remote.members is not None else folder
     known = f"sha256:{remote.sha256}" if remote.sha256 else None
-    fetcher = pooch.create(path=staging, base_url="", registry={remote.path: known}, urls={remote.path: remote.url},
+    fetcher = pooch.create(path=staging, base_url="", registry={remote.path: known}, urls={remote.path: url},
                            retry_if_failed=retries)
-    by_hand = f"download {remote.url} by hand and put it at {folder / remote.path}"
     try:
         got = Path(fetcher.fetch(remote.path, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60)))
     except ValueError as exc:  # pooch's checksum mismatch
-        raise AuxrunError(f"dataset={name}: {remote.url} did not match its published SHA-256 (a changed or damaged "
+        raise AuxrunError(f"dataset={name}: {url} did not match its published SHA-256 (a changed or damaged "
                           f"file; nothing was kept). {str(exc).splitlines()[0]}") from None
     except requests.exceptions.HTTPError as exc:
-        raise AuxrunError(f"dataset={name}: {remote.url} answered {exc.response.status_code if exc.response is not None else exc}"
-                          f"; nothing was kept. Check the address, or {by_hand}") from None
+        status = exc.response.status_code if exc.response is not None else exc
+        raise AuxrunError(f"dataset={name}: {url} answered HTTP {status}; nothing was kept. Check the address, "
+                          f"or {by_hand}") from None
     except requests.exceptions.RequestException as exc:
-        raise AuxrunError(f"dataset={name}: cannot download {remote.url} ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:160]}); nothing was kept. On an offline machine, {by_hand}") from None
+        host = urlparse(url).netloc or url
+        raise AuxrunError(f"dataset={name}: the transfer from {host} failed ({type(exc).__name__}); nothing was "
+                          f"kept. Run the command again, or (offline) {by_hand}") from None
     except OSError as exc:
         raise AuxrunError(f"dataset={name}: cannot write {exc.filename or folder}: {exc.strerror}") from None
     if remote.git_blob and git_blob_sha1(got) != remote.git_blob:
         got.unlink()
-        raise AuxrunError(f"dataset={name}: {remote.url} did not match its published git blob id {remote.git_blob} "
+        raise AuxrunError(f"dataset={name}: {url} did not match its published git blob id {remote.git_blob} "
                           "(a changed or damaged file; nothing was kept)")
     if remote.members is not None:
         _extract(name, got, remote.members, folder)
@@ -141,8 +148,11 @@ def _extract(name: str, archive: Path, prefix: str, folder: Path) -> None:
                 dest = folder / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 tmp = dest.with_name(f".{dest.name}.tmp")
-                with zf.open(member) as src, tmp.open("wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                tmp.replace(dest)
+                try:
+                    with zf.open(member) as src, tmp.open("wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    tmp.replace(dest)
+                finally:
+                    tmp.unlink(missing_ok=True)
     except (zipfile.BadZipFile, EOFError) as exc:
         raise AuxrunError(f"dataset={name}: {archive.name} is not a readable zip archive ({exc})") from None

@@ -41,6 +41,7 @@ from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint
+from .download import download
 from .graph import EdgeType, GraphData, TargetSpec
 
 VERSION = 1
@@ -93,15 +94,14 @@ def read_graph(path: Path, trust: bool) -> Any:
 
 
 def graph_file(cfg: DictConfig) -> Path:
-    data_dir = cfg.get("data_dir")
+    root = Path(str(cfg.get("data_dir") or "data/oag_cs")).expanduser()
     name = str(cfg.get("file", "graph_CS.pk"))
-    if not data_dir:
-        raise AuxrunError(f"dataset=oag_cs reads {name}: set dataset.data_dir to the folder holding it, from "
-                          f"{SOURCE}; or use {OFFLINE}")
-    path = Path(str(data_dir)).expanduser() / name
+    path = root / name
+    if not path.is_file() and cfg.get("download"):
+        download("oag_cs", root)  # one message: GPT-GNN publishes it behind a Google Drive page
     if not path.is_file():
-        raise AuxrunError(f"dataset=oag_cs: {name} not found in {path.parent}; download it from {SOURCE}, "
-                          f"or use {OFFLINE}")
+        raise AuxrunError(f"dataset=oag_cs: {name} not found in {root}; download it from {SOURCE} into that folder "
+                          f"(dataset.data_dir=FOLDER; `auxrun data list` says how), or use {OFFLINE}")
     return path
 
 

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint, progress
+from .download import download
 from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split
 from .kg import one_hot
 
@@ -39,20 +40,26 @@ RELATIONS = (("author", "affiliated_with", "institution"), ("author", "writes", 
 OFFLINE = "dataset=synthetic_zeroshot or dataset=movielens (offline)"
 
 
-def raw_files(data_dir: str | None) -> dict[str, Path]:
-    """The raw files' paths, or one clear error naming what is missing and where it is published."""
-    if not data_dir:
-        raise AuxrunError("dataset=ogbn_mag reads OGB's raw ogbn-mag files: set dataset.data_dir to the folder "
-                          "holding raw/ from mag.zip (Open Graph Benchmark, ogbn-mag), or use " + OFFLINE)
-    root = Path(str(data_dir)).expanduser()
-    raw = root / "raw" if (root / "raw").is_dir() else root
-    files = {"num_nodes": raw / "num-node-dict.csv.gz", "feat": raw / "node-feat" / "paper" / "node-feat.csv.gz",
-             "label": raw / "node-label" / "paper" / "node-label.csv.gz"}
-    files |= {"__".join(r): raw / "relations" / "___".join(r) / "edge.csv.gz" for r in RELATIONS}
+def raw_files(cfg: DictConfig) -> dict[str, Path]:
+    """The raw files' paths (fetched first with ``dataset.download=true``), or one clear error
+    naming what is missing, where it is published and how to get it."""
+    root = Path(str(cfg.get("data_dir") or "data/ogbn_mag")).expanduser()
+
+    def found() -> tuple[Path, dict[str, Path]]:
+        raw = root / "raw" if (root / "raw").is_dir() else root
+        files = {"num_nodes": raw / "num-node-dict.csv.gz", "feat": raw / "node-feat" / "paper" / "node-feat.csv.gz",
+                 "label": raw / "node-label" / "paper" / "node-label.csv.gz"}
+        return raw, files | {"__".join(r): raw / "relations" / "___".join(r) / "edge.csv.gz" for r in RELATIONS}
+
+    raw, files = found()
+    if not all(p.is_file() for p in files.values()) and cfg.get("download"):
+        download("ogbn_mag", root)
+        raw, files = found()
     missing = [str(p.relative_to(raw)) for p in files.values() if not p.is_file()]
     if missing:
-        raise AuxrunError(f"dataset=ogbn_mag: {', '.join(missing)} not found in {raw}; place the raw/ folder of OGB's "
-                          f"mag.zip (Open Graph Benchmark, ogbn-mag) there, or use {OFFLINE}")
+        raise AuxrunError(f"dataset=ogbn_mag: {', '.join(missing)} not found in {raw}: run `auxrun data download "
+                          f"ogbn_mag` (or add dataset.download=true), or place the raw/ folder of OGB's mag.zip "
+                          f"(Open Graph Benchmark, ogbn-mag) there (dataset.data_dir=FOLDER); or use {OFFLINE}")
     return files
 
 
@@ -70,7 +77,7 @@ def _read(path: Path, dtype) -> np.ndarray:
 
 def load_ogb_mag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Build (or load from the cache) the ogbn-mag graph of this config and seed."""
-    files = raw_files(cfg.get("data_dir"))
+    files = raw_files(cfg)
     key = fingerprint("ogbn_mag", VERSION, bool(cfg.derived_features), int(seed),
                       {k: file_stamp(p) for k, p in files.items()})
     return cached(cache_dir, "graphs", key, lambda: _build(cfg, seed, files, key, cache_dir))

@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .download import download
 from .graph import GraphData, TargetSpec
 
 FILES = ("reddit_data.npz", "reddit_graph.npz")
@@ -34,18 +35,24 @@ OFFLINE = "dataset=synthetic_xl (offline, sampled, the same generative tasks)"
 RELATION = ("post", "links", "post")
 
 
-def raw_files(data_dir: str | None) -> dict[str, Path]:
-    """The two files' paths, or one clear error naming what is missing and where it is published."""
-    if not data_dir:
-        raise AuxrunError(f"dataset=reddit reads {' and '.join(FILES)}: set dataset.data_dir to the folder "
-                          f"holding them, from {SOURCE}; or use {OFFLINE}")
-    root = Path(str(data_dir)).expanduser()
-    raw = root / "raw" if (root / "raw").is_dir() else root
-    files = {name: raw / name for name in FILES}
+def raw_files(cfg: DictConfig) -> dict[str, Path]:
+    """The two files' paths (fetched first with ``dataset.download=true``), or one clear error
+    naming what is missing, where it is published and how to get it."""
+    root = Path(str(cfg.get("data_dir") or "data/reddit")).expanduser()
+
+    def found() -> dict[str, Path]:
+        raw = root / "raw" if (root / "raw").is_dir() else root
+        return {name: raw / name for name in FILES}
+
+    files = found()
+    if not all(p.is_file() for p in files.values()) and cfg.get("download"):
+        download("reddit", root)
+        files = found()
     missing = [name for name, p in files.items() if not p.is_file()]
     if missing:
-        raise AuxrunError(f"dataset=reddit: {', '.join(missing)} not found in {raw}; place the files of {SOURCE} "
-                          f"there, or use {OFFLINE}")
+        raise AuxrunError(f"dataset=reddit: {', '.join(missing)} not found in {root}: run `auxrun data download "
+                          f"reddit` (or add dataset.download=true), or place the files of {SOURCE} there "
+                          f"(dataset.data_dir=FOLDER); or use {OFFLINE}")
     return files
 
 
@@ -75,7 +82,7 @@ def split_posts(n: int, seed: int) -> dict[str, torch.Tensor]:
 
 def load_reddit(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """The Reddit graph with the GPT-GNN split (module docstring); ``seed`` does not change it."""
-    files = raw_files(cfg.get("data_dir"))
+    files = raw_files(cfg)
     feature, label, row, col = _arrays(files)
     n = feature.shape[0]
     edge_index = torch.from_numpy(np.stack([row, col]).astype(np.int64))

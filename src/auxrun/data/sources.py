@@ -84,7 +84,10 @@ SOURCES: dict[str, Source] = {
         files=(Remote("http://snap.stanford.edu/ogb/data/nodeproppred/mag.zip", "mag.zip",
                       "2afe62ead87f2c301a7398796991d347db85b2d01c5442c95169372bf5a9fca4", members="mag/"),),
         needs=("raw/num-node-dict.csv.gz", "raw/node-feat/paper/node-feat.csv.gz",
-               "raw/node-label/paper/node-label.csv.gz")),
+               "raw/node-label/paper/node-label.csv.gz",
+               *(f"raw/relations/{r}/edge.csv.gz" for r in ("author___affiliated_with___institution",
+                                                            "author___writes___paper", "paper___cites___paper",
+                                                            "paper___has_topic___field_of_study")))),
     "oag_cs": Source(
         "manual", "GPT-GNN's preprocessed OAG computer-science graph, graph_CS.pk (github.com/acbull/GPT-GNN)",
         "ODC-BY (Open Academic Graph); GPT-GNN's preprocessing: MIT",
