@@ -500,3 +500,27 @@ def test_table4_layout_puts_each_pair_of_loss_scales_on_its_own_row_with_mrr_bes
     assert sorted(zip(tests.row, tests.baseline)) == [
         ("selar [aux.tasks.edge.loss_scale=1, loss_scales.edge=1]", "none [loss_scales.edge=1]"),
         ("selar [aux.tasks.edge.loss_scale=5, loss_scales.edge=5]", "none [loss_scales.edge=5]")]
+
+
+def test_configs_recorded_before_a_key_existed_read_as_its_old_behaviour(tmp_path):
+    """A run recorded before aux.target_head / aux.head_hidden existed pools with a new run that
+    has their defaults (and a relaunched sweep skips it), but not with one that changes them."""
+    from auxrun.report.results import LATER_KEYS, finished_result
+
+    old = config(seed=0)
+    assert "target_head" not in old["aux"]
+    new = config(seed=1)
+    new["aux"] |= {"target_head": "projected", "head_hidden": 100}
+    mlp = config(seed=2)
+    mlp["aux"] |= {"target_head": "mlp", "head_hidden": 100}
+    put_run(tmp_path, "old", old, 0.80)
+    put_run(tmp_path, "new", new, 0.90)
+    put_run(tmp_path, "mlp", mlp, 0.50)
+    c = compare(tmp_path)
+    assert set(c.rows) == {"fixed [aux.target_head=projected]", "fixed [aux.target_head=mlp]"}
+    pooled = c.cells[c.cells.row == "fixed [aux.target_head=projected]"].iloc[0]
+    assert pooled["n"] == 2 and pooled["mean"] == pytest.approx(0.85)
+    assert finished_result(tmp_path / "old", {**old, "aux": {**old["aux"], **{k.split(".")[1]: v for k, v in
+                                                                             LATER_KEYS.items()}}}) is not None
+    assert finished_result(tmp_path / "old", {**old, "aux": {**old["aux"], "target_head": "mlp",
+                                                             "head_hidden": 100}}) is None

@@ -86,6 +86,23 @@ def test_dot_pair_head_has_no_projection_to_absorb_a_task():
     assert len(list(PairHead(4, 3).parameters())) == 2
 
 
+def test_mlp_pair_head_is_selars_decoder():
+    """<phi(h_u), phi(h_v)> with phi = W2 relu(W1 h + b1) + b2, no scale, no bias; the score
+    matrix holds the same scores."""
+    from auxrun.models.heads import MLPHead, head_spec
+
+    torch.manual_seed(0)
+    head = PairHead(4, MLPHead(7))
+    w1, b1, w2, b2 = (p.detach() for p in head.parameters())
+    assert (w1.shape, w2.shape) == ((7, 4), (4, 7)) and head.bias is None
+    hu, hv = torch.randn(5, 4), torch.randn(5, 4)
+    phi = lambda h: torch.clamp(h @ w1.T + b1, min=0) @ w2.T + b2  # noqa: E731
+    assert torch.allclose(head(hu, hv), (phi(hu) * phi(hv)).sum(-1), atol=1e-6)
+    assert torch.allclose(head.score_matrix(hu, hv).diagonal(), head(hu, hv), atol=1e-6)
+    assert head_spec("mlp", 32, 100) == MLPHead(100) and head_spec("dot", 32, 100) is None
+    assert head_spec("projected", 32, 100) == 32
+
+
 def test_attribute_generation_masks_its_batch_and_reconstructs_clean_features():
     data = tiny_graph()
     task = AttributeGeneration("attr", "user", data.x["user"], 4, 2, 0)

@@ -121,7 +121,8 @@ SCHEMA: dict[str, Spec] = {
     "weighting.mode": Spec(str, choices=("both", "decrease", "increase")), "weighting.relax": PROBABILITY,
     "weighting.beta": Spec(float, 0, 1, high_open=True), "weighting.alpha": NON_NEGATIVE,
     # auxiliary tasks
-    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": _count(),
+    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": _count(), "aux.head_hidden": _count(),
+    "aux.pair_head": Spec(str, choices=("projected", "dot", "mlp")), "aux.target_head": Spec(str, choices=("projected", "mlp")),
     # datasets (every loader's keys of these kinds)
     "dataset.*_frac": FRACTION, "dataset.split_fractions": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
     "dataset.link_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True), "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,

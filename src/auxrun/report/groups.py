@@ -15,8 +15,9 @@ checkpointing, ``rerun``, thread counts, Hydra's own settings). The remaining ke
   compared with.
 
 ``weighting=none`` trains no auxiliary task, so its strategy part leaves out ``aux.*``: runs
-that differ only in the unused auxiliary set are the same experiment. ``aux.head_dim`` also
-sizes the *target's* pair head and therefore counts as a setting.
+that differ only in the unused auxiliary set are the same experiment. ``aux.head_dim``,
+``aux.target_head`` and ``aux.head_hidden`` also shape the *target's* pair head and therefore
+count as settings.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ NON_RESULT_KEYS = ("seed", "rerun", "threads", "paths.", "hydra.", "logger.", "t
                    "dataset.data_dir", "dataset.download", "dataset.published_stats")
 COLUMN_PREFIXES = ("command", "pretrained", "dataset.", "backbone.", "zeroshot.")
 STRATEGY_PREFIXES = ("weighting.", "aux.", "transfer.")
-TARGET_READS = ("aux.head_dim",)  # aux keys the target task reads: settings, not strategy
+TARGET_READS = ("aux.head_dim", "aux.target_head", "aux.head_hidden")  # aux keys the target reads: settings
 Part = tuple[tuple[str, str], ...]
 UNSET = "<unset>"
 

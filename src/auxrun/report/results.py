@@ -25,6 +25,10 @@ from ..io import write_json, write_text
 
 SCHEMA = 1
 STATUSES = ("completed", "diverged", "failed")
+# Config keys added after runs were recorded, each with the value that gives the behaviour runs
+# recorded without it had: a stored config that lacks one reads as having that value, so a
+# relaunched sweep still skips its finished runs and compare still pools them with new ones.
+LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidden": 100}
 REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weighting", "seed", "metrics")
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,19 @@ def write_failure(run_dir: Path, base: dict[str, Any], exc: BaseException, start
                                   "metrics": {"val": {}, "test": {}}, "runtime_s": time.time() - start})
 
 
+def upgrade_config(config: Any) -> Any:
+    """``config`` (a resolved config as stored) with every :data:`LATER_KEYS` key it lacks set
+    to that key's value, wherever the key's section exists; other values as they are."""
+    if not isinstance(config, dict):
+        return config
+    out = dict(config)
+    for dotted, value in LATER_KEYS.items():
+        section, key = dotted.split(".", 1)
+        if isinstance(out.get(section), dict) and key not in out[section]:
+            out[section] = {**out[section], key: value}
+    return out
+
+
 def read_result(path: Path) -> dict[str, Any] | None:
     """The parsed result, or ``None`` (with a warning naming the file) if it is unusable."""
     try:
@@ -57,6 +74,8 @@ def read_result(path: Path) -> dict[str, Any] | None:
     if result["schema"] != SCHEMA:
         log.warning("skipping %s: result schema %s, expected %s", path, result["schema"], SCHEMA)
         return None
+    if "config" in result:
+        result["config"] = upgrade_config(result["config"])
     return result
 
 

@@ -35,6 +35,7 @@ from ..data.graph import GraphData
 from ..data.graph_view import GraphView
 from ..data.molecules import MolData
 from ..errors import AuxrunError
+from ..models.heads import MLPHead, head_spec
 from .base import Task, TargetTask
 from .generative import EdgeLookup, GenerativeAttributes, GenerativeEdges
 from .node import AttributeGeneration, MultiLabelRanking, NodeClassification
@@ -50,7 +51,7 @@ def molecular(data: GraphData | MolData) -> bool:
     return data.schema().get("kind") == "molecules"
 
 
-def build_target(data: GraphData | MolData, hidden: int, head_dim: int) -> TargetTask:
+def build_target(data: GraphData | MolData, hidden: int, head_dim: int | MLPHead | None) -> TargetTask:
     if molecular(data):
         return GraphPrediction(data, hidden)  # type: ignore[arg-type]
     if data.target.kind == "node_cls":
@@ -62,7 +63,7 @@ def build_target(data: GraphData | MolData, hidden: int, head_dim: int) -> Targe
 
 def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int, num_layers: int = 5) -> dict[str, Task]:
     """Instantiate every task in ``aux_cfg.tasks`` (in config order)."""
-    head_dim = None if aux_cfg.pair_head == "dot" else int(aux_cfg.head_dim)
+    head_dim = head_spec(aux_cfg.pair_head, aux_cfg.head_dim, aux_cfg.get("head_hidden", 100))
     tasks: dict[str, Task] = {}
     specs = dict(aux_cfg.tasks or {})
 
@@ -80,7 +81,7 @@ def build_aux(aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int, n
 
 
 def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hidden: int, seed: int,
-               head_dim: int | None, num_layers: int,
+               head_dim: int | MLPHead | None, num_layers: int,
                edge_index: Callable[[], tuple[GraphView, EdgeLookup]]) -> Task:
     """One auxiliary task from its spec (see the module docstring for the kinds)."""
     if name == "target":

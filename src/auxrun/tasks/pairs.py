@@ -23,7 +23,7 @@ from ..data.graph import EdgeType, GraphData
 from ..data.cache import cached, fingerprint
 from ..data.sampling import pair_keys, sample_non_edges
 from ..errors import AuxrunError
-from ..models.heads import PairHead
+from ..models.heads import MLPHead, PairHead
 from .base import Batch, Embeddings, Task, TargetTask
 from .metrics import ranking_metrics, roc_auc
 
@@ -33,7 +33,7 @@ class PairTask(Task):
 
     primary_metric = "auc"
 
-    def __init__(self, name: str, src_type: str, dst_type: str, hidden: int, head_dim: int | None) -> None:
+    def __init__(self, name: str, src_type: str, dst_type: str, hidden: int, head_dim: int | MLPHead | None) -> None:
         super().__init__()
         self.name = name
         self.src_type, self.dst_type = src_type, dst_type
@@ -76,7 +76,7 @@ class _PositivesVsNegatives(PairTask):
     """Half the batch from a pool of positive pairs, half from sampled pairs outside it."""
 
     def __init__(self, name: str, src_type: str, dst_type: str, positives: Tensor, num_src: int,
-                 num_dst: int, known: Tensor, hidden: int, head_dim: int | None) -> None:
+                 num_dst: int, known: Tensor, hidden: int, head_dim: int | MLPHead | None) -> None:
         super().__init__(name, src_type, dst_type, hidden, head_dim)
         if positives.shape[1] == 0:
             raise AuxrunError(f"auxiliary task {name!r} has no positive pairs on this graph")
@@ -94,7 +94,7 @@ class _PositivesVsNegatives(PairTask):
 class PlantedPairs(PairTask):
     """Auxiliary task on labelled pairs planted by the dataset (``relation`` names them)."""
 
-    def __init__(self, name: str, data: GraphData, relation: str, hidden: int, head_dim: int | None) -> None:
+    def __init__(self, name: str, data: GraphData, relation: str, hidden: int, head_dim: int | MLPHead | None) -> None:
         if relation not in data.pair_labels:
             avail = ", ".join(data.pair_labels) or "none"
             raise AuxrunError(
@@ -268,7 +268,7 @@ class MetaPathPrediction(_PositivesVsNegatives):
     most ``max_pairs``), negatives sampled among all other pairs. The labels are computed
     once per graph and kept in the data's cache."""
 
-    def __init__(self, name: str, data: GraphData, path: str, hidden: int, head_dim: int | None,
+    def __init__(self, name: str, data: GraphData, path: str, hidden: int, head_dim: int | MLPHead | None,
                  max_pairs: int, seed: int, max_density: float = 1.0, min_count: int = 1) -> None:
         def build() -> tuple[Tensor, int]:
             return metapath_positives(data, path, max_density, min_count)
@@ -290,7 +290,7 @@ class MetaPathPrediction(_PositivesVsNegatives):
 class EdgeGeneration(_PositivesVsNegatives):
     """Reconstruct the edges of ``relation`` held out of the message-passing graph."""
 
-    def __init__(self, name: str, data: GraphData, relation: str, hidden: int, head_dim: int | None) -> None:
+    def __init__(self, name: str, data: GraphData, relation: str, hidden: int, head_dim: int | MLPHead | None) -> None:
         rel = parse_relation(data, relation)
         if rel not in data.heldout or data.heldout[rel].shape[1] == 0:
             raise AuxrunError(
@@ -319,7 +319,7 @@ class LinkPrediction(PairTask, TargetTask):
     rank_k: int = 10
     rank_chunk: int = 1024
 
-    def __init__(self, data: GraphData, hidden: int, head_dim: int | None) -> None:
+    def __init__(self, data: GraphData, hidden: int, head_dim: int | MLPHead | None) -> None:
         spec = data.target
         assert spec.edge_type is not None
         s, _, d = spec.edge_type

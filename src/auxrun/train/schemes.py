@@ -29,6 +29,7 @@ from ..data.graph import GraphData
 from ..data.view import check_sampling
 from ..errors import AuxrunError, StorageError
 from ..models import Encoder, build_encoder
+from ..models.heads import head_spec
 from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
@@ -150,7 +151,8 @@ def prepare(cfg: DictConfig) -> Prepared:
         seed_everything(int(cfg.seed))  # the same heads/sampling whether or not we pre-trained now
     else:
         encoder = build_encoder(cfg.backbone, schema).to(device)
-    target = None if cfg.command == "pretrain" else build_target(data, hidden, int(cfg.aux.head_dim))
+    head = head_spec(cfg.aux.get("target_head", "projected"), cfg.aux.head_dim, cfg.aux.get("head_hidden", 100))
+    target = None if cfg.command == "pretrain" else build_target(data, hidden, head)
     with torch.random.fork_rng(devices=[]):  # aux heads do not shift the RNG: `none` ignores aux
         aux = build_aux(cfg.aux, data, hidden, int(cfg.seed), int(cfg.backbone.num_layers))
     strategy = build_weighting(cfg.weighting, ([] if target is None else ["target"]) + list(aux))
