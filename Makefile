@@ -34,11 +34,14 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-# Speed and memory of the weighting strategies (ratios to fixed): bench/results.json; and how
-# step time and memory scale with the graph and K, whole graph vs neighbour sampling: bench/scaling.json.
+# Speed and memory of the weighting strategies (ratios to fixed): bench/results.json; how step
+# time and memory scale with the graph and K, whole graph vs neighbour sampling: bench/scaling.json;
+# parallel sweeps against one job, and step times on the real Last-FM when data/lastfm holds it:
+# bench/throughput.json.
 bench: setup
 	$(BIN)/python -m auxrun.bench --out bench/results.json
 	$(BIN)/python -m auxrun.scaling --out bench/scaling.json
+	$(BIN)/python -m auxrun.throughput --out bench/throughput.json
 
 clean:
 	rm -rf $(VENV) outputs/* .pytest_cache

@@ -73,3 +73,18 @@ def test_a_paired_ratio_overrides_the_one_from_separate_rounds():
     s = summarise(rows, pairs)["K=5"]
     assert s["targets"] == {"auxts_at_least_1.5x_faster_than_the_authors_route": True, "auxts_at_most_5x_fixed": True}
     assert s["auxrun_over_anchor_time"]["auxts"] == 0.6 and s["ratios_to_fixed"]["auxts"]["time"] == 7.5
+
+
+@pytest.mark.slow
+def test_sweep_throughput_times_the_three_ways_and_reads_the_target(tmp_path, monkeypatch):
+    """make bench's sweep case on a short planted job: one job, the cores' worth of jobs sharing
+    the cores, and the same each asking for every core; the bound is 1.2 x one job's time."""
+    import auxrun.throughput as tp
+
+    monkeypatch.setitem(tp.JOBS, "synthetic", ["dataset=synthetic", "weighting=fixed", "trainer.max_epochs=2",
+                                               "trainer.patience=0"])
+    row = tp.sweep_throughput("synthetic", 2, tmp_path)
+    assert row["bound_s"] == pytest.approx(1.2 * row["one_job_one_core_s"])
+    assert row["target_met"] == (row["sweep_s"] <= row["bound_s"])
+    assert all(row[k] > 0 for k in ("one_job_one_core_s", "sweep_s", "oversubscribed_s"))
+    assert len(list((tmp_path / "sweep").rglob("result.json"))) == 2

@@ -259,3 +259,16 @@ def test_preprocessed_files_are_validated(tmp_path):
     (tmp_path / "ratings_final.txt").write_text("0 0 1\n")
     with pytest.raises(AuxrunError, match="relation id is a non-negative integer"):
         load(dataset_cfg("bookcrossing", tmp_path, relation_names={"genre": "x"}), seed=0)
+
+
+def test_relation_names_override_as_the_readme_prints_it():
+    """A dict value with dotted names replaces the null default (no +KEY=VALUE needed)."""
+    from conftest import run_cli
+
+    proc = run_cli("mtl", "dataset=lastfm", "dataset.relation_names={film.actor.film: 2, appearing.in.film: 1}",
+                   "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    block = proc.stdout.split("relation_names:")[1].split("relation_aliases:")[0]
+    assert "film.actor.film: 2" in block and "appearing.in.film: 1" in block
+    bad = run_cli("mtl", "dataset=lastfm", "dataset.relation_names={actor: -1}")
+    assert bad.returncode == 2 and "dataset.relation_names.actor=-1" in bad.stderr
