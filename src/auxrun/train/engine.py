@@ -381,7 +381,7 @@ def fit(
             stopped_early = bool(patience and state.bad_epochs >= patience)
             checkpoint(None)
             if stopped_early:
-                log.info("early stopping at epoch %d (best %d)", epoch, state.best_epoch)
+                log.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, state.best_epoch + 1)  # as "epoch N/M" counts
                 break
             if signals.signum is not None:  # the signal came during the evaluation
                 state.status = "interrupted"
