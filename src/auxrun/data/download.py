@@ -36,6 +36,20 @@ def where_published(name: str) -> str:
     return f"published in {src.origin}" if src is not None else "see its documentation"
 
 
+def dataset_folder(cfg, name: str) -> Path:
+    """Where dataset ``name`` is read from: ``dataset.data_dir`` (default ``data/NAME``)."""
+    return Path(str(cfg.get("data_dir") or f"data/{name}")).expanduser()
+
+
+def fetch_missing(cfg, name: str, folder: Path, paths) -> bool:
+    """With ``dataset.download=true`` and any of ``paths`` missing, download ``name``'s
+    published files into ``folder`` (:func:`download`); returns whether it did."""
+    if not cfg.get("download") or all(Path(p).is_file() for p in paths):
+        return False
+    download(name, folder)
+    return True
+
+
 def needed(src: Source) -> list[str]:
     """The files (below the dataset's folder) the loader reads."""
     return list(src.needs) or [f.path for f in src.files]

@@ -50,6 +50,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint, progress
+from .download import dataset_folder, fetch_missing, where_published
 from .graph import GraphData
 from .kg import build_kg_graph, implicit_pairs, kg_relations
 
@@ -102,7 +103,7 @@ def data_files(cfg: DictConfig) -> tuple[str, dict[str, Path]]:
     when ``cfg.download`` is true and they are missing; else one message naming both layouts,
     where they are published, the download command and the offline alternative."""
     name = str(cfg.name)
-    folder = Path(str(cfg.get("data_dir") or f"data/{name}")).expanduser()
+    folder = dataset_folder(cfg, name)
     if cfg.get("published") is not None:
         published = published_files(cfg, folder)
         if all(p.is_file() for p in published.values()):
@@ -110,13 +111,8 @@ def data_files(cfg: DictConfig) -> tuple[str, dict[str, Path]]:
     preprocessed = {k: _find(folder, f"{k}_final") for k in ("ratings", "kg")}
     if all(p is not None for p in preprocessed.values()):
         return "preprocessed", preprocessed  # type: ignore[return-value]
-    if cfg.get("download") and cfg.get("published") is not None:
-        from .download import download
-
-        download(name, folder)
-        return "published", published_files(cfg, folder)
-    from .download import where_published
-
+    if cfg.get("published") is not None and fetch_missing(cfg, name, folder, published.values()):
+        return "published", published
     wanted = ", ".join(p.name for p in published_files(cfg, folder).values()) if cfg.get("published") is not None \
         else "the published files"
     raise AuxrunError(

@@ -41,7 +41,7 @@ from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint
-from .download import download
+from .download import dataset_folder, fetch_missing
 from .graph import EdgeType, GraphData, TargetSpec
 
 VERSION = 1
@@ -94,11 +94,10 @@ def read_graph(path: Path, trust: bool) -> Any:
 
 
 def graph_file(cfg: DictConfig) -> Path:
-    root = Path(str(cfg.get("data_dir") or "data/oag_cs")).expanduser()
+    root = dataset_folder(cfg, "oag_cs")
     name = str(cfg.get("file", "graph_CS.pk"))
     path = root / name
-    if not path.is_file() and cfg.get("download"):
-        download("oag_cs", root)  # one message: GPT-GNN publishes it behind a Google Drive page
+    fetch_missing(cfg, "oag_cs", root, [path])  # one message: GPT-GNN publishes it behind a Google Drive page
     if not path.is_file():
         raise AuxrunError(f"dataset=oag_cs: {name} not found in {root}; download it from {SOURCE} into that folder "
                           f"(dataset.data_dir=FOLDER; `auxrun data list` says how), or use {OFFLINE}")

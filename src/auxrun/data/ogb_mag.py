@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .cache import cached, file_stamp, fingerprint, progress
-from .download import download
+from .download import dataset_folder, fetch_missing
 from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split
 from .kg import one_hot
 
@@ -43,7 +43,7 @@ OFFLINE = "dataset=synthetic_zeroshot or dataset=movielens (offline)"
 def raw_files(cfg: DictConfig) -> dict[str, Path]:
     """The raw files' paths (fetched first with ``dataset.download=true``), or one clear error
     naming what is missing, where it is published and how to get it."""
-    root = Path(str(cfg.get("data_dir") or "data/ogbn_mag")).expanduser()
+    root = dataset_folder(cfg, "ogbn_mag")
 
     def found() -> tuple[Path, dict[str, Path]]:
         raw = root / "raw" if (root / "raw").is_dir() else root
@@ -52,8 +52,7 @@ def raw_files(cfg: DictConfig) -> dict[str, Path]:
         return raw, files | {"__".join(r): raw / "relations" / "___".join(r) / "edge.csv.gz" for r in RELATIONS}
 
     raw, files = found()
-    if not all(p.is_file() for p in files.values()) and cfg.get("download"):
-        download("ogbn_mag", root)
+    if fetch_missing(cfg, "ogbn_mag", root, files.values()):
         raw, files = found()
     missing = [str(p.relative_to(raw)) for p in files.values() if not p.is_file()]
     if missing:

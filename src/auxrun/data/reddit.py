@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
-from .download import download
+from .download import dataset_folder, fetch_missing
 from .graph import GraphData, TargetSpec
 
 FILES = ("reddit_data.npz", "reddit_graph.npz")
@@ -38,15 +38,14 @@ RELATION = ("post", "links", "post")
 def raw_files(cfg: DictConfig) -> dict[str, Path]:
     """The two files' paths (fetched first with ``dataset.download=true``), or one clear error
     naming what is missing, where it is published and how to get it."""
-    root = Path(str(cfg.get("data_dir") or "data/reddit")).expanduser()
+    root = dataset_folder(cfg, "reddit")
 
     def found() -> dict[str, Path]:
         raw = root / "raw" if (root / "raw").is_dir() else root
         return {name: raw / name for name in FILES}
 
     files = found()
-    if not all(p.is_file() for p in files.values()) and cfg.get("download"):
-        download("reddit", root)
+    if fetch_missing(cfg, "reddit", root, files.values()):
         files = found()
     missing = [name for name, p in files.items() if not p.is_file()]
     if missing:
