@@ -130,7 +130,7 @@ SCHEMA: dict[str, Spec] = {
     "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
     "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": _count(0), "dataset.negative_seed": _count(0),
     "dataset.kg_min_items": _count(), "dataset.download": FLAG, "dataset.relation_names.*": _count(0),
-    "dataset.split": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
+    "dataset.split": Spec(float, 0, 1, low_open=True, high_open=True, each=True, words=("scaffold", "random")),
     "dataset.published.positive_rating": Spec(float), "dataset.published.quoted": FLAG, "dataset.trust_pickle": FLAG,
     "dataset.target": Spec(str, choices=("node", "link")),
     "dataset.author_transform": Spec(str, choices=("rotation", "identity")),
