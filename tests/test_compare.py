@@ -523,7 +523,23 @@ def test_configs_recorded_before_a_key_existed_read_as_its_old_behaviour(tmp_pat
     assert set(c.rows) == {"fixed [aux.target_head=projected]", "fixed [aux.target_head=mlp]"}
     pooled = c.cells[c.cells.row == "fixed [aux.target_head=projected]"].iloc[0]
     assert pooled["n"] == 2 and pooled["mean"] == pytest.approx(0.85)
-    assert finished_result(tmp_path / "old", {**old, "aux": {**old["aux"], **{k.split(".")[1]: v for k, v in
-                                                                             LATER_KEYS.items()}}}) is not None
+    now = {**old, "aux": {**old["aux"], **{k.split(".")[1]: v for k, v in LATER_KEYS.items() if k.startswith("aux.")}}}
+    assert finished_result(tmp_path / "old", now) is not None
     assert finished_result(tmp_path / "old", {**old, "aux": {**old["aux"], "target_head": "mlp",
                                                              "head_hidden": 100}}) is None
+
+
+def test_a_later_key_that_only_some_choices_declare_keeps_both_kinds_of_record(tmp_path):
+    """weighting.normalize exists in selar's and auxts's configs only: an old fixed record
+    and a new fixed config (neither has it) still match, an old selar record matches a new
+    selar config with the key's old value and not one that changes it."""
+    from auxrun.report.results import finished_result
+
+    fixed = config(weighting="fixed")
+    put_run(tmp_path / "fixed", "run", fixed, 0.8)
+    assert finished_result(tmp_path / "fixed" / "run", fixed) is not None
+    selar = config(weighting="selar")
+    put_run(tmp_path / "selar", "run", selar, 0.8)
+    for value, found in (("none", True), ("target", False)):
+        now = {**selar, "weighting": {**selar["weighting"], "normalize": value}}
+        assert (finished_result(tmp_path / "selar" / "run", now) is not None) == found

@@ -115,7 +115,7 @@ SCHEMA: dict[str, Spec] = {
     "weighting.default": NON_NEGATIVE, "weighting.weights.*": NON_NEGATIVE, "weighting.momentum": Spec(float, 0, 1, high_open=True),
     "weighting.adapt_every": _count(), "weighting.neumann_terms": _count(0), "weighting.neumann_step": POSITIVE,
     "weighting.aux_split": FRACTION, "weighting.activation": Spec(str, choices=("softplus", "sigmoid")),
-    "weighting.meta_grad": Spec(str, choices=("auto", "jvp", "unrolled")),
+    "weighting.meta_grad": Spec(str, choices=("auto", "jvp", "unrolled")), "weighting.normalize": Spec(str, choices=("none", "target")),
     "weighting.cos_params": Spec(str, choices=("all", "last_layer")), "weighting.params": Spec(str, choices=("all", "last_layer")),
     "weighting.scalarizer": Spec(str, choices=("uw", "imtll", "dwa", "famo", "stch")),
     "weighting.mode": Spec(str, choices=("both", "decrease", "increase")), "weighting.relax": PROBABILITY,

@@ -28,7 +28,7 @@ STATUSES = ("completed", "diverged", "failed")
 # Config keys added after runs were recorded, each with the value that gives the behaviour runs
 # recorded without it had: a stored config that lacks one reads as having that value, so a
 # relaunched sweep still skips its finished runs and compare still pools them with new ones.
-LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidden": 100}
+LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidden": 100, "weighting.normalize": "none"}
 REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weighting", "seed", "metrics")
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ def write_failure(run_dir: Path, base: dict[str, Any], exc: BaseException, start
 
 def upgrade_config(config: Any) -> Any:
     """``config`` (a resolved config as stored) with every :data:`LATER_KEYS` key it lacks set
-    to that key's value, wherever the key's section exists; other values as they are."""
+    to that key's value, wherever the key's section exists; other values as they are. Compare
+    two configs only after upgrading both: a key that only some choices of a group declare
+    (``weighting.normalize``: selar, auxts) is then present on both sides or on neither."""
     if not isinstance(config, dict):
         return config
     out = dict(config)
@@ -94,7 +96,8 @@ def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | N
     deterministic rerun would repeat) with exactly this resolved ``config``; else ``None``."""
     path = run_dir / "result.json"
     result = read_result(path) if path.exists() else None
-    if result and result["status"] in ("completed", "diverged") and result.get("config") == config:
+    if result and result["status"] in ("completed", "diverged") \
+            and result.get("config") == upgrade_config(config):  # both sides read with LATER_KEYS
         return result
     return None
 

@@ -128,7 +128,7 @@ def load_run_state(path: Path, config: dict[str, Any] | None) -> dict[str, Any] 
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
         log.warning("ignoring checkpoint %s: not a run state of this auxrun version", path)
         return None
-    if upgrade_config(state.get("config")) != config:
+    if upgrade_config(state.get("config")) != upgrade_config(config):
         log.warning("ignoring checkpoint %s: written by a run of another config; starting from the first epoch", path)
         return None
     return state

@@ -10,7 +10,13 @@ sigmoid) maps one input row per example ``j`` of task ``i`` to a weight ``w_ij``
 * AUX-TS, ``sims=all``: ``[l_ij, onehot(task), c_1, ..., c_K]``;
 
 where ``c_i = cos(g_0, g_i)`` on the shared parameters. The joint loss is
-``L(theta, phi) = sum_i mean_j w_ij l_ij``. Each step:
+``L(theta, phi) = sum_i mean_j w_ij l_ij`` (the papers' formula, ``normalize=none``), or with
+``normalize=target`` (what SELAR's released code trains) the same with every weight divided by
+the mean weight of the step's target examples, ``w_ij / mean_j w_0j``: a loss invariant to a
+common scale of ``V_phi``'s outputs, so the meta-gradient cannot stop training by shrinking
+every weight towards 0. SELAR's code divides ``sum_ij w_ij l_ij / N`` (``N`` examples of all
+tasks) by the target's mean weight, which equals this loss over ``K + 1`` when every task's
+batch has the same size. Each step:
 
 1. Meta stage: ``theta' = theta - alpha grad_theta L(theta, phi)`` (``theta`` = shared encoder
    + target head), ``M = `` target loss at ``theta'`` on a held-out batch from a fold of the
@@ -26,7 +32,7 @@ inputs of ``V_phi`` do not depend on ``phi`` and
 
 and the inner products for all examples at once are one forward-mode product
 ``jvp(theta -> (l_ij), theta, h)``; then ``dM/dphi = sum_ij dM/dw_ij dw_ij/dphi`` by one backward
-through ``V_phi`` only. ``meta_grad=unrolled`` is the reference: it differentiates through
+through ``V_phi`` (and the normalisation, which is a function of ``w`` alone) only. ``meta_grad=unrolled`` is the reference: it differentiates through
 ``grad_theta L`` with ``create_graph=True``. Both agree to rounding (tests check it).
 """
 
@@ -43,6 +49,7 @@ from .base import PARAM_SETS, TARGET, Lookahead, LossWeighting, Step
 
 ACTIVATIONS = {"softplus": nn.Softplus, "sigmoid": nn.Sigmoid}
 META_GRADS = ("auto", "jvp", "unrolled")
+NORMALIZE = ("none", "target")
 # meta_grad=auto, by device (make bench): on CPU the double backward of "unrolled" costs less
 # than the forward-mode product through message passing; on CUDA "jvp" keeps no second-order graph
 AUTO_META_GRAD = {"cpu": "unrolled", "cuda": "jvp"}
@@ -75,6 +82,9 @@ class MetaWeighting(LossWeighting):
         super().__init__()
         if cfg.meta_grad not in META_GRADS:
             raise AuxrunError(f"weighting.meta_grad must be one of {', '.join(META_GRADS)}, got {cfg.meta_grad!r}")
+        self.normalize = str(cfg.get("normalize", "none"))
+        if self.normalize not in NORMALIZE:
+            raise AuxrunError(f"weighting.normalize must be one of {', '.join(NORMALIZE)}, got {self.normalize!r}")
         if int(cfg.folds) < 1 or float(cfg.step_size) <= 0 or float(cfg.lr) <= 0:
             raise AuxrunError("weighting.folds must be >= 1 and weighting.step_size, weighting.lr positive")
         self.tasks = list(tasks)
@@ -109,6 +119,17 @@ class MetaWeighting(LossWeighting):
             out[:, index] = 1.0
         return out
 
+    # --- weights ------------------------------------------------------------------------
+    def scaled(self, step: Step, w: Tensor) -> Tensor:
+        """The weights the joint loss uses, from ``V_phi``'s outputs ``w`` (every example of
+        every task, in the step's task order): ``w`` itself, or for ``normalize=target``
+        ``w / mean(w of the target's examples)``."""
+        if self.normalize == "none":
+            return w
+        start = sum(len(step.losses[t]) for t in step.tasks[:step.tasks.index(TARGET)])
+        mean = w[start:start + len(step.losses[TARGET])].mean()
+        return w / mean.clamp_min(torch.finfo(w.dtype).tiny)
+
     # --- meta-gradient ------------------------------------------------------------------
     def _flat(self, step: Step) -> tuple[Tensor, Tensor]:
         """All per-example losses (with graph) and the matching ``1 / n_i`` factors."""
@@ -126,7 +147,7 @@ class MetaWeighting(LossWeighting):
         if step.lookahead is None:
             raise RuntimeError(f"{self.name} needs the engine's look-ahead closures")
         losses, scale = self._flat(step)
-        w = self.net(self.features(step))
+        w = self.scaled(step, self.net(self.features(step)))
         mode = self._meta_gradient_jvp if self.resolved_meta_grad(w.device) == "jvp" else self._meta_gradient_unrolled
         return mode(step, step.lookahead, losses, scale, w)
 
@@ -161,7 +182,7 @@ class MetaWeighting(LossWeighting):
             p.grad = g
         self.optimizer.step()
         with torch.no_grad():
-            w = self.net(self.features(step))
+            w = self.scaled(step, self.net(self.features(step)))
         return dict(zip(step.tasks, w.split([len(step.losses[t]) for t in step.tasks])))
 
 
