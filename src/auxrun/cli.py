@@ -8,22 +8,23 @@
 
 from __future__ import annotations
 
-import errno
 import logging
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import typer
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 
+from . import boundary
 from .configs import CONF_DIR, group_options
 from .errors import AuxrunError
 
 err = Console(stderr=True)
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
-EXIT_DIVERGED = 3  # exit codes: 0 completed, 1 internal error, 2 bad input, 3 diverged, 128 + signal interrupted
 out = Console()
 app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode="markdown",
                   help="auxrun: auxiliary-task transfer learning on graph neural networks.")
@@ -46,41 +47,49 @@ def groups_help(command: str) -> str:
 
 
 def _job(cfg: DictConfig) -> None:
-    """Hydra task function: one run in Hydra's output folder."""
+    """Hydra task function: one run in Hydra's output folder. Whatever stops the run becomes
+    one line (:mod:`auxrun.boundary`); a single run then exits with its code, a sweep's job
+    records its failure and lets the other jobs run."""
+    import time
+
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .threads import configure
+    from .train.resume import Interrupted
 
     if cfg.command == "zeroshot":
         from .transfer.scheme import run
     else:
         from .train.schemes import run
 
-    from hydra.types import RunMode
-
-    from .threads import configure
-    from .train.resume import Interrupted
-
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    start = time.time()
     try:
         configure(cfg.get("threads", "auto"))
-        result = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except AuxrunError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        sys.exit(exc.exit_code)
+        result = run(cfg, run_dir)
     except Interrupted as exc:
-        err.print(f"[bold yellow]interrupted:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
-    except OSError as exc:  # a full disk or an unwritable folder, wherever it struck: one line, no traceback
-        if exc.errno not in STORAGE_ERRNOS:
-            raise
-        err.print(f"[bold red]error:[/] cannot write {exc.filename or 'the run folder'}: {exc.strerror}; finished "
-                  "files keep their previous content", soft_wrap=True)
-        sys.exit(1)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         err.print("[bold yellow]interrupted[/] at once (second Ctrl-C): the last epoch's checkpoint is kept")
         sys.exit(130)
+    except Exception as exc:
+        if boundary.debug() and not isinstance(exc, AuxrunError):
+            raise
+        message, code = boundary.describe(exc, run_dir)
+        if sweep or not isinstance(exc, AuxrunError):  # a single run's bad input is its one line only
+            boundary.record_failure(cfg, run_dir, exc, start)
+        err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+        if not sweep:
+            sys.exit(code)
+        boundary.note_failure(run_dir, message, code)
+        return
     if result["status"] == "diverged":
-        err.print(f"[bold yellow]diverged:[/] {result.get('message', '')}", soft_wrap=True)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:  # a sweep goes on past a diverged run
-            sys.exit(EXIT_DIVERGED)
+        err.print(f"[bold yellow]diverged:[/] {escape(str(result.get('message', '')))}", soft_wrap=True)
+        if not sweep:  # a sweep goes on past a diverged run
+            sys.exit(boundary.EXIT_DIVERGED)
 
 
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
@@ -189,7 +198,21 @@ def _hydra(command: str, args: list[str]) -> None:
         raise AuxrunError(f"{' and '.join(modes)} cannot be combined: use one of --multirun, --cfg, --info")
     precompose(command, args)
     sys.argv = [f"auxrun-{command}", *args]
-    hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
+    fd, failures = tempfile.mkstemp(prefix="auxrun-sweep-", suffix=".failures")
+    os.close(fd)
+    os.environ[boundary.FAILURES_ENV] = failures  # the sweep's jobs, in any worker process, note failures here
+    try:
+        hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
+        failed = boundary.read_failures(Path(failures))
+    finally:
+        Path(failures).unlink(missing_ok=True)
+        os.environ.pop(boundary.FAILURES_ENV, None)
+    if failed:
+        err.print(f"[bold red]{len(failed)} job(s) of the sweep failed[/] (each recorded status: failed in its "
+                  "result.json; relaunching the sweep runs them again and skips the finished ones):", soft_wrap=True)
+        for _, folder, message in failed:
+            err.print(f"  {escape(folder)}: {escape(message)}", soft_wrap=True)
+        sys.exit(max(code for code, _, _ in failed))
 
 
 RUN = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]}
@@ -341,10 +364,22 @@ def data_download(
               f"(dataset.data_dir defaults to paths.data/{name})", soft_wrap=True)
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="let tracebacks through instead of one line "
+                                        f"(the same as {boundary.DEBUG_ENV}=1)")) -> None:
+    """auxrun: auxiliary-task transfer learning on graph neural networks."""
+    if debug:
+        os.environ[boundary.DEBUG_ENV] = "1"  # inherited by a sweep's worker processes
+
+
 def main() -> None:
-    """Console-script entry point: user errors become one message and exit code 2."""
+    """Console-script entry point and the last resort of :mod:`auxrun.boundary`: whatever
+    escapes a command is one line and an exit code (2 bad input, 1 anything else)."""
     try:
-        app()
-    except AuxrunError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise SystemExit(exc.exit_code) from None
+        app(standalone_mode=True)
+    except Exception as exc:
+        if boundary.debug() and not isinstance(exc, AuxrunError):
+            raise
+        message, code = boundary.describe(exc, None)
+        err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+        raise SystemExit(code) from None

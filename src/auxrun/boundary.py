@@ -1,0 +1,152 @@
+"""The one boundary around every command: whatever escapes becomes one line and an exit code.
+
+It is the last resort, not the fix: bad values are refused when the config is composed
+(:mod:`auxrun.schema`) and bad files when they are read, each with its own message. What still
+escapes lands here:
+
+* :class:`~auxrun.errors.AuxrunError` (bad input, exit 2; a storage failure, exit 1): its message;
+* an ``OSError`` of a full disk or an unwritable folder: one line naming the file, exit 1;
+* any other exception, a defect of auxrun: one line with the exception, the run folder and the
+  file that holds the full traceback (the run folder's ``error.txt``, or a file in the
+  system's temporary folder outside a run), exit 1. ``auxrun --debug ...`` or
+  ``AUXRUN_DEBUG=1`` lets the traceback through instead.
+
+Inside a sweep a job that fails does not stop the others: the job records ``status: failed``
+in its ``result.json`` (unless the folder holds a finished result, which is never replaced),
+appends one line to the file named by ``AUXRUN_SWEEP_FAILURES`` and returns; the sweep's
+command then lists the failed jobs and exits with the highest of their codes. A single run
+records ``status: failed`` for an internal error; its bad input is the one line only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import AuxrunError
+
+DEBUG_ENV = "AUXRUN_DEBUG"
+FAILURES_ENV = "AUXRUN_SWEEP_FAILURES"
+EXIT_INTERNAL = 1  # exit codes: 0 completed, 1 internal or storage error, 2 bad input, 3 diverged, 128 + signal
+EXIT_DIVERGED = 3
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def debug() -> bool:
+    """Whether tracebacks should reach the terminal (``--debug`` or ``AUXRUN_DEBUG=1``)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def write_trace(exc: BaseException, folder: Path | None) -> Path | None:
+    """Write ``exc``'s full traceback to ``folder/error.txt`` (outside a run, or where that
+    cannot be written, a new file in the temporary folder); its path, or ``None`` if no file
+    could be written at all."""
+    text = "".join(traceback.format_exception(exc))
+    if folder is not None:
+        try:
+            path = Path(folder) / "error.txt"
+            path.write_text(text)
+            return path
+        except OSError:
+            pass
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"auxrun-error-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return Path(name)
+    except OSError:
+        return None
+
+
+def describe(exc: BaseException, folder: Path | None) -> tuple[str, int]:
+    """The one line and the exit code for ``exc``, raised in the run folder ``folder`` (or
+    outside any run); an internal error's traceback is written first (:func:`write_trace`)."""
+    if isinstance(exc, AuxrunError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return (f"cannot write {exc.filename or 'the run folder'}: {exc.strerror}; finished files keep their "
+                "previous content"), EXIT_INTERNAL
+    trace = write_trace(exc, folder)
+    where = f" in {folder}" if folder is not None else ""
+    saved = f"; the full traceback is in {trace}" if trace else ""
+    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return (f"internal error{where}: {type(exc).__name__}{': ' + detail if detail else ''}{saved} "
+            f"(auxrun --debug or {DEBUG_ENV}=1 shows it; please report it)"), EXIT_INTERNAL
+
+
+def failure_base(cfg: Any) -> dict[str, Any]:
+    """The fields a failed run's ``result.json`` needs, from its composed config alone (for a
+    job that failed before the run built its own record)."""
+    from omegaconf import OmegaConf
+
+    def name(group: str) -> str:
+        node = cfg.get(group)
+        return str(node.get("name", "none")) if node is not None else "none"
+
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that cannot resolve: keep what is there
+        config = OmegaConf.to_container(cfg, resolve=False)
+    weighting = name("transfer") if cfg.get("command") == "zeroshot" else name("weighting")
+    return {"command": str(cfg.get("command")), "dataset": name("dataset"), "backbone": name("backbone"),
+            "aux": "none" if cfg.get("command") == "zeroshot" else name("aux"), "weighting": weighting,
+            "seed": cfg.get("seed"), "config": config}
+
+
+def record_failure(cfg: Any, folder: Path, exc: BaseException, start: float) -> None:
+    """Record ``status: failed`` with ``exc`` in ``folder/result.json``, unless the folder holds a
+    finished result (completed or diverged), which is never replaced, or the run already
+    recorded its failure itself."""
+    from .report.results import read_result, write_failure
+
+    path = Path(folder) / "result.json"
+    old = read_result(path) if path.exists() else None
+    if old is not None and (old["status"] in ("completed", "diverged")
+                            or (old["status"] == "failed" and _timestamp(old.get("finished_at")) >= start)):
+        return
+    try:
+        write_failure(Path(folder), failure_base(cfg), exc, start)
+    except OSError:
+        pass  # an unwritable folder: the one line on the terminal says what failed
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch of an ISO time stamp (``finished_at``); ``-inf`` if there is none."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return float("-inf")
+
+
+def note_failure(folder: Path, message: str, code: int) -> None:
+    """Append a failed sweep job to the sweep's list (``AUXRUN_SWEEP_FAILURES``), if any."""
+    target = os.environ.get(FAILURES_ENV)
+    if not target:
+        return
+    line = f"{code}\t{folder}\t{' '.join(message.split())}\n"
+    try:
+        with open(target, "a") as fh:  # one short append per job: whole lines even from parallel workers
+            fh.write(line)
+    except OSError:
+        pass
+
+
+def read_failures(path: Path) -> list[tuple[int, str, str]]:
+    """The failed jobs a sweep noted: ``(exit code, run folder, message)`` each."""
+    out = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split("\t", 2)
+        if len(parts) == 3 and parts[0].isdigit():
+            out.append((int(parts[0]), parts[1], parts[2]))
+    return out
