@@ -95,3 +95,27 @@ def test_sweep_failure_notes_survive_odd_messages(tmp_path, monkeypatch):
     boundary.note_failure(tmp_path / "b", "other", 1)
     assert boundary.read_failures(notes) == [(2, str(tmp_path / "a[/x]"), "two lines and a tab"),
                                              (1, str(tmp_path / "b"), "other")]
+
+
+def test_a_folder_with_a_finished_run_of_another_config_is_refused_and_kept(tmp_path):
+    """A second run in the same hydra.run.dir with another config (or command) would replace the
+    first one's finished result: refused, one line naming the folder and the way out; the same
+    config up to keys that never change results (progress bars, threads) is skipped as done."""
+    from conftest import run_cli
+
+    run = ["hydra.run.dir=run", f"paths.outputs={tmp_path / 'outputs'}", "threads=1", *QUICK]
+    first = run_cli("mtl", "weighting=fixed", *run, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    kept = (tmp_path / "run" / "result.json").read_text()
+    for other in (["mtl", "weighting=none"], ["mtl", "weighting=fixed", "trainer.lr=0.01"], ["pretrain"]):
+        proc = run_cli(*other, *run, cwd=tmp_path)
+        text = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and "Traceback" not in text, text
+        assert f"{tmp_path / 'run'} holds a finished mtl run of another config" in text and "rerun=true" in text
+        assert (tmp_path / "run" / "result.json").read_text() == kept
+    same = run_cli("mtl", "weighting=fixed", *run, "trainer.progress=true", "threads=2", cwd=tmp_path)
+    assert same.returncode == 0 and "already completed with this config, skipped" in " ".join(same.stderr.split())
+    assert (tmp_path / "run" / "result.json").read_text() == kept
+    replaced = run_cli("mtl", "weighting=none", *run, "rerun=true", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["weighting"] == "none"

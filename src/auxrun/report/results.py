@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..errors import AuxrunError
 from ..io import write_json, write_text
 
 SCHEMA = 1
@@ -91,15 +92,45 @@ def find_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
+def config_differences(stored: Any, config: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between a stored config and ``config``, both read
+    with :data:`LATER_KEYS`, leaving out the keys that never change a run's numbers (output
+    and data paths, progress bars, checkpointing, threads, ...; the seed counts)."""
+    from .groups import NON_RESULT_KEYS, flatten
+
+    ignored = tuple(k for k in NON_RESULT_KEYS if k != "seed")
+    a = flatten(upgrade_config(stored)) if isinstance(stored, dict) else {}
+    b = flatten(upgrade_config(config))
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k) != b.get(k)
+            and not any(k.startswith(p) if p.endswith(".") else k == p for p in ignored)]
+
+
 def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """The result already in ``run_dir`` when it finished (completed, or diverged, which a
-    deterministic rerun would repeat) with exactly this resolved ``config``; else ``None``."""
+    deterministic rerun would repeat) with this resolved ``config``, up to keys that never
+    change a run's numbers (:func:`config_differences`); else ``None``."""
     path = run_dir / "result.json"
     result = read_result(path) if path.exists() else None
-    if result and result["status"] in ("completed", "diverged") \
-            and result.get("config") == upgrade_config(config):  # both sides read with LATER_KEYS
+    if result and result["status"] in ("completed", "diverged") and not config_differences(result.get("config"), config):
         return result
     return None
+
+
+def finished_elsewhere(run_dir: Path, config: dict[str, Any]) -> str | None:
+    """Why ``run_dir`` must not take a run of ``config``: it holds a finished result of another
+    config or command, which running here would replace; ``None`` when it does not."""
+    path = run_dir / "result.json"
+    result = read_result(path) if path.exists() else None
+    if not result or result["status"] not in ("completed", "diverged"):
+        return None
+    differ = config_differences(result.get("config"), config)
+    if not differ:
+        return None
+    shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+    return (f"{run_dir} holds a finished {result['command']} run of another config (differing: {shown}), which this "
+            "run would replace: give it another folder (hydra.run.dir=DIR, or hydra.sweep.dir=DIR for a sweep), "
+            "or add rerun=true to replace that result")
 
 
 def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -111,9 +142,12 @@ def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], di
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    if not cfg.get("rerun", False) and (done := finished_result(run_dir, config)) is not None:
-        console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
-        return config, done
+    if not cfg.get("rerun", False):
+        if (done := finished_result(run_dir, config)) is not None:
+            console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
+            return config, done
+        if (clash := finished_elsewhere(run_dir, config)) is not None:
+            raise AuxrunError(clash)
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:  # left by a killed write
         stale.unlink(missing_ok=True)

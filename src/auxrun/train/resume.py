@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..io import save_torch
-from ..report.results import upgrade_config
+from ..report.results import config_differences
 
 log = logging.getLogger(__name__)
 LAST = "last.pt"
@@ -116,7 +116,8 @@ def save_run_state(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def load_run_state(path: Path, config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` when it was written by a run of exactly ``config``; ``None``
+    """The checkpoint at ``path`` when it was written by a run of ``config`` (up to keys that never
+    change a run's numbers, :func:`~auxrun.report.results.config_differences`); ``None``
     (with a warning where one exists but does not fit) otherwise."""
     if config is None or not path.is_file():
         return None
@@ -128,7 +129,7 @@ def load_run_state(path: Path, config: dict[str, Any] | None) -> dict[str, Any] 
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
         log.warning("ignoring checkpoint %s: not a run state of this auxrun version", path)
         return None
-    if upgrade_config(state.get("config")) != upgrade_config(config):
+    if config_differences(state.get("config"), config):
         log.warning("ignoring checkpoint %s: written by a run of another config; starting from the first epoch", path)
         return None
     return state
