@@ -210,7 +210,14 @@ def check_folder(key: str, path: Any) -> None:
 
     if path is None:
         return
+    if not str(path).strip():
+        raise AuxrunError(f"{key}='': an empty folder name; name the folder to write into")
     folder = Path(str(path)).expanduser()
+    resolved = folder.resolve()
+    if resolved == Path(resolved.anchor) or (key.startswith("hydra.") and resolved in (Path.cwd().resolve(),
+                                                                                    Path.home().resolve())):
+        raise AuxrunError(f"{key}={path}: auxrun would write its files straight into {resolved}, among what is "
+                          f"already there; name a folder of its own (e.g. {key}=runs/NAME)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
