@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def test_a_signal_stops_between_steps_and_the_rerun_ends_as_an_uninterrupted_run
     first = read_result(tmp_path / "stopped")
     assert first["status"] == "interrupted" and f"step {at + 1}" in first["message"]
     assert (at + 1) % (steps // 4) != 0  # mid-epoch: the resumed run has steps of this epoch left
-    assert "run the same command again to resume" in first["message"]
+    assert "the checkpoint is kept to resume from" in first["message"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     monkeypatch.undo()
     schemes.run(make_cfg(command, *overrides), tmp_path / "stopped")
@@ -137,9 +138,12 @@ def test_sigterm_to_the_cli_exits_143_with_an_interrupted_result_and_resumes(tmp
     assert proc.returncode == 143, stderr[-2000:]
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["status"] == "interrupted" and "SIGTERM" in result["message"]
-    assert "Traceback" not in stderr and "run the same command again to resume" in stderr
-    again = subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True, env=env,
-                           timeout=600)
+    assert "Traceback" not in stderr
+    (line,) = [x for x in stderr.splitlines() if x.startswith("resume it with: ")]
+    resume = shlex.split(line.removeprefix("resume it with: "))  # the printed command, as printed
+    assert resume[:2] == ["auxrun", "mtl"] and f"hydra.run.dir={tmp_path / 'r'}" in resume
+    again = subprocess.run([sys.executable, "-m", "auxrun", *resume[1:]], capture_output=True, text=True, env=env,
+                           timeout=600, cwd=tmp_path)
     assert again.returncode == 0 and json.loads((tmp_path / "r" / "result.json").read_text())["status"] == "completed"
 
 

@@ -98,3 +98,20 @@ def test_table4s_loss_scales_reach_pretraining_and_auto_never_reuses_an_encoder_
     rescaled = OmegaConf.to_container(ssl, resolve=True)
     rescaled["tasks"][next(iter(rescaled["tasks"]))]["loss_scale"] = 5
     assert find_pretrained(out, cfg.backbone, schema, 0, "ssl", rescaled) is None
+
+
+def test_the_automatic_pretraining_folder_is_one_per_pretraining_config(make_cfg, tmp_path):
+    """pretrained=auto pre-trains in a folder named by its config: a rerun after an interruption
+    finds (and resumes) the same one, parallel jobs share it, and any change that alters the
+    pre-training's numbers gets a folder of its own; progress bars and threads do not."""
+    from auxrun.train.schemes import _compose_pretrain, auto_pretrain_dir
+
+    def folder(*overrides):
+        return auto_pretrain_dir(tmp_path, _compose_pretrain(make_cfg("finetune", "dataset=synthetic", *overrides)))
+
+    base = folder()
+    assert base.parent == tmp_path / "pretrain" / "auto" and base.name.startswith("synthetic-gcn-seed0-")
+    assert folder() == base == folder("trainer.progress=true", "threads=1", "weighting=none")
+    others = [folder("seed=1"), folder("backbone=gin"), folder("+pretrain_overrides=['trainer.lr=0.01']"),
+              folder("dataset.homophily=0.9")]
+    assert len({base, *others}) == 5

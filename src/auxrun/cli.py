@@ -71,6 +71,10 @@ def _job(cfg: DictConfig) -> None:
         result = run(cfg, run_dir)
     except Interrupted as exc:
         err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
+        err.print(f"resume it with: {escape(resume_command(cfg, run_dir))}", soft_wrap=True)
+        if sweep:
+            err.print(f"or the whole sweep: relaunch it with hydra.sweep.dir={escape(str(HydraConfig.get().sweep.dir))} "
+                      "(finished jobs are skipped)", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         err.print("[bold yellow]interrupted[/] at once (second Ctrl-C): the last epoch's checkpoint is kept")
@@ -90,6 +94,18 @@ def _job(cfg: DictConfig) -> None:
         err.print(f"[bold yellow]diverged:[/] {escape(str(result.get('message', '')))}", soft_wrap=True)
         if not sweep:  # a sweep goes on past a diverged run
             sys.exit(boundary.EXIT_DIVERGED)
+
+
+def resume_command(cfg: DictConfig, run_dir: Path) -> str:
+    """The command that continues the run of ``cfg`` in ``run_dir`` from its checkpoint: the
+    job's own overrides (a sweep job's values, not the sweep's lists) and its folder."""
+    import shlex
+
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("hydra.run.dir=")]
+    return " ".join(["auxrun", str(cfg.command), *(shlex.quote(o) for o in overrides),
+                     shlex.quote(f"hydra.run.dir={run_dir}")])
 
 
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",

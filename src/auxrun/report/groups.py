@@ -55,6 +55,13 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def result_view(config: Mapping[str, Any]) -> dict[str, str]:
+    """``config`` flattened (:func:`flatten`) without the keys that never change a run's numbers
+    (:data:`NON_RESULT_KEYS`), the seed kept: two runs with equal views compute the same thing."""
+    ignored = tuple(k for k in NON_RESULT_KEYS if k != "seed")
+    return {k: v for k, v in flatten(config).items() if not _matches(k, ignored)}
+
+
 @dataclass(frozen=True)
 class RunKey:
     """A run's configuration, minus seed and non-result keys, split into its three parts."""

@@ -96,14 +96,11 @@ def config_differences(stored: Any, config: dict[str, Any]) -> list[str]:
     """The dotted keys whose values differ between a stored config and ``config``, both read
     with :data:`LATER_KEYS`, leaving out the keys that never change a run's numbers (output
     and data paths, progress bars, checkpointing, threads, ...; the seed counts)."""
-    from .groups import NON_RESULT_KEYS, flatten
+    from .groups import result_view
 
-    ignored = tuple(k for k in NON_RESULT_KEYS if k != "seed")
-    a = flatten(upgrade_config(stored)) if isinstance(stored, dict) else {}
-    b = flatten(upgrade_config(config))
-    keys = sorted(set(a) | set(b))
-    return [k for k in keys if a.get(k) != b.get(k)
-            and not any(k.startswith(p) if p.endswith(".") else k == p for p in ignored)]
+    a = result_view(upgrade_config(stored)) if isinstance(stored, dict) else {}
+    b = result_view(upgrade_config(config))
+    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:

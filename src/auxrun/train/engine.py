@@ -391,7 +391,7 @@ def fit(
     if state.status == "interrupted":
         assert signum is not None
         state.message = (f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step {state.step}"
-                         + ("; run the same command again to resume from the checkpoint" if keep else
+                         + ("; the checkpoint is kept to resume from" if keep else
                             " (trainer.checkpoint=false: nothing to resume from)"))
         tolerant(lambda: write_trace(run_dir / "trace.csv", state.trace), "trace.csv")
         return FitResult(state=state, val={}, test={}, seconds_per_step=step_time / max(1, steps_timed),

@@ -11,14 +11,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -30,7 +31,8 @@ from ..data.view import check_sampling
 from ..errors import AuxrunError, StorageError
 from ..models import Encoder, build_encoder
 from ..models.heads import head_spec
-from ..report.results import start_run, write_failure, write_result
+from ..report.groups import result_view
+from ..report.results import finished_result, start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
@@ -110,17 +112,30 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
         return load_encoder(path, cfg.backbone, schema, device), path
     pre = _compose_pretrain(cfg)
     found = find_pretrained(outputs, cfg.backbone, schema, int(cfg.seed), str(cfg.dataset.pretrain_aux), pre.aux)
-    if found is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        found = outputs / "pretrain" / "auto" / f"{cfg.dataset.name}-{cfg.backbone.name}-{stamp}"
-        console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {outputs}; "
-                      f"pre-training one first in {found} (reused by later finetune runs).[/]")
-        result = run(pre, found)
-        if result["status"] != "completed":
-            raise AuxrunError(f"automatic pre-training in {found} ended with status {result['status']}")
-    else:
+    if found is not None:
         console.print(f"Using pre-trained encoder {found / FILENAME}")
+        return load_encoder(found, cfg.backbone, schema, device), found
+    found = auto_pretrain_dir(outputs, pre)
+    found.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(found / ".lock")):  # parallel jobs that need the same encoder: one trains it, the rest wait
+        if finished_result(found, OmegaConf.to_container(pre, resolve=True)) is None or not (found / FILENAME).exists():
+            console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {outputs}; "
+                          f"pre-training one first in {found} (reused by later finetune runs; an interrupted one "
+                          "resumes there).[/]")
+            result = run(pre, found)
+            if result["status"] != "completed":
+                raise AuxrunError(f"automatic pre-training in {found} ended with status {result['status']}")
     return load_encoder(found, cfg.backbone, schema, device), found
+
+
+def auto_pretrain_dir(outputs: Path, pre: DictConfig) -> Path:
+    """The folder where ``pretrained=auto`` pre-trains when no encoder fits, for the composed
+    pretrain config ``pre``: ``outputs/pretrain/auto/<dataset>-<backbone>-seed<seed>-<digest>``,
+    the digest over every key that changes its numbers (:func:`~auxrun.report.groups.result_view`),
+    so a rerun after an interruption finds and resumes it, and parallel jobs share one."""
+    view = result_view(OmegaConf.to_container(pre, resolve=True))
+    digest = hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:12]
+    return outputs / "pretrain" / "auto" / f"{pre.dataset.name}-{pre.backbone.name}-seed{pre.seed}-{digest}"
 
 
 @dataclass

@@ -274,7 +274,7 @@ def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger:
             name = signal.Signals(signals.signum).name
             state["signum"] = int(signals.signum)
             state["message"] = (f"stopped by {name} in epoch {state['epochs_run'] + 1}, step {state['steps']}"
-                                + ("; run the same command again to resume from the checkpoint" if keep else
+                                + ("; the checkpoint is kept to resume from" if keep else
                                    " (trainer.checkpoint=false: nothing to resume from)"))
     model.load_state_dict(best)
     return state
