@@ -543,3 +543,20 @@ def test_a_later_key_that_only_some_choices_declare_keeps_both_kinds_of_record(t
     for value, found in (("none", True), ("target", False)):
         now = {**selar, "weighting": {**selar["weighting"], "normalize": value}}
         assert (finished_result(tmp_path / "selar" / "run", now) is not None) == found
+
+
+def test_compare_refuses_a_layout_the_runs_do_not_fit_and_an_unwritable_report_before_printing(tmp_path):
+    from conftest import run_cli
+
+    put_run(tmp_path / "runs", "a", config(seed=0), 0.8)  # planted-data runs: the strategies layout
+    for layout, needs in (("table3", "knowledge-graph recommendation runs"), ("molecules", "molecular"),
+                          ("ktn", "zero-shot runs"), ("table2", "Reddit / OAG-CS")):
+        proc = run_cli("compare", "--outputs", str(tmp_path / "runs"), "--layout", layout)
+        text = " ".join(proc.stderr.split())
+        assert proc.returncode == 2 and needs in text and "call for --layout strategies" in text, text
+        assert proc.stdout == ""  # refused before any table printed
+    (tmp_path / "file").write_text("")
+    for flag in ("--report", "--plots"):
+        proc = run_cli("compare", "--outputs", str(tmp_path / "runs"), flag, str(tmp_path / "file"))
+        assert proc.returncode == 2 and "cannot create this folder" in proc.stderr and proc.stdout == ""
+    assert run_cli("compare", "--outputs", str(tmp_path / "runs"), "--layout", "auto").returncode == 0

@@ -296,14 +296,22 @@ def compare(
         raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     if split not in ("test", "val"):
         raise AuxrunError(f"unknown split {split!r}; use test or val")
+    from .report.render import LAYOUT_NEEDS, auto_layout
+    from .schema import check_folder
+
+    for flag, folder in (("--plots", plots), ("--report", report)):  # before anything prints
+        if folder is not None:
+            check_folder(flag, folder)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     result = build(outputs, split)
+    fits = auto_layout(result)
+    if layout in LAYOUT_NEEDS and layout != fits:
+        raise AuxrunError(f"--layout {layout} is for {LAYOUT_NEEDS[layout]}; the runs under {outputs} call for "
+                          f"--layout {fits} (--layout strategies fits any runs)")
     for status, n in result.skipped.items():
         err.print(f"[yellow]skipped {n} run(s): {status}[/]")
     if layout == "auto":
-        from .report.render import auto_layout
-
-        layout = auto_layout(result)
+        layout = fits
         err.print(f"layout: {layout}")
     tables = [render(result, fmt, layout)]
     if stats and fmt != "csv":

@@ -67,6 +67,16 @@ def render_stats(c: Comparison, fmt: str) -> str | Table | None:
     return render_grid(grid, fmt, "auxrun compare: paired tests against the baseline", caption)
 
 
+# What each paper layout needs of the runs (auto_layout's rules, in words for messages)
+LAYOUT_NEEDS = {
+    "ktn": "zero-shot runs (auxrun zeroshot) only",
+    "molecules": "runs whose targets are all molecular (ROC-AUC or RMSE)",
+    "table4": "runs that rescale auxiliary losses (a loss_scale other than 1, experiment=table4)",
+    "table2": "Reddit / OAG-CS runs, or runs whose trained strategies all use GPT-GNN's tasks (aux=gpt)",
+    "table3": "knowledge-graph recommendation runs (dataset=movielens, lastfm or bookcrossing)",
+}
+
+
 def auto_layout(c: Comparison) -> str:
     """The layout the runs call for: ``ktn`` when all are zero-shot; ``molecules`` when every
     target is a molecular one (ROC-AUC or RMSE); ``table4`` when the runs rescale auxiliary
