@@ -160,6 +160,11 @@ def precompose(command: str, args: list[str]) -> None:
         key = o.get_key_element()
         if key in ("hydra.run.dir", "hydra.sweep.dir") and not o.is_sweep_override():
             check_folder(key, o.value())
+        if key == "hydra.launcher.n_jobs":  # joblib's: 0 has no meaning, negative counts back from the cores
+            value = o.value()
+            if isinstance(value, bool) or not isinstance(value, int) or value == 0 or abs(value) > 4096:
+                raise AuxrunError(f"hydra.launcher.n_jobs={value!r}: expected a number of parallel jobs, 1 to 4096 "
+                                  "(or -1 for one per core)")
         if key.lstrip("+~").startswith("hydra"):
             continue  # Hydra's own settings (launcher, run and sweep folders) are Hydra's to check
         if o.is_sweep_override():

@@ -48,10 +48,11 @@ class Spec:
             text = "one of " + ", ".join(str(c) for c in self.choices)
         else:
             text = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
+            num = (lambda v: str(int(v))) if self.kind is int else (lambda v: f"{v:g}")  # noqa: E731
             if self.low is not None and self.high is not None:
-                text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+                text += f" in {'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}{')' if self.high_open else ']'}"
             elif self.low is not None:
-                text += f" {'>' if self.low_open else '>='} {self.low:g}"
+                text += f" {'>' if self.low_open else '>='} {num(self.low)}"
         text = f"a list of {text.replace('an integer', 'integers').replace('a number', 'numbers')}" if self.each else text
         text += "".join(f" or {w}" for w in self.words)
         return text + (" (or null)" if self.optional else "")
@@ -84,10 +85,17 @@ class Spec:
         return "out of range" if low_bad or high_bad else None
 
 
-def _count(low: int = 1) -> Spec:
-    return Spec(int, low=low)
+INT32_MAX = 2**31 - 1  # what torch sizes, NumPy seeds and Python's range consume without overflow
 
 
+def _count(low: int = 1, high: int = INT32_MAX) -> Spec:
+    return Spec(int, low=low, high=high)
+
+
+# sizes that fit a machine's memory: wider layers, more of them or more heads than this would not
+WIDTH, DEPTH, HEADS = _count(1, 1 << 16), _count(1, 64), _count(1, 256)
+SEED = _count(0, 2**32 - 1)  # NumPy's legacy seeding takes 32 bits
+LEARNING_RATE = Spec(float, low=0, high=10, low_open=True)  # finite and bounded: beyond 10 every step diverges
 POSITIVE = Spec(float, low=0, low_open=True)
 NON_NEGATIVE = Spec(float, low=0)
 FRACTION = Spec(float, low=0, high=1, low_open=True, high_open=True)   # strictly between 0 and 1
@@ -95,25 +103,26 @@ PROBABILITY = Spec(float, low=0, high=1)
 FLAG = Spec(bool)
 
 SCHEMA: dict[str, Spec] = {
-    "seed": _count(0),
+    "seed": SEED,
     "rerun": FLAG,
-    "device": Spec(str), "threads": Spec(int, low=1, words=("auto",)),
+    "device": Spec(str), "threads": Spec(int, low=1, high=4096, words=("auto",)),
     # trainer
-    "trainer.max_epochs": _count(), "trainer.patience": _count(0), "trainer.batch_size": _count(),
+    "trainer.max_epochs": _count(1, 10**6), "trainer.patience": _count(0), "trainer.batch_size": _count(),
     "trainer.aux_batch_size": _count(), "trainer.eval_batch_size": _count(), "trainer.pretrain_steps_per_epoch": _count(),
-    "trainer.lr": POSITIVE, "trainer.weight_decay": NON_NEGATIVE, "trainer.grad_clip": Spec(float, 0, low_open=True,
+    "trainer.lr": LEARNING_RATE, "trainer.weight_decay": NON_NEGATIVE, "trainer.grad_clip": Spec(float, 0, low_open=True,
                                                                                                optional=True),
     "trainer.checkpoint": FLAG, "trainer.progress": FLAG,
     "trainer.sampling": Spec(str, choices=("full", "neighbor")), "trainer.precision": Spec(str, choices=("32", "bf16")),
     "trainer.sampler": Spec(str, choices=("auto", "pyg", "torch")), "trainer.task_grads": Spec(str, choices=("loop", "batched")),
-    "trainer.fanout": Spec(int, low=-1, each=True), "trainer.eval_fanout": Spec(int, low=-1, each=True, optional=True),
+    "trainer.fanout": Spec(int, low=-1, high=INT32_MAX, each=True),
+    "trainer.eval_fanout": Spec(int, low=-1, high=INT32_MAX, each=True, optional=True),
     # backbone
-    "backbone.hidden": _count(), "backbone.num_layers": _count(), "backbone.dropout": Spec(float, 0, 1, high_open=True),
-    "backbone.heads": _count(),
+    "backbone.hidden": WIDTH, "backbone.num_layers": DEPTH, "backbone.dropout": Spec(float, 0, 1, high_open=True),
+    "backbone.heads": HEADS,
     # weighting
-    "weighting.lr": POSITIVE, "weighting.step_size": POSITIVE, "weighting.folds": _count(), "weighting.hidden": _count(),
+    "weighting.lr": LEARNING_RATE, "weighting.step_size": LEARNING_RATE, "weighting.folds": _count(), "weighting.hidden": WIDTH,
     "weighting.default": NON_NEGATIVE, "weighting.weights.*": NON_NEGATIVE, "weighting.momentum": Spec(float, 0, 1, high_open=True),
-    "weighting.adapt_every": _count(), "weighting.neumann_terms": _count(0), "weighting.neumann_step": POSITIVE,
+    "weighting.adapt_every": _count(), "weighting.neumann_terms": _count(0, 1000), "weighting.neumann_step": POSITIVE,
     "weighting.aux_split": FRACTION, "weighting.activation": Spec(str, choices=("softplus", "sigmoid")),
     "weighting.meta_grad": Spec(str, choices=("auto", "jvp", "unrolled")), "weighting.normalize": Spec(str, choices=("none", "target")),
     "weighting.cos_params": Spec(str, choices=("all", "last_layer")), "weighting.params": Spec(str, choices=("all", "last_layer")),
@@ -121,21 +130,26 @@ SCHEMA: dict[str, Spec] = {
     "weighting.mode": Spec(str, choices=("both", "decrease", "increase")), "weighting.relax": PROBABILITY,
     "weighting.beta": Spec(float, 0, 1, high_open=True), "weighting.alpha": NON_NEGATIVE,
     # auxiliary tasks
-    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": _count(), "aux.head_hidden": _count(),
+    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
     "aux.pair_head": Spec(str, choices=("projected", "dot", "mlp")), "aux.target_head": Spec(str, choices=("projected", "mlp")),
     # datasets (every loader's keys of these kinds)
     "dataset.*_frac": FRACTION, "dataset.split_fractions": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
     "dataset.link_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True), "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
-    "dataset.num_*": _count(), "dataset.feat_dim": _count(), "dataset.*_degree": _count(), "dataset.item_tags": _count(),
+    "dataset.num_*": _count(), "dataset.feat_dim": WIDTH, "dataset.*_degree": _count(), "dataset.item_tags": _count(),
     "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
-    "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": _count(0), "dataset.negative_seed": _count(0),
+    "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": SEED, "dataset.negative_seed": SEED,
     "dataset.kg_min_items": _count(), "dataset.download": FLAG, "dataset.relation_names.*": _count(0),
     "dataset.split": Spec(float, 0, 1, low_open=True, high_open=True, each=True, words=("scaffold", "random")),
     "dataset.published.positive_rating": Spec(float), "dataset.published.quoted": FLAG, "dataset.trust_pickle": FLAG,
     "dataset.target": Spec(str, choices=("node", "link")),
     "dataset.author_transform": Spec(str, choices=("rotation", "identity")),
     # zero-shot transfer
-    "transfer.lambda": NON_NEGATIVE, "transfer.hops": _count(), "transfer.disc_hidden": _count(),
+    "transfer.lambda": NON_NEGATIVE, "transfer.hops": _count(1, 8), "transfer.disc_hidden": WIDTH,
+    "transfer.alpha": PROBABILITY, "transfer.critic_lr": LEARNING_RATE, "transfer.critic_steps": _count(1, 1000),
+    "transfer.gamma": NON_NEGATIVE, "transfer.layers": _count(1, 1000),
+    "transfer.paths": Spec(str, each=True, words=("all",)),
+    "zeroshot.select": Spec(str, choices=("ndcg", "mrr", "f1_micro", "f1_macro", "loss")),
+    "zeroshot.min_share": PROBABILITY, "zeroshot.label_features": Spec(str, choices=("drop", "keep")),
     # live curves
     "logger.name": Spec(str, choices=LOGGERS), "logger.flush_secs": _count(),
 }
