@@ -189,6 +189,11 @@ def precompose(command: str, args: list[str]) -> None:
         raise AuxrunError(" ".join(lines[:2])) from None
     validate(cfg)
     check_folders(cfg)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    for key in ("trainer.fanout", "trainer.eval_fanout"):
+        if key in given and cfg.trainer.get("sampling") != "neighbor":
+            raise AuxrunError(f"{key} is read only with trainer.sampling=neighbor (this run trains on the whole "
+                              "graph): add trainer.sampling=neighbor, or leave the fanout out")
 
 
 def unknown_key_message(command: str, key: str, given: str) -> str:

@@ -192,14 +192,46 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 def validate(cfg: DictConfig) -> None:
     """Every ``${...}`` resolves (:func:`resolved`) and every value :data:`SCHEMA` covers has
-    its type and range, else one error naming key, value and what is allowed."""
-    for key, value in _flat(resolved(cfg)).items():
+    its type and range, and keys that name a task name one of the run's tasks
+    (:func:`check_task_names`), else one error naming key, value and what is allowed."""
+    plain = resolved(cfg)
+    for key, value in _flat(plain).items():
         spec = spec_of(key)
         if spec is None or key.startswith("hydra."):
             continue
         why = spec.problem(value)
         if why:
             raise AuxrunError(f"{key}={value!r}: {why}; expected {spec.describe()}")
+    check_task_names(plain)
+    check_fanout(plain)
+
+
+def check_fanout(plain: dict[str, Any]) -> None:
+    """With ``trainer.sampling=neighbor`` the sampler draws one hop per GNN layer: ``fanout``
+    (and ``eval_fanout`` when set) has ``backbone.num_layers`` entries."""
+    trainer, backbone = plain.get("trainer") or {}, plain.get("backbone") or {}
+    if not isinstance(trainer, dict) or trainer.get("sampling") != "neighbor" or "num_layers" not in backbone:
+        return
+    layers = backbone["num_layers"]
+    for key in ("fanout", "eval_fanout"):
+        value = trainer.get(key)
+        if isinstance(value, list) and len(value) != layers:
+            raise AuxrunError(f"trainer.{key}={value}: {len(value)} hops for a {layers}-layer {backbone.get('name')}; "
+                              f"give one number of neighbours per layer (e.g. trainer.{key}={[10] * layers})")
+
+
+def check_task_names(plain: dict[str, Any]) -> None:
+    """``weighting.weights.<task>`` names the target or one of the auxiliary set's tasks: a
+    misspelt task would otherwise leave its weight at the default in silence."""
+    weighting, aux = plain.get("weighting") or {}, plain.get("aux") or {}
+    weights = weighting.get("weights") if isinstance(weighting, dict) else None
+    if not isinstance(weights, dict) or not weights:
+        return
+    tasks = ["target", *((aux.get("tasks") or {}) if isinstance(aux, dict) else {})]
+    for name in weights:
+        if name not in tasks:
+            raise AuxrunError(f"weighting.weights.{name}: aux={aux.get('name')} has no task {name!r}, so nothing would "
+                              f"read this weight; its tasks: {', '.join(tasks)}")
 
 
 def check_added_keys(args: list[str], declared: dict[str, set[str]]) -> None:
