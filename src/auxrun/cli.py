@@ -132,10 +132,10 @@ def check_group_overrides(args: list[str]) -> None:
                 raise AuxrunError(f"unknown {key} {choice!r}; available: {', '.join(options)}")
 
 
-def precompose(command: str, args: list[str]) -> None:
+def precompose(command: str, args: list[str]) -> DictConfig:
     """Compose the config the way Hydra will (each sweep at its first value), so that a key
     that does not exist, a malformed override or a missing option is one line and exit code 2
-    rather than Hydra's report; then check its values (:mod:`auxrun.schema`) before any job."""
+    rather than Hydra's report; then check its values (:mod:`auxrun.schema`) before any job; returns the composed config."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -194,6 +194,7 @@ def precompose(command: str, args: list[str]) -> None:
         if key in given and cfg.trainer.get("sampling") != "neighbor":
             raise AuxrunError(f"{key} is read only with trainer.sampling=neighbor (this run trains on the whole "
                               "graph): add trainer.sampling=neighbor, or leave the fanout out")
+    return cfg
 
 
 def unknown_key_message(command: str, key: str, given: str) -> str:

@@ -132,10 +132,21 @@ SCHEMA: dict[str, Spec] = {
     # auxiliary tasks
     "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
     "aux.pair_head": Spec(str, choices=("projected", "dot", "mlp")), "aux.target_head": Spec(str, choices=("projected", "mlp")),
+    "aux.eval_size": _count(1, 10**7), "aux.max_metapath_density": Spec(float, 0, 1, low_open=True),
+    "aux.max_metapath_pairs": _count(1, 10**9), "aux.tasks.*.mask_rate": FRACTION, "aux.tasks.*.context_layers": DEPTH,
+    "aux.tasks.*.min_count": _count(1), "backbone.attention_dropout": Spec(float, 0, 1, high_open=True),
+    "backbone.num_bases": Spec(int, low=1, high=4096, optional=True),
+    "backbone.pooling": Spec(str, choices=("mean", "sum", "max")), "backbone.norm": Spec(str, choices=("batch", "none")),
+    "dataset.negatives_per_positive": _count(1, 1000), "dataset.positive_rating": Spec(float),
+    "dataset.size": _count(1, 10**8), "dataset.split_seed": SEED, "dataset.subset_seed": SEED,
+    "dataset.task_type": Spec(str, choices=("auto", "classification", "regression")),
+    "dataset.features": FLAG, "dataset.derived_features": FLAG,
+    "weighting.rc_lr": LEARNING_RATE, "weighting.sims": Spec(str, choices=("one", "all")),
+    "weighting.learn": Spec(str, choices=("decay", "meta")),
     # datasets (every loader's keys of these kinds)
     "dataset.*_frac": FRACTION, "dataset.split_fractions": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
     "dataset.link_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True), "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
-    "dataset.num_*": _count(), "dataset.feat_dim": WIDTH, "dataset.*_degree": _count(), "dataset.item_tags": _count(),
+    "dataset.num_classes": _count(2, 10**6), "dataset.num_*": _count(), "dataset.feat_dim": WIDTH, "dataset.*_degree": _count(), "dataset.item_tags": _count(),
     "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
     "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": SEED, "dataset.negative_seed": SEED,
     "dataset.kg_min_items": _count(), "dataset.download": FLAG, "dataset.relation_names.*": _count(0),
@@ -204,6 +215,25 @@ def validate(cfg: DictConfig) -> None:
             raise AuxrunError(f"{key}={value!r}: {why}; expected {spec.describe()}")
     check_task_names(plain)
     check_fanout(plain)
+    check_option_names(plain)
+
+
+# keys whose value names an option of a config group (the automatic pre-training composes with them)
+OPTION_KEYS = {"dataset.pretrain_aux": "aux", "dataset.pretrain_dataset": "dataset", "weighting.strategy": "weighting"}
+
+
+def check_option_names(plain: dict[str, Any]) -> None:
+    """Each key of :data:`OPTION_KEYS` that is set names an option of its group."""
+    from .configs import group_options
+
+    flat = _flat(plain)
+    for key, group in OPTION_KEYS.items():
+        value = flat.get(key)
+        if value is None:
+            continue
+        options = group_options(group)
+        if str(value) not in options:
+            raise AuxrunError(f"{key}={value!r}: not an option of {group}; expected one of {', '.join(options)}")
 
 
 def check_fanout(plain: dict[str, Any]) -> None:

@@ -62,8 +62,9 @@ def _homophilous_edges(
     counts = torch.bincount(dst_class, minlength=int(src_class.max()) + 1)
     starts = torch.cumsum(counts, 0) - counts
     cls = src_class[src]
-    same_idx = order[starts[cls] + (torch.rand(len(src), generator=g) * counts[cls]).long()]
+    pick = (starts[cls] + (torch.rand(len(src), generator=g) * counts[cls]).long()).clamp(max=n_dst - 1)
     rand_idx = torch.randint(n_dst, (len(src),), generator=g)
+    same_idx = torch.where(counts[cls] > 0, order[pick], rand_idx)  # a class with no destination: any node
     dst = torch.where(torch.rand(len(src), generator=g) < homophily, same_idx, rand_idx)
     keys = torch.unique(src * n_dst + dst)
     return torch.stack([keys // n_dst, keys % n_dst])

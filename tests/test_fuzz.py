@@ -1,0 +1,88 @@
+"""Property: whatever value a user gives whatever key, auxrun either refuses it with one line
+(exit 2, :class:`~auxrun.errors.AuxrunError`) or finishes the run with finite metrics (or
+records that it diverged). A hypothesis fuzzer draws a command, a key of that command's
+composed config and a value from a pool of bad ones, and checks exactly that, in-process: the
+config is composed and checked as the CLI does (:func:`auxrun.cli.precompose`), then run.
+``make test`` draws a bounded number of examples; ``-m slow`` many more."""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import cache
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from auxrun.cli import precompose
+from auxrun.errors import AuxrunError
+from auxrun.report.groups import flatten
+
+TINY = {  # a run of a second or two per command, overridden by the drawn key
+    "mtl": ["dataset.num_users=40", "dataset.num_items=30"],
+    "pretrain": ["dataset.num_users=40", "dataset.num_items=30"],
+    "finetune": ["dataset.num_users=40", "dataset.num_items=30"],
+    "zeroshot": [],
+}
+COMMON = ["trainer.max_epochs=2", "trainer.progress=false", "trainer.checkpoint=false", "threads=1"]
+BAD = ["abc", "nan", "inf", "-inf", "1e308", "-1e308", "-1", "0", "-0.5", "0.5", "2", "''", "[]", "[1,2]",
+       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "{}", "null", "true", "ü", "'[/x]'", "' '"]
+SKIP = ("hydra.", "paths.", "logger.", "dataset.data_dir", "dataset.download")  # where files go: test_bad_input
+
+
+@cache
+def keys_of(command: str) -> tuple[str, ...]:
+    cfg = precompose(command, TINY[command])
+    flat = flatten(OmegaConf.to_container(cfg, resolve=False))
+    return tuple(sorted(k for k in flat if not k.startswith(SKIP)))
+
+
+def finite(metrics: dict) -> bool:
+    return all(math.isfinite(v) for split in metrics.values() for v in split.values() if isinstance(v, float))
+
+
+def outcome(command: str, key: str, value: str, folder) -> str:
+    """``refused``, ``completed`` or ``diverged``; raises on anything else (the defect)."""
+    overrides = [*TINY[command], *COMMON, f"paths.outputs={folder / 'outputs'}", f"paths.cache={folder / 'cache'}",
+                 f"{key}={value}"]
+    try:
+        cfg = precompose(command, overrides)
+        if command == "zeroshot":
+            from auxrun.transfer.scheme import run
+        else:
+            from auxrun.train.schemes import run
+        result = run(cfg, folder / "run")
+    except AuxrunError as exc:
+        assert str(exc).strip() and "\n" not in str(exc).strip(), f"{key}={value}: not one line: {exc}"
+        return "refused"
+    assert result["status"] in ("completed", "diverged"), f"{key}={value}: {result['status']}"
+    if result["status"] == "completed":
+        assert finite(result["metrics"]), f"{key}={value}: completed with non-finite metrics {result['metrics']}"
+    return result["status"]
+
+
+def _fuzz(data, tmp_path_factory) -> None:
+    command = data.draw(st.sampled_from(sorted(TINY)), label="command")
+    key = data.draw(st.sampled_from(keys_of(command)), label="key")
+    value = data.draw(st.sampled_from(BAD), label="value")
+    outcome(command, key, value, tmp_path_factory.mktemp("fuzz"))
+
+
+def fuzz(examples: int) -> settings:
+    return settings(deadline=None, derandomize=True, database=None, max_examples=examples,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@fuzz(int(os.environ.get("AUXRUN_FUZZ_EXAMPLES", "10")))
+@given(data=st.data())
+def test_any_key_with_a_bad_value_is_refused_in_one_line_or_runs_to_the_end(data, tmp_path_factory):
+    _fuzz(data, tmp_path_factory)
+
+
+@pytest.mark.slow
+@fuzz(400)
+@given(data=st.data())
+def test_any_key_with_a_bad_value_many_draws(data, tmp_path_factory):
+    _fuzz(data, tmp_path_factory)
