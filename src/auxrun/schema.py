@@ -160,6 +160,7 @@ SCHEMA: dict[str, Spec] = {
     "transfer.gamma": NON_NEGATIVE, "transfer.layers": _count(1, 1000),
     "transfer.paths": Spec(str, each=True, words=("all",)),
     "zeroshot.select": Spec(str, choices=("ndcg", "mrr", "f1_micro", "f1_macro", "loss")),
+    "zeroshot.source_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
     "zeroshot.min_share": PROBABILITY, "zeroshot.label_features": Spec(str, choices=("drop", "keep")),
     # live curves
     "logger.name": Spec(str, choices=LOGGERS), "logger.flush_secs": _count(),
