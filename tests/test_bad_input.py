@@ -77,7 +77,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl hydra.run.dir=", "hydra.run.dir='': an empty folder name"),
     ("mtl +weighting.weights.helpfull=5", "weighting.weights.helpfull: aux=planted has no task 'helpfull'"),
     ("mtl trainer.fanout=[10,10,10]", "trainer.fanout is read only with trainer.sampling=neighbor"),
-    ("mtl trainer.sampling=neighbor trainer.fanout=[10,10,10]", "trainer.fanout=[10, 10, 10]: 3 hops for a 2-layer gcn"),
+    ("mtl trainer.sampling=neighbor trainer.fanout=[10,10,10]", "trainer.fanout=[10, 10, 10]: 3 hops for a 2-layer GNN"),
     ("mtl seed=1e308", "seed=1e+308: out of range; expected an integer in [0, 4294967295]"),
     ("mtl backbone.hidden=1e308", "backbone.hidden=1e+308: out of range; expected an integer in [1, 65536]"),
     ("mtl trainer.batch_size=1e308", "trainer.batch_size=1e+308: out of range"),

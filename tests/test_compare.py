@@ -539,6 +539,7 @@ def test_a_later_key_that_only_some_choices_declare_keeps_both_kinds_of_record(t
     put_run(tmp_path / "fixed", "run", fixed, 0.8)
     assert finished_result(tmp_path / "fixed" / "run", fixed) is not None
     selar = config(weighting="selar")
+    selar["weighting"]["meta_grad"] = "auto"  # the meta weightings' knob, which the later key goes with
     put_run(tmp_path / "selar", "run", selar, 0.8)
     for value, found in (("none", True), ("target", False)):
         now = {**selar, "weighting": {**selar["weighting"], "normalize": value}}

@@ -171,10 +171,10 @@ def test_a_zero_shot_run_stopped_by_a_signal_resumes_from_its_last_epoch_and_mat
 def test_exit_codes_a_diverged_run_exits_3_and_a_sweep_goes_on_past_it(tmp_path):
     from conftest import run_cli
 
-    bad = ["trainer.lr=1e12", "trainer.max_epochs=4", "trainer.patience=0"]
+    bad = ["dataset.feature_signal=1e30", "trainer.max_epochs=4", "trainer.patience=0"]  # overflows float32
     single = run_cli("mtl", *bad, f"hydra.run.dir={tmp_path / 'one'}")
     assert single.returncode == 3 and "diverged:" in single.stderr and "Traceback" not in single.stderr
-    sweep = run_cli("mtl", "-m", "trainer.lr=1e12,0.005", "trainer.max_epochs=4", "trainer.patience=0",
+    sweep = run_cli("mtl", "-m", "dataset.feature_signal=1e30,1.0", "trainer.max_epochs=4", "trainer.patience=0",
                     f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert sweep.returncode == 0, sweep.stderr[-1500:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in (tmp_path / "sweep").rglob("result.json"))

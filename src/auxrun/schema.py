@@ -215,8 +215,25 @@ def validate(cfg: DictConfig) -> None:
         if why:
             raise AuxrunError(f"{key}={value!r}: {why}; expected {spec.describe()}")
     check_task_names(plain)
-    check_fanout(plain)
     check_option_names(plain)
+
+
+# keys whose value names an option of a config group (the automatic pre-training composes with them)
+OPTION_KEYS = {"dataset.pretrain_aux": "aux", "dataset.pretrain_dataset": "dataset", "weighting.strategy": "weighting"}
+
+
+def check_option_names(plain: dict[str, Any]) -> None:
+    """Each key of :data:`OPTION_KEYS` that is set names an option of its group."""
+    from .configs import group_options
+
+    flat = _flat(plain)
+    for key, group in OPTION_KEYS.items():
+        value = flat.get(key)
+        if value is None:
+            continue
+        options = group_options(group)
+        if str(value) not in options:
+            raise AuxrunError(f"{key}={value!r}: not an option of {group}; expected one of {', '.join(options)}")
 
 
 # keys whose value names an option of a config group (the automatic pre-training composes with them)

@@ -263,10 +263,11 @@ class MoleculeBatches(DataView):
         return out
 
 
-def check_sampling(trainer: Any, molecular: bool = False) -> None:
+def check_sampling(trainer: Any, molecular: bool = False, layers: int | None = None) -> None:
     """``trainer.sampling``, ``trainer.fanout`` (and ``eval_fanout``, ``eval_batch_size``,
-    ``sampler``) are valid, and ``sampling=neighbor`` is not asked of ``molecular`` data:
-    checked when the config is composed, before any data loads."""
+    ``sampler``) are valid, ``sampling=neighbor`` is not asked of ``molecular`` data, and
+    samples one hop per GNN layer (``layers``, where given): checked when the config is
+    composed, before any data loads."""
     sampling = str(trainer.get("sampling", "full"))
     if sampling not in SAMPLING:
         raise AuxrunError(f"trainer.sampling={sampling!r}; use one of {', '.join(SAMPLING)}")
@@ -285,6 +286,9 @@ def check_sampling(trainer: Any, molecular: bool = False) -> None:
         if not hops or any(k == 0 or k < -1 for k in hops):
             raise AuxrunError(f"trainer.{key}: each hop keeps a positive number of neighbours or -1 for all "
                               f"(got {list(value)})")
+        if sampling == "neighbor" and layers is not None and len(hops) != layers:
+            raise AuxrunError(f"trainer.{key}={hops}: {len(hops)} hops for a {layers}-layer GNN; give one number "
+                              f"of neighbours per layer (e.g. trainer.{key}={[10] * layers})")
     resolve_backend(str(trainer.get("sampler", "auto")))
     if int(trainer.get("eval_batch_size", 1)) < 1:
         raise AuxrunError(f"trainer.eval_batch_size must be at least 1 (got {trainer.eval_batch_size})")

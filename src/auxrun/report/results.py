@@ -29,7 +29,10 @@ STATUSES = ("completed", "diverged", "failed")
 # Config keys added after runs were recorded, each with the value that gives the behaviour runs
 # recorded without it had: a stored config that lacks one reads as having that value, so a
 # relaunched sweep still skips its finished runs and compare still pools them with new ones.
+# A key that only some choices of a group have names a sibling key those choices have, and is
+# added only where that sibling is (weighting.normalize: the meta weightings, which have meta_grad).
 LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidden": 100, "weighting.normalize": "none"}
+LATER_KEYS_WHERE: dict[str, str] = {"weighting.normalize": "meta_grad"}
 REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weighting", "seed", "metrics")
 log = logging.getLogger(__name__)
 
@@ -51,15 +54,17 @@ def write_failure(run_dir: Path, base: dict[str, Any], exc: BaseException, start
 
 def upgrade_config(config: Any) -> Any:
     """``config`` (a resolved config as stored) with every :data:`LATER_KEYS` key it lacks set
-    to that key's value, wherever the key's section exists; other values as they are. Compare
-    two configs only after upgrading both: a key that only some choices of a group declare
-    (``weighting.normalize``: selar, auxts) is then present on both sides or on neither."""
+    to that key's value, wherever the key's section exists (and, for a key of
+    :data:`LATER_KEYS_WHERE`, holds that sibling key); other values as they are. Compare two
+    configs only after upgrading both."""
     if not isinstance(config, dict):
         return config
     out = dict(config)
     for dotted, value in LATER_KEYS.items():
         section, key = dotted.split(".", 1)
-        if isinstance(out.get(section), dict) and key not in out[section]:
+        sibling = LATER_KEYS_WHERE.get(dotted)
+        if isinstance(out.get(section), dict) and key not in out[section] \
+                and (sibling is None or sibling in out[section]):
             out[section] = {**out[section], key: value}
     return out
 

@@ -57,7 +57,7 @@ def _validate(cfg: DictConfig) -> None:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_logger(cfg)
     loader = str(cfg.dataset.get("loader", cfg.dataset.name))
-    check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS)
+    check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS, layers=int(cfg.backbone.num_layers))
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")

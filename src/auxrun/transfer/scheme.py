@@ -81,7 +81,7 @@ def validate(cfg: DictConfig) -> None:
     if str(cfg.backbone.name) not in HETERO_BACKBONES:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
                           f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
-    check_sampling(cfg.trainer)
+    check_sampling(cfg.trainer, layers=int(cfg.backbone.num_layers))
     check_logger(cfg)
     z = cfg.zeroshot
     split = list(z.source_split)
