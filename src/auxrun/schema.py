@@ -236,38 +236,6 @@ def check_option_names(plain: dict[str, Any]) -> None:
             raise AuxrunError(f"{key}={value!r}: not an option of {group}; expected one of {', '.join(options)}")
 
 
-# keys whose value names an option of a config group (the automatic pre-training composes with them)
-OPTION_KEYS = {"dataset.pretrain_aux": "aux", "dataset.pretrain_dataset": "dataset", "weighting.strategy": "weighting"}
-
-
-def check_option_names(plain: dict[str, Any]) -> None:
-    """Each key of :data:`OPTION_KEYS` that is set names an option of its group."""
-    from .configs import group_options
-
-    flat = _flat(plain)
-    for key, group in OPTION_KEYS.items():
-        value = flat.get(key)
-        if value is None:
-            continue
-        options = group_options(group)
-        if str(value) not in options:
-            raise AuxrunError(f"{key}={value!r}: not an option of {group}; expected one of {', '.join(options)}")
-
-
-def check_fanout(plain: dict[str, Any]) -> None:
-    """With ``trainer.sampling=neighbor`` the sampler draws one hop per GNN layer: ``fanout``
-    (and ``eval_fanout`` when set) has ``backbone.num_layers`` entries."""
-    trainer, backbone = plain.get("trainer") or {}, plain.get("backbone") or {}
-    if not isinstance(trainer, dict) or trainer.get("sampling") != "neighbor" or "num_layers" not in backbone:
-        return
-    layers = backbone["num_layers"]
-    for key in ("fanout", "eval_fanout"):
-        value = trainer.get(key)
-        if isinstance(value, list) and len(value) != layers:
-            raise AuxrunError(f"trainer.{key}={value}: {len(value)} hops for a {layers}-layer {backbone.get('name')}; "
-                              f"give one number of neighbours per layer (e.g. trainer.{key}={[10] * layers})")
-
-
 def check_task_names(plain: dict[str, Any]) -> None:
     """``weighting.weights.<task>`` names the target or one of the auxiliary set's tasks: a
     misspelt task would otherwise leave its weight at the default in silence."""
