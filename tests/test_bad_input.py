@@ -75,6 +75,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl paths.cache=/proc/auxrun-forbidden", "paths.cache=/proc/auxrun-forbidden"),
     ("mtl hydra.run.dir=/proc/auxrun-forbidden/x", "hydra.run.dir=/proc/auxrun-forbidden/x: cannot create"),
     ("mtl hydra.run.dir=", "hydra.run.dir='': an empty folder name"),
+    ("mtl weighting.weights=abc", "weighting.weights='abc': expected a mapping of task to weight"),
     ("mtl +weighting.weights.helpfull=5", "weighting.weights.helpfull: aux=planted has no task 'helpfull'"),
     ("mtl trainer.fanout=[10,10,10]", "trainer.fanout is read only with trainer.sampling=neighbor"),
     ("mtl trainer.sampling=neighbor trainer.fanout=[10,10,10]", "trainer.fanout=[10, 10, 10]: 3 hops for a 2-layer GNN"),

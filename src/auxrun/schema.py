@@ -241,7 +241,10 @@ def check_task_names(plain: dict[str, Any]) -> None:
     misspelt task would otherwise leave its weight at the default in silence."""
     weighting, aux = plain.get("weighting") or {}, plain.get("aux") or {}
     weights = weighting.get("weights") if isinstance(weighting, dict) else None
-    if not isinstance(weights, dict) or not weights:
+    if weights is not None and not isinstance(weights, dict):
+        raise AuxrunError(f"weighting.weights={weights!r}: expected a mapping of task to weight, e.g. "
+                          "+weighting.weights.helpful=0.5")
+    if not weights:
         return
     tasks = ["target", *((aux.get("tasks") or {}) if isinstance(aux, dict) else {})]
     for name in weights:
