@@ -561,3 +561,18 @@ def test_compare_refuses_a_layout_the_runs_do_not_fit_and_an_unwritable_report_b
         proc = run_cli("compare", "--outputs", str(tmp_path / "runs"), flag, str(tmp_path / "file"))
         assert proc.returncode == 2 and "cannot create this folder" in proc.stderr and proc.stdout == ""
     assert run_cli("compare", "--outputs", str(tmp_path / "runs"), "--layout", "auto").returncode == 0
+
+
+def test_a_shipped_gzipped_trace_reads_as_the_plain_one(tmp_path):
+    import gzip
+
+    from auxrun.report.figures import _trace
+
+    text = "step,epoch,task,loss,weight,weight_std,cos\n0,0,target,0.7,1.0,0.0,\n0,0,h,0.6,0.5,0.1,0.2\n"
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "trace.csv").write_text(text)
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "trace.csv.gz").write_bytes(gzip.compress(text.encode()))
+    plain, packed = _trace(str(tmp_path / "plain")), _trace(str(tmp_path / "packed"))
+    assert plain is not None and len(plain) == 2 and plain.equals(packed)
+    assert _trace(str(tmp_path)) is None

@@ -58,10 +58,11 @@ def _plt():
 
 
 def _trace(run_dir: str) -> pd.DataFrame | None:
-    path = Path(run_dir) / "trace.csv"
+    """The run's ``trace.csv``, or the ``trace.csv.gz`` a shipped record may hold instead."""
+    path = next((p for p in (Path(run_dir) / n for n in ("trace.csv", "trace.csv.gz")) if p.is_file()), None)
     try:
-        return pd.read_csv(path) if path.is_file() else None
-    except (OSError, ValueError, pd.errors.ParserError):
+        return pd.read_csv(path) if path is not None else None
+    except (OSError, ValueError, EOFError, pd.errors.ParserError):
         return None
 
 
