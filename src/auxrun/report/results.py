@@ -108,48 +108,41 @@ def config_differences(stored: Any, config: dict[str, Any]) -> list[str]:
     return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def _finished(run_dir: Path) -> dict[str, Any] | None:
+    """The result in ``run_dir`` when it finished (completed, or diverged, which a
+    deterministic rerun would repeat); else ``None``."""
+    path = run_dir / "result.json"
+    result = read_result(path) if path.exists() else None
+    return result if result and result["status"] in ("completed", "diverged") else None
+
+
 def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The result already in ``run_dir`` when it finished (completed, or diverged, which a
-    deterministic rerun would repeat) with this resolved ``config``, up to keys that never
-    change a run's numbers (:func:`config_differences`); else ``None``."""
-    path = run_dir / "result.json"
-    result = read_result(path) if path.exists() else None
-    if result and result["status"] in ("completed", "diverged") and not config_differences(result.get("config"), config):
-        return result
-    return None
-
-
-def finished_elsewhere(run_dir: Path, config: dict[str, Any]) -> str | None:
-    """Why ``run_dir`` must not take a run of ``config``: it holds a finished result of another
-    config or command, which running here would replace; ``None`` when it does not."""
-    path = run_dir / "result.json"
-    result = read_result(path) if path.exists() else None
-    if not result or result["status"] not in ("completed", "diverged"):
-        return None
-    differ = config_differences(result.get("config"), config)
-    if not differ:
-        return None
-    shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
-    return (f"{run_dir} holds a finished {result['command']} run of another config (differing: {shown}), which this "
-            "run would replace: give it another folder (hydra.run.dir=DIR, or hydra.sweep.dir=DIR for a sweep), "
-            "or add rerun=true to replace that result")
+    """The finished result already in ``run_dir`` (:func:`_finished`) of this resolved
+    ``config``, up to keys that never change a run's numbers (:func:`config_differences`);
+    else ``None``."""
+    result = _finished(run_dir)
+    return result if result and not config_differences(result.get("config"), config) else None
 
 
 def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Begin a run of the composed ``cfg`` in ``run_dir``: its resolved config, and the finished
     result already there for that config (unless ``rerun=true``), which the caller returns
-    instead of running again, saying so on ``console``; else ``None``, after creating the
+    instead of running again, saying so on ``console``; a finished result of another config
+    there is refused (:class:`AuxrunError` naming the differing keys); else ``None``, after creating the
     folder, removing temporary files a killed write left there (and, with ``rerun=true``, the
     checkpoint a run would resume from) and writing ``config.yaml``."""
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    if not cfg.get("rerun", False):
-        if (done := finished_result(run_dir, config)) is not None:
+    if not cfg.get("rerun", False) and (done := _finished(run_dir)) is not None:
+        differ = config_differences(done.get("config"), config)
+        if not differ:
             console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
             return config, done
-        if (clash := finished_elsewhere(run_dir, config)) is not None:
-            raise AuxrunError(clash)
+        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise AuxrunError(f"{run_dir} holds a finished {done['command']} run of another config (differing: {shown}), "
+                          "which this run would replace: give it another folder (hydra.run.dir=DIR, or "
+                          "hydra.sweep.dir=DIR for a sweep), or add rerun=true to replace that result")
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:  # left by a killed write
         stale.unlink(missing_ok=True)
