@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from auxrun.data import load
+from auxrun.data import read  # the loader's parsing: tiny files leave splits too small for a run
 from auxrun.data.graph import GraphData, TargetSpec, add_reverse
 from auxrun.errors import AuxrunError
 from auxrun.tasks.metrics import ranking_metrics
@@ -78,7 +78,7 @@ def all_pairs(data: GraphData, labelled: bool) -> set[tuple[int, int]]:
 
 def test_movielens_loader_on_tiny_atomic_files(tmp_path):
     write_ml(tmp_path)
-    data = load(ml_cfg(tmp_path), seed=0)
+    data = read(ml_cfg(tmp_path), seed=0)
     # users 1..4 -> 0..3, items 1..5 -> 0..4; positives are ratings >= 4
     assert all_pairs(data, True) == {(0, 0), (0, 1), (1, 0), (2, 1), (3, 2), (3, 3), (3, 4)}
     negatives = all_pairs(data, False)
@@ -102,12 +102,12 @@ def test_movielens_loader_on_tiny_atomic_files(tmp_path):
 
 def test_movielens_keeps_every_entity_with_min_items_1(tmp_path):
     write_ml(tmp_path)
-    assert load(ml_cfg(tmp_path, kg_min_items=1), seed=0).num_nodes("entity") == 5
+    assert read(ml_cfg(tmp_path, kg_min_items=1), seed=0).num_nodes("entity") == 5
 
 
 def test_split_is_disjoint_complete_and_seeded(tmp_path):
     write_ml(tmp_path)
-    a, b, c = (load(ml_cfg(tmp_path), seed=s) for s in (0, 0, 1))
+    a, b, c = (read(ml_cfg(tmp_path), seed=s) for s in (0, 0, 1))
     for labelled in ("split", "negatives"):
         parts = [as_set(p) for p in getattr(a.target, labelled).values()]
         assert sum(len(p) for p in parts) == len(set().union(*parts))  # disjoint
@@ -119,7 +119,7 @@ def test_split_is_disjoint_complete_and_seeded(tmp_path):
 
 
 def test_packaged_movielens_sizes():
-    data = load(OmegaConf.load("conf/dataset/movielens.yaml").dataset, seed=0)
+    data = read(OmegaConf.load("conf/dataset/movielens.yaml").dataset, seed=0)
     assert data.info["nodes"]["user"] == 943 and data.info["nodes"]["item"] == 1682
     counts = data.info["interactions"]
     assert sum(c["pos"] for c in counts.values()) == 55375  # ratings >= 4 in MovieLens-100k
@@ -129,11 +129,11 @@ def test_packaged_movielens_sizes():
 
 def test_movielens_errors(tmp_path):
     with pytest.raises(AuxrunError, match=r"ml-100k.inter.*not found"):
-        load(ml_cfg(tmp_path), seed=0)
+        read(ml_cfg(tmp_path), seed=0)
     write_ml(tmp_path)
     (tmp_path / "ml-100k.inter").write_text("user_id:token\titem_id:token\trating:float\n1\t1\tgood\n")
     with pytest.raises(AuxrunError, match="not numbers"):
-        load(ml_cfg(tmp_path), seed=0)
+        read(ml_cfg(tmp_path), seed=0)
 
 
 def kg_graph() -> GraphData:
@@ -232,13 +232,13 @@ def test_graph_and_metapaths_are_cached_and_rebuilt_when_the_source_changes(tmp_
     calls = []
     real = ml._build
     monkeypatch.setattr(ml, "_build", lambda *a: calls.append(1) or real(*a))
-    first = load(ml_cfg(tmp_path), 0, str(cache))
-    second = load(ml_cfg(tmp_path), 0, str(cache))
+    first = read(ml_cfg(tmp_path), 0, str(cache))
+    second = read(ml_cfg(tmp_path), 0, str(cache))
     assert len(calls) == 1 and torch.equal(first.target.split["test"], second.target.split["test"])
-    load(ml_cfg(tmp_path), 1, str(cache))  # another seed is another graph
+    read(ml_cfg(tmp_path), 1, str(cache))  # another seed is another graph
     assert len(calls) == 2
     (tmp_path / "ml-100k.inter").write_text(INTER + "4\t1\t5\t11\n")
-    changed = load(ml_cfg(tmp_path), 0, str(cache))
+    changed = read(ml_cfg(tmp_path), 0, str(cache))
     assert len(calls) == 3 and changed.fingerprint != first.fingerprint
     MetaPathPrediction("uiu", second, "user-item-user", 8, None, 100, 0)
     assert len(list((cache / "metapaths").glob("*.pt"))) == 1

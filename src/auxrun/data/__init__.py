@@ -7,6 +7,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .checks import check_dataset
 from .graph import EdgeType, GraphData, NodeLabels, PairLabels, TargetSpec
 from .kgnn_ls import load_kgnn_ls
 from .moleculenet import load_moleculenet, load_moses
@@ -29,9 +30,11 @@ REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_mo
 MOLECULAR_LOADERS = ("moleculenet", "moses")  # loaders that return MolData
 
 
-def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
-    """Load the dataset with ``cfg.loader`` (default ``cfg.name``) and the run's ``seed``
-    (splits); loaders that build slowly keep what they built under ``cache_dir``."""
+def read(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
+    """What the loader ``cfg.loader`` (default ``cfg.name``) builds for the run's ``seed``
+    (splits), with each file checked as it is read but the whole not yet checked (tests of a
+    loader's parsing read tiny files this way); loaders that build slowly keep what they built
+    under ``cache_dir``."""
     name = str(cfg.get("loader", cfg.name))
     try:
         loader = REGISTRY[name]
@@ -42,5 +45,12 @@ def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
     return loader(cfg, seed, cache_dir)
 
 
+def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
+    """The dataset a run trains on: :func:`read`, then checked whole
+    (:func:`~auxrun.data.checks.check_dataset`: every split non-empty, every index in range,
+    the classes each metric needs present)."""
+    return check_dataset(read(cfg, seed, cache_dir))
+
+
 __all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "MOLECULAR_LOADERS",
-           "load"]
+           "load", "read"]

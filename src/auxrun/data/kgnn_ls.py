@@ -49,6 +49,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
+from .checks import reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .download import dataset_folder, fetch_missing, where_published
 from .graph import GraphData
@@ -125,13 +126,11 @@ def data_files(cfg: DictConfig) -> tuple[str, dict[str, Path]]:
 
 def read_int_table(path: Path, columns: int) -> np.ndarray:
     """An integer table with ``columns`` columns from ``.npy`` or whitespace-separated text."""
-    try:
+    with reading(path, "a table of integers"):
         if path.suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         else:
             arr = pd.read_csv(path, sep=r"\s+", header=None, dtype=np.int64, engine="c").to_numpy()
-    except (OSError, ValueError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise AuxrunError(f"cannot read {path} as a table of integers: {exc}") from None
     if arr.ndim != 2 or arr.shape[1] != columns or len(arr) == 0:
         raise AuxrunError(f"{path}: expected {columns} integer columns per line, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
@@ -142,12 +141,10 @@ def read_int_table(path: Path, columns: int) -> np.ndarray:
 def _read_table(path: Path, sep: str, columns: int, header: bool, what: str) -> pd.DataFrame:
     """A text table of strings, exactly ``columns`` fields per line (quotes are data), or one
     message naming the file and what it should hold."""
-    try:
+    with reading(path, what):
         df = pd.read_csv(path, sep=sep, header=0 if header else None, dtype=str, keep_default_na=False,
                          quoting=csv.QUOTE_NONE, engine="c", encoding="utf-8", encoding_errors="surrogateescape",
                          on_bad_lines="error")
-    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise AuxrunError(f"cannot read {path} ({what}): {str(exc).splitlines()[0]}") from None
     if df.shape[1] != columns or len(df) == 0:
         raise AuxrunError(f"{path}: expected {what}, {columns} fields per line separated by {sep!r}; found "
                           f"{df.shape[1]} field(s) on {len(df)} line(s)")
@@ -194,6 +191,9 @@ def read_published(cfg: DictConfig, files: dict[str, Path]) -> Interactions:
     pairs, labels = implicit_pairs(users, item_ids, scores[keep], len(items), float(pub.positive_rating), 1.0,
                                    np.random.RandomState(int(cfg.negative_seed)), candidates="script")
     ratings = np.column_stack([pairs.numpy().T, labels.numpy().astype(np.int64)])
+    if not len(ratings):
+        raise AuxrunError(f"{files['ratings']}: no positive rating of an item listed in {files['items'].name} "
+                          f"({len(item_index)} items), so there is nothing to train on")
 
     kg = pd.concat([_read_table(files[k], "\t", 3, False, "one 'head <tab> relation <tab> tail' per line")
                     for k in files if k.startswith("kg")], ignore_index=True)

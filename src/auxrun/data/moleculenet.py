@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
+from .checks import reading
 from .cache import cached, fingerprint, progress
 from .molecules import FEATURISER_VERSION, MolData, MolSet, scaffold_split
 from .graph import random_split
@@ -61,10 +62,8 @@ def read_table(path: Path, smiles_col: str, label_cols: list[str], sep: str | No
     """SMILES and a (rows, tasks) float label matrix (``nan`` = missing) from a CSV/TSV."""
     if not path.is_file():
         raise AuxrunError(f"molecule file not found: {path} (set dataset.path=FILE)")
-    try:
+    with reading(path, "a CSV or TSV with a SMILES column"):
         df = pd.read_csv(path, sep=_separator(path, sep), dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise AuxrunError(f"cannot read {path}: {exc}") from None
     cols = list(df.columns)
     if smiles_col not in cols:
         raise AuxrunError(f"{path}: no SMILES column {smiles_col!r} (columns: {', '.join(cols)}); "

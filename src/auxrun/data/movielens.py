@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
+from .checks import reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .graph import GraphData, NodeLabels
 from .kg import build_kg_graph, implicit_pairs, kg_relations, one_hot
@@ -62,10 +63,8 @@ def data_files(data_dir: str | None) -> dict[str, Path]:
 
 def read_atomic(path: Path) -> pd.DataFrame:
     """A RecBole atomic file; columns renamed from ``name:type`` to ``name``, all as strings."""
-    try:
+    with reading(path, "a RecBole atomic file"):
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise AuxrunError(f"cannot read {path}: {exc}") from None
     df.columns = [c.split(":")[0] for c in df.columns]
     return df
 
@@ -78,13 +77,14 @@ def _column(df: pd.DataFrame, name: str, path: str) -> pd.Series:
 
 def _user_features(users: pd.DataFrame, index: dict[str, int]) -> torch.Tensor:
     users = users[users.user_id.isin(index)]
-    rows = torch.tensor(users.user_id.map(index).to_numpy())
-    age = pd.to_numeric(users.get("age", pd.Series(dtype=str)), errors="coerce").fillna(-1).to_numpy()
+    rows = torch.from_numpy(users.user_id.map(index).to_numpy(dtype=np.int64))
+    age = pd.to_numeric(users["age"] if "age" in users else pd.Series(index=users.index, dtype=str),
+                        errors="coerce").fillna(-1).to_numpy()
     parts = [one_hot(torch.tensor(np.searchsorted(AGE_BANDS, age, side="right")), len(AGE_BANDS) + 1)]
     for col in ("gender", "occupation"):
         if col in users:
             codes = pd.Categorical(users[col]).codes
-            parts.append(one_hot(torch.tensor(codes, dtype=torch.long), int(codes.max()) + 1))
+            parts.append(one_hot(torch.tensor(codes, dtype=torch.long), int(codes.max(initial=0)) + 1))
     feats = torch.cat(parts, 1)
     out = torch.zeros(len(index), feats.shape[1])
     out[rows] = feats
@@ -97,15 +97,16 @@ def _item_genres(items: pd.DataFrame, index: dict[str, int]) -> NodeLabels:
     items = items[items.item_id.isin(index)]
     genres = items["class"].str.get_dummies(sep=" ") if "class" in items else pd.DataFrame(index=items.index)
     y = torch.zeros(len(index), genres.shape[1])
-    y[torch.tensor(items.item_id.map(index).to_numpy(), dtype=torch.long)] = \
+    y[torch.from_numpy(items.item_id.map(index).to_numpy(dtype=np.int64))] = \
         torch.tensor(genres.to_numpy(), dtype=torch.float)
     return NodeLabels(y=y, names=[str(c) for c in genres.columns], feature_columns=list(range(genres.shape[1])))
 
 
 def _item_features(items: pd.DataFrame, index: dict[str, int], genres: NodeLabels) -> torch.Tensor:
     items = items[items.item_id.isin(index)]
-    rows = torch.tensor(items.item_id.map(index).to_numpy(), dtype=torch.long)
-    year = pd.to_numeric(items.get("release_year", pd.Series(dtype=str)), errors="coerce")
+    rows = torch.from_numpy(items.item_id.map(index).to_numpy(dtype=np.int64))
+    year = pd.to_numeric(items["release_year"] if "release_year" in items else pd.Series(index=items.index, dtype=str),
+                         errors="coerce")
     decade = ((year.fillna(1900).clip(1900, 2000) - 1900) // 10).astype(int).to_numpy()
     out = torch.zeros(len(index), 11)
     out[rows] = one_hot(torch.tensor(decade), 11)
@@ -129,8 +130,8 @@ def _build(cfg: DictConfig, seed: int, paths: dict[str, Path], key: str, cache_d
         ratings = pd.to_numeric(_column(inter, "rating", "ml-100k.inter"), errors="coerce").to_numpy()
         if np.isnan(ratings).any():
             raise AuxrunError(f"{paths['inter']}: {int(np.isnan(ratings).sum())} ratings are not numbers")
-        user_ids = sorted(set(u_raw) | set(users_df.get("user_id", [])), key=_natural)
-        item_ids = sorted(set(i_raw) | set(items_df.get("item_id", [])), key=_natural)
+        user_ids = sorted(set(u_raw) | set(_column(users_df, "user_id", "ml-100k.user")), key=_natural)
+        item_ids = sorted(set(i_raw) | set(_column(items_df, "item_id", "ml-100k.item")), key=_natural)
         user_index = {u: i for i, u in enumerate(user_ids)}
         item_index = {t: i for i, t in enumerate(item_ids)}
         pairs, labels = implicit_pairs(u_raw.map(user_index).to_numpy(), i_raw.map(item_index).to_numpy(), ratings,

@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .checks import reading
 from .cache import cached, file_stamp, fingerprint
 from .download import dataset_folder, fetch_missing
 from .graph import EdgeType, GraphData, TargetSpec
@@ -78,16 +79,14 @@ def require_trust(path: Path, trust: bool) -> None:
                           f"({SOURCE})")
 
 
+WHAT = "GPT-GNN's pickled OAG graph"
+
+
 def read_graph(path: Path, trust: bool) -> Any:
     """The unpickled graph object (only with ``trust``, :func:`require_trust`)."""
     require_trust(path, trust)
-    try:
-        with open(path, "rb") as f:
-            graph = _unpickler(f).load()
-    except AuxrunError:
-        raise
-    except Exception as exc:  # a damaged or foreign pickle: one clear message
-        raise AuxrunError(f"cannot read {path} as GPT-GNN's pickled OAG graph: {type(exc).__name__}: {exc}") from None
+    with reading(path, WHAT), open(path, "rb") as f:
+        graph = _unpickler(f).load()
     if not hasattr(graph, "edge_list") or not hasattr(graph, "node_feature"):
         raise AuxrunError(f"{path} does not hold GPT-GNN's Graph object (no edge_list / node_feature)")
     return graph
@@ -108,13 +107,17 @@ def load_oag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphD
     """Build (or load from the cache) OAG-CS with the Paper-Field (L2) target (module docstring)."""
     path = graph_file(cfg)
     trust = bool(cfg.get("trust_pickle", False))
-    fraction = float(cfg.get("label_fraction", 0.1))
-    if not 0 < fraction <= 1:
-        raise AuxrunError(f"dataset.label_fraction must be in (0, 1] (got {fraction})")
+    fraction = float(cfg.get("label_fraction", 0.1))  # in (0, 1]: the schema's dataset.label_fraction
     split_seed = int(cfg.get("split_seed", 43))
     key = fingerprint("oag", VERSION, fraction, split_seed, file_stamp(path))
     require_trust(path, trust)  # even when a cached build exists
-    return cached(cache_dir, "graphs", key, lambda: build(read_graph(path, trust), fraction, split_seed))
+
+    def built() -> GraphData:
+        graph = read_graph(path, trust)
+        with reading(path, WHAT):  # a graph object whose tables do not hold what GPT-GNN's do
+            return build(graph, fraction, split_seed)
+
+    return cached(cache_dir, "graphs", key, built)
 
 
 def _features(frame: Any) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .checks import check_ids, check_labels, check_matrix, reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .download import dataset_folder, fetch_missing
 from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split
@@ -64,14 +65,28 @@ def raw_files(cfg: DictConfig) -> dict[str, Path]:
 
 def _csv(path: Path, **kwargs) -> pd.DataFrame:
     """A gzipped CSV of OGB's raw files, or one clear error naming the file."""
-    try:
+    with reading(path, "a gzipped CSV of OGB's raw ogbn-mag files"):
         return pd.read_csv(path, compression="gzip", **kwargs)
-    except (OSError, ValueError, pd.errors.ParserError, EOFError) as exc:
-        raise AuxrunError(f"cannot read {path}: {exc}") from None
 
 
-def _read(path: Path, dtype) -> np.ndarray:
-    return _csv(path, header=None, dtype=dtype).to_numpy()
+def _read(path: Path, dtype, columns: int | None = None) -> np.ndarray:
+    """The headerless table ``path`` (``columns`` of them, if given) as an array of ``dtype``."""
+    arr = _csv(path, header=None, dtype=dtype).to_numpy()
+    if columns is not None and (arr.ndim != 2 or arr.shape[1] != columns):
+        raise AuxrunError(f"{path}: expected {columns} columns per line, found {arr.shape[1] if arr.ndim == 2 else 0}")
+    return arr
+
+
+INT32_MAX = int(np.iinfo(np.int32).max)  # node ids are indexed in int32 by PyG's samplers
+
+
+def _count(column: pd.Series, path: Path, name: str) -> int:
+    """One node count of num-node-dict: a single non-negative integer."""
+    values = pd.to_numeric(column, errors="coerce")
+    if len(values) != 1 or values.isna().any() or not 0 <= float(values.iloc[0]) <= INT32_MAX or float(values.iloc[0]) % 1:
+        raise AuxrunError(f"{path}: the count of {name} must be one integer in [0, {INT32_MAX}], found "
+                          f"{column.tolist()[:3]}")
+    return int(values.iloc[0])
 
 
 def load_ogb_mag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
@@ -92,22 +107,25 @@ def _mean_of(edges: torch.Tensor, x_src: torch.Tensor, n_dst: int) -> torch.Tens
 def _build(cfg: DictConfig, seed: int, files: dict[str, Path], key: str, cache_dir: str | None) -> GraphData:
     with progress("building ogbn-mag graph", 3) as advance:
         counts_df = _csv(files["num_nodes"])
-        counts = {str(c): int(counts_df[c].iloc[0]) for c in counts_df.columns}
-        x_paper = torch.from_numpy(_read(files["feat"], np.float32))
-        labels = torch.from_numpy(_read(files["label"], np.int64)).view(-1)
-        n_paper = counts.get("paper", len(labels))
-        if x_paper.shape[0] != n_paper or len(labels) != n_paper:
-            raise AuxrunError(f"ogbn_mag: {n_paper} papers in num-node-dict, but {x_paper.shape[0]} feature rows "
-                              f"and {len(labels)} labels")
+        counts = {str(c): _count(counts_df[c], files["num_nodes"], str(c)) for c in counts_df.columns}
+        missing = [t for t in ("paper", "author", "institution", "field_of_study") if t not in counts]
+        if missing:
+            raise AuxrunError(f"{files['num_nodes']}: no count of {', '.join(missing)} (columns: {', '.join(counts)})")
+        x_paper = _read(files["feat"], np.float32)
+        check_matrix(x_paper, str(files["feat"]), "paper features", rows=counts["paper"])
+        labels = check_labels(_read(files["label"], np.float64), str(files["label"]), "venue")
+        if len(labels) != counts["paper"]:
+            raise AuxrunError(f"{files['label']}: {len(labels)} labels for {counts['paper']} papers in num-node-dict")
+        x_paper, labels = torch.from_numpy(x_paper), torch.from_numpy(labels)
+        n_paper = counts["paper"]
         advance("papers")
         edges = {}
         for rel in RELATIONS:
-            ei = torch.from_numpy(_read(files["__".join(rel)], np.int64)).T.contiguous()
-            if ei.shape[0] != 2 or (ei.numel() and (int(ei[0].max()) >= counts[rel[0]] or
-                                                    int(ei[1].max()) >= counts[rel[2]])):
-                raise AuxrunError(f"ogbn_mag: {files['__'.join(rel)]} must hold two columns of node ids within "
-                                  f"the counts of num-node-dict")
-            edges[rel] = ei
+            path = files["__".join(rel)]
+            ei = _read(path, np.int64, columns=2).T
+            check_ids(ei[0], counts[rel[0]], str(path), f"{rel[0]} (first column)")
+            check_ids(ei[1], counts[rel[2]], str(path), f"{rel[2]} (second column)")
+            edges[rel] = torch.from_numpy(np.ascontiguousarray(ei))
         advance("relations")
         x: dict[str, torch.Tensor] = {"paper": x_paper}
         if bool(cfg.derived_features):

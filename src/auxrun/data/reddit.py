@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .checks import check_labels, check_matrix, reading
 from .download import dataset_folder, fetch_missing
 from .graph import GraphData, TargetSpec
 
@@ -58,16 +59,22 @@ def raw_files(cfg: DictConfig) -> dict[str, Path]:
 def _arrays(files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     import scipy.sparse as sp
 
-    try:
-        with np.load(files["reddit_data.npz"]) as data:
+    data_file, graph_file = files["reddit_data.npz"], files["reddit_graph.npz"]
+    with reading(data_file, "NumPy arrays feature and label"):
+        with np.load(data_file, allow_pickle=False) as data:
+            missing = [k for k in ("feature", "label") if k not in data.files]
+            if missing:
+                raise AuxrunError(f"{data_file}: no array {' or '.join(missing)} (arrays: {', '.join(data.files)})")
             feature, label = data["feature"], data["label"]
-        adj = sp.load_npz(files["reddit_graph.npz"]).tocoo()
-    except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise AuxrunError(f"cannot read the Reddit files in {files['reddit_data.npz'].parent}: {exc}") from None
+    check_matrix(feature, str(data_file), "feature")
     n = feature.shape[0]
-    if label.shape[0] != n or adj.shape != (n, n):
-        raise AuxrunError(f"Reddit files disagree: {n} posts with features, {label.shape[0]} labels, "
-                          f"adjacency of shape {adj.shape}")
+    label = check_labels(label, str(data_file))
+    if label.shape[0] != n:
+        raise AuxrunError(f"{data_file}: {n} posts with features but {label.shape[0]} labels")
+    with reading(graph_file, "a SciPy sparse adjacency matrix"):
+        adj = sp.load_npz(graph_file).tocoo()
+    if adj.shape != (n, n):
+        raise AuxrunError(f"{graph_file}: an adjacency of shape {adj.shape} for {n} posts")
     return feature, label, adj.row, adj.col
 
 
@@ -96,6 +103,6 @@ def load_reddit(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Gra
         edge_index={RELATION: edge_index},
         target=TargetSpec(kind="node_cls", split=split, node_type="post", labels=labels,
                           num_classes=int(labels.max()) + 1),
-        info={"posts": n, "edges": int(edge_index.shape[1]), "classes": int(labels.max()) + 1},
+        info={"source": str(files["reddit_data.npz"].parent), "posts": n, "edges": int(edge_index.shape[1]), "classes": int(labels.max()) + 1},
         pretrain_nodes={"post": pretrain},
     )

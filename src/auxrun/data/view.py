@@ -290,8 +290,6 @@ def check_sampling(trainer: Any, molecular: bool = False, layers: int | None = N
             raise AuxrunError(f"trainer.{key}={hops}: {len(hops)} hops for a {layers}-layer GNN; give one number "
                               f"of neighbours per layer (e.g. trainer.{key}={[10] * layers})")
     resolve_backend(str(trainer.get("sampler", "auto")))
-    if int(trainer.get("eval_batch_size", 1)) < 1:
-        raise AuxrunError(f"trainer.eval_batch_size must be at least 1 (got {trainer.eval_batch_size})")
 
 
 def make_view(data: GraphData | MolData, tasks: Mapping[str, "Task"], trainer: Any, gen: torch.Generator,
