@@ -229,3 +229,26 @@ def test_pyg_sampler_without_its_compiled_backend_is_refused(make_cfg, tmp_path)
 
     with pytest.raises(AuxrunError, match="needs pyg-lib or torch-sparse"):
         run(make_cfg("mtl", "trainer.sampler=pyg"), tmp_path)
+
+
+def test_one_job_of_an_experiment_runs_without_multirun_when_every_swept_key_is_given():
+    from auxrun.cli import check_single_job
+    from auxrun.errors import AuxrunError
+
+    check_single_job("finetune", ["experiment=table3", "backbone=gin", "weighting=auxts", "seed=0"])  # one job
+    check_single_job("mtl", ["-m", "experiment=table3"])  # the sweep
+    with pytest.raises(AuxrunError, match="sweep of 108 jobs.*giving weighting=..., seed=..."):
+        check_single_job("mtl", ["experiment=table3", "backbone=gin"])
+
+
+def test_a_run_folder_with_rich_markup_in_its_name_runs_and_is_printed_as_it_is(tmp_path):
+    from conftest import run_cli
+
+    folder = tmp_path / "a[/x]b[bold]"
+    proc = run_cli("mtl", "trainer=fast", "trainer.max_epochs=1", "trainer.progress=false",
+                   f"paths.outputs={tmp_path / 'out'}", f"hydra.run.dir='{folder}'", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"-> {folder}" in " ".join((proc.stdout + proc.stderr).split())
+    again = run_cli("mtl", "trainer=fast", "trainer.max_epochs=1", "trainer.progress=false",
+                    f"paths.outputs={tmp_path / 'out'}", f"hydra.run.dir='{folder}'", cwd=tmp_path)
+    assert again.returncode == 0 and f"{folder}: already completed" in " ".join(again.stderr.split())

@@ -68,6 +68,29 @@ def test_corrupt_partial_and_failed_runs_are_skipped_with_a_warning(tmp_path, ca
     assert "corrupt" in caplog.text and "partial" in caplog.text
 
 
+def test_compare_lists_failed_and_interrupted_runs_with_their_folders(tmp_path):
+    from conftest import run_cli
+
+    runs = tmp_path / "runs"
+    put(runs, "ok", "none", 0, 0.7)
+    put(runs, "ok2", "fixed", 0, 0.8)
+    write_result(runs / "broke", {"status": "failed", "command": "mtl", "dataset": "synthetic", "backbone": "gcn",
+                                  "aux": "planted", "weighting": "pcgrad", "seed": 0, "metrics": {}, "config": {},
+                                  "error": "RuntimeError: out of cheese"})
+    (runs / "stopped" / ".hydra").mkdir(parents=True)
+    (runs / "stopped" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (runs / "stopped" / "config.yaml").write_text("seed: 0\n")
+    proc = run_cli("compare", "--outputs", str(runs), "--report", str(tmp_path / "report"))
+    text = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped 1 failed run(s): {runs / 'broke'}: RuntimeError: out of cheese" in text
+    assert f"skipped 1 interrupted run(s): {runs / 'stopped'}: no result.json" in text
+    assert ".hydra" not in text and "ok2" not in text
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert f"| failed | {runs / 'broke'} | RuntimeError: out of cheese |" in report
+    assert f"| interrupted | {runs / 'stopped'} |" in report
+
+
 def test_no_results_is_a_user_error(tmp_path):
     with pytest.raises(AuxrunError, match="no finished runs"):
         compare(tmp_path)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from auxrun.cli import precompose
+from auxrun.configs import group_options
 from auxrun.errors import AuxrunError
 from auxrun.report.groups import flatten
 
@@ -32,9 +33,22 @@ BAD = ["abc", "nan", "inf", "-inf", "1e308", "-1e308", "-1", "0", "-0.5", "0.5",
 SKIP = ("hydra.", "paths.", "logger.", "dataset.data_dir", "dataset.download")  # where files go: test_bad_input
 
 
+GROUPS = {"mtl": ("weighting", "backbone", "aux"), "pretrain": ("backbone", "aux"), "finetune": ("weighting", "backbone"),
+          "zeroshot": ("transfer", "backbone")}  # the groups whose options change which keys exist
+
+
 @cache
-def keys_of(command: str) -> tuple[str, ...]:
-    cfg = precompose(command, TINY[command])
+def choices(command: str) -> tuple[str, ...]:
+    """The command's defaults (``""``) and every option of the groups it lets a user choose."""
+    return ("", *(f"{g}={o}" for g in GROUPS[command] for o in group_options(g)))
+
+
+@cache
+def keys_of(command: str, choice: str) -> tuple[str, ...]:
+    try:
+        cfg = precompose(command, [*TINY[command], *([choice] if choice else [])])
+    except AuxrunError:  # an option that does not fit the tiny data: refused in one line, nothing to draw
+        return ()
     flat = flatten(OmegaConf.to_container(cfg, resolve=False))
     return tuple(sorted(k for k in flat if not k.startswith(SKIP)))
 
@@ -43,9 +57,9 @@ def finite(metrics: dict) -> bool:
     return all(math.isfinite(v) for split in metrics.values() for v in split.values() if isinstance(v, float))
 
 
-def outcome(command: str, key: str, value: str, folder) -> str:
+def outcome(command: str, choice: str, key: str, value: str, folder) -> str:
     """``refused``, ``completed`` or ``diverged``; raises on anything else (the defect)."""
-    overrides = [*TINY[command], *COMMON, f"paths.outputs={folder / 'outputs'}", f"paths.cache={folder / 'cache'}",
+    overrides = [*TINY[command], *([choice] if choice else []), *COMMON, f"paths.outputs={folder / 'outputs'}", f"paths.cache={folder / 'cache'}",
                  f"{key}={value}"]
     try:
         cfg = precompose(command, overrides)
@@ -65,13 +79,20 @@ def outcome(command: str, key: str, value: str, folder) -> str:
 
 def _fuzz(data, tmp_path_factory) -> None:
     command = data.draw(st.sampled_from(sorted(TINY)), label="command")
-    key = data.draw(st.sampled_from(keys_of(command)), label="key")
+    choice = data.draw(st.sampled_from(choices(command)), label="choice")
+    keys = keys_of(command, choice)
+    if not keys:  # the option alone is refused (asserted one line by outcome)
+        outcome(command, choice, "seed", "0", tmp_path_factory.mktemp("fuzz"))
+        return
+    key = data.draw(st.sampled_from(keys), label="key")
     value = data.draw(st.sampled_from(BAD), label="value")
-    outcome(command, key, value, tmp_path_factory.mktemp("fuzz"))
+    outcome(command, choice, key, value, tmp_path_factory.mktemp("fuzz"))
 
 
 def fuzz(examples: int) -> settings:
-    return settings(deadline=None, derandomize=True, database=None, max_examples=examples,
+    """Derandomized (the same draws every run) unless ``AUXRUN_FUZZ_RANDOM=1`` explores new ones."""
+    return settings(deadline=None, derandomize=not os.environ.get("AUXRUN_FUZZ_RANDOM"), database=None,
+                    max_examples=examples,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sys
@@ -111,6 +112,7 @@ def resume_command(cfg: DictConfig, run_dir: Path) -> str:
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
                "-cd", "--experimental-rerun")
 STRICT_GROUPS = ("trainer", "backbone", "dataset", "weighting", "aux", "transfer", "logger")
+SHOWN = 10  # compare: skipped runs listed per status on the terminal
 
 
 def check_group_overrides(args: list[str]) -> None:
@@ -190,11 +192,37 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     validate(cfg)
     check_folders(cfg)
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    for key in sorted(given):
+        group, _, rest = key.partition(".")
+        if rest == "name" and group in STRICT_GROUPS and group != "trainer":  # the option's own name, read as such
+            from .configs import group_options
+
+            raise AuxrunError(f"{key} is the name of the chosen {group} option, not a setting; choose another "
+                              f"option with {group}=NAME ({', '.join(group_options(group))})")
     for key in ("trainer.fanout", "trainer.eval_fanout"):
         if key in given and cfg.trainer.get("sampling") != "neighbor":
             raise AuxrunError(f"{key} is read only with trainer.sampling=neighbor (this run trains on the whole "
                               "graph): add trainer.sampling=neighbor, or leave the fanout out")
     return cfg
+
+
+def check_single_job(command: str, args: list[str]) -> None:
+    """Without ``-m``, an experiment that sweeps keys runs one job only when every swept key is
+    given one value; else one line saying to add ``-m`` (Hydra would run its defaults, one
+    job, in silence)."""
+    from .configs import sweep_params
+
+    if any(a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i") for a in args):
+        return
+    given = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[1] for a in args if "=" in a and not a.startswith("-")}
+    experiment = given.get("experiment")
+    swept = sweep_params("experiment", experiment) if experiment else {}
+    missing = [k for k in swept if k not in given and k != "command"]  # the command is the one typed
+    if missing:
+        jobs = math.prod(len(v.split(",")) for v in swept.values())
+        raise AuxrunError(f"experiment={experiment} is a sweep of {jobs} jobs ({'; '.join(f'{k}={v}' for k, v in swept.items())}): "
+                          f"run it with `auxrun {command} -m experiment={experiment}`, or run one of its jobs by giving "
+                          f"{', '.join(f'{k}=...' for k in missing)}")
 
 
 def unknown_key_message(command: str, key: str, given: str) -> str:
@@ -223,6 +251,7 @@ def _hydra(command: str, args: list[str]) -> None:
                                       "--shell-completion", "-sc")]
     if len({m.lstrip("-")[0] for m in modes}) > 1:  # Hydra would raise a ValueError with a traceback
         raise AuxrunError(f"{' and '.join(modes)} cannot be combined: use one of --multirun, --cfg, --info")
+    check_single_job(command, args)
     precompose(command, args)
     sys.argv = [f"auxrun-{command}", *args]
     fd, failures = tempfile.mkstemp(prefix="auxrun-sweep-", suffix=".failures")
@@ -320,7 +349,12 @@ def compare(
         raise AuxrunError(f"--layout {layout} is for {LAYOUT_NEEDS[layout]}; the runs under {outputs} call for "
                           f"--layout {fits} (--layout strategies fits any runs)")
     for status, n in result.skipped.items():
-        err.print(f"[yellow]skipped {n} run(s): {status}[/]")
+        err.print(f"[yellow]skipped {n} {status} run(s):[/]", soft_wrap=True)
+        mine = [(folder, why) for s, folder, why in result.unfinished if s == status]
+        for folder, why in mine[:SHOWN]:
+            err.print(f"  {escape(folder)}: {escape(why)}", soft_wrap=True)
+        if len(mine) > SHOWN:
+            err.print(f"  and {len(mine) - SHOWN} more (--report lists them all)", soft_wrap=True)
     if layout == "auto":
         layout = fits
         err.print(f"layout: {layout}")

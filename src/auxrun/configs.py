@@ -45,6 +45,17 @@ def option_keys(group: str) -> dict[str, frozenset[str]]:
     return out
 
 
+def sweep_params(group: str, option: str) -> dict[str, str]:
+    """The ``hydra.sweeper.params`` an option file of ``group`` sets (an experiment's sweep):
+    key -> its comma-separated values; empty if it sets none or does not exist."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        return {}
+    tree = yaml.safe_load(path.read_text()) or {}
+    params = ((tree.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    return {str(k): str(v) for k, v in params.items()}
+
+
 def declaring_options(group: str, key: str) -> list[str]:
     """The option files of ``group`` that declare ``key`` themselves (not through defaults)."""
     return [name for name, keys in option_keys(group).items() if key in keys]

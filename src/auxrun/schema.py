@@ -24,7 +24,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import AuxrunError
+from .models.molecular import POOLING
 from .train.loggers import LOGGERS
+from .weighting.base import PARAM_SETS
+from .weighting.gradient import AGGREGATORS
+from .weighting.meta import ACTIVATIONS, META_GRADS, NORMALIZE, SIMS
+from .weighting.metabalance import MODES
+from .weighting.rcgrad import LEARN
+from .weighting.scalarize import SCALARIZERS
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class Spec:
     optional: bool = False
     each: bool = False
     words: tuple[str, ...] = ()
+    length: int = 0                  # with ``each``: exactly this many items (0: any number)
+    sum_below: float | None = None   # with ``each``: the items sum to less than this
 
     def describe(self) -> str:
         if self.choices:
@@ -53,7 +62,9 @@ class Spec:
                 text += f" in {'(' if self.low_open else '['}{num(self.low)}, {num(self.high)}{')' if self.high_open else ']'}"
             elif self.low is not None:
                 text += f" {'>' if self.low_open else '>='} {num(self.low)}"
-        text = f"a list of {text.replace('an integer', 'integers').replace('a number', 'numbers')}" if self.each else text
+        if self.each:
+            text = f"a list of {self.length or ''} {text.replace('an integer', 'integers').replace('a number', 'numbers')}"
+            text = " ".join(text.split()) + (f" summing below {self.sum_below:g}" if self.sum_below is not None else "")
         text += "".join(f" or {w}" for w in self.words)
         return text + (" (or null)" if self.optional else "")
 
@@ -66,8 +77,13 @@ class Spec:
         if self.each:
             if not isinstance(value, (list, tuple)) or not value:
                 return "not a non-empty list"
+            if self.length and len(value) != self.length:
+                return f"{len(value)} item(s), not {self.length}"
             item = Spec(self.kind, self.low, self.high, self.low_open, self.high_open, self.choices)
-            return next((p for p in map(item.problem, value) if p), None)
+            why = next((p for p in map(item.problem, value) if p), None)
+            if why is None and self.sum_below is not None and sum(value) >= self.sum_below:
+                return f"the items sum to {sum(value):g}"
+            return why
         if self.choices:
             return None if value in self.choices or str(value) in map(str, self.choices) else "not allowed"
         if self.kind is bool:
@@ -80,12 +96,15 @@ class Spec:
             return "not an integer"
         if not math.isfinite(float(value)):
             return "not finite"
+        if self.kind is float and abs(value) > FLOAT32_MAX:
+            return f"too large: the model computes in 32-bit floats, which hold at most {FLOAT32_MAX:.3g}"
         low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         high_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         return "out of range" if low_bad or high_bad else None
 
 
 INT32_MAX = 2**31 - 1  # what torch sizes, NumPy seeds and Python's range consume without overflow
+FLOAT32_MAX = 3.4028234663852886e38  # every float a user sets reaches float32 tensors: larger ones overflow to inf
 
 
 def _count(low: int = 1, high: int = INT32_MAX) -> Spec:
@@ -101,6 +120,7 @@ NON_NEGATIVE = Spec(float, low=0)
 FRACTION = Spec(float, low=0, high=1, low_open=True, high_open=True)   # strictly between 0 and 1
 PROBABILITY = Spec(float, low=0, high=1)
 FLAG = Spec(bool)
+TRAIN_VAL = Spec(float, 0, 1, low_open=True, high_open=True, each=True, length=2, sum_below=1)  # test takes the rest
 
 SCHEMA: dict[str, Spec] = {
     "seed": SEED,
@@ -109,7 +129,7 @@ SCHEMA: dict[str, Spec] = {
     # trainer
     "trainer.max_epochs": _count(1, 10**6), "trainer.patience": _count(0), "trainer.batch_size": _count(),
     "trainer.aux_batch_size": _count(), "trainer.eval_batch_size": _count(), "trainer.pretrain_steps_per_epoch": _count(),
-    "trainer.lr": LEARNING_RATE, "trainer.weight_decay": NON_NEGATIVE, "trainer.grad_clip": Spec(float, 0, low_open=True,
+    "trainer.lr": LEARNING_RATE, "trainer.weight_decay": Spec(float, 0, 10), "trainer.grad_clip": Spec(float, 0, low_open=True,
                                                                                                optional=True),
     "trainer.checkpoint": FLAG, "trainer.progress": FLAG,
     "trainer.sampling": Spec(str, choices=("full", "neighbor")), "trainer.precision": Spec(str, choices=("32", "bf16")),
@@ -123,11 +143,11 @@ SCHEMA: dict[str, Spec] = {
     "weighting.lr": LEARNING_RATE, "weighting.step_size": LEARNING_RATE, "weighting.folds": _count(), "weighting.hidden": WIDTH,
     "weighting.default": NON_NEGATIVE, "weighting.weights.*": NON_NEGATIVE, "weighting.momentum": Spec(float, 0, 1, high_open=True),
     "weighting.adapt_every": _count(), "weighting.neumann_terms": _count(0, 1000), "weighting.neumann_step": POSITIVE,
-    "weighting.aux_split": FRACTION, "weighting.activation": Spec(str, choices=("softplus", "sigmoid")),
-    "weighting.meta_grad": Spec(str, choices=("auto", "jvp", "unrolled")), "weighting.normalize": Spec(str, choices=("none", "target")),
-    "weighting.cos_params": Spec(str, choices=("all", "last_layer")), "weighting.params": Spec(str, choices=("all", "last_layer")),
-    "weighting.scalarizer": Spec(str, choices=("uw", "imtll", "dwa", "famo", "stch")),
-    "weighting.mode": Spec(str, choices=("both", "decrease", "increase")), "weighting.relax": PROBABILITY,
+    "weighting.aux_split": FRACTION, "weighting.activation": Spec(str, choices=tuple(ACTIVATIONS)),
+    "weighting.meta_grad": Spec(str, choices=META_GRADS), "weighting.normalize": Spec(str, choices=NORMALIZE),
+    "weighting.cos_params": Spec(str, choices=PARAM_SETS), "weighting.params": Spec(str, choices=PARAM_SETS),
+    "weighting.scalarizer": Spec(str, choices=tuple(SCALARIZERS)), "weighting.aggregator": Spec(str, choices=tuple(AGGREGATORS)),
+    "weighting.mode": Spec(str, choices=MODES), "weighting.relax": PROBABILITY,
     "weighting.beta": Spec(float, 0, 1, high_open=True), "weighting.alpha": NON_NEGATIVE,
     # auxiliary tasks
     "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
@@ -136,21 +156,21 @@ SCHEMA: dict[str, Spec] = {
     "aux.max_metapath_pairs": _count(1, 10**9), "aux.tasks.*.mask_rate": FRACTION, "aux.tasks.*.context_layers": DEPTH,
     "aux.tasks.*.min_count": _count(1), "backbone.attention_dropout": Spec(float, 0, 1, high_open=True),
     "backbone.num_bases": Spec(int, low=1, high=4096, optional=True),
-    "backbone.pooling": Spec(str, choices=("mean", "sum", "max")), "backbone.norm": Spec(str, choices=("batch", "none")),
+    "backbone.pooling": Spec(str, choices=POOLING), "backbone.norm": Spec(str, choices=("batch", "none")),
     "dataset.negatives_per_positive": _count(1, 1000), "dataset.positive_rating": Spec(float),
     "dataset.size": _count(1, 10**8), "dataset.split_seed": SEED, "dataset.subset_seed": SEED,
     "dataset.task_type": Spec(str, choices=("auto", "classification", "regression")),
     "dataset.features": FLAG, "dataset.derived_features": FLAG,
-    "weighting.rc_lr": LEARNING_RATE, "weighting.sims": Spec(str, choices=("one", "all")),
-    "weighting.learn": Spec(str, choices=("decay", "meta")),
+    "weighting.rc_lr": LEARNING_RATE, "weighting.sims": Spec(str, choices=SIMS),
+    "weighting.learn": Spec(str, choices=LEARN),
     # datasets (every loader's keys of these kinds)
-    "dataset.*_frac": FRACTION, "dataset.split_fractions": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
-    "dataset.link_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True), "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
+    "dataset.*_frac": FRACTION, "dataset.split_fractions": TRAIN_VAL, "dataset.link_split": TRAIN_VAL, "dataset.label_fraction": Spec(float, 0, 1, low_open=True), "dataset.homophily": PROBABILITY,
     "dataset.num_classes": _count(2, 10**6), "dataset.num_*": _count(), "dataset.feat_dim": WIDTH, "dataset.*_degree": _count(), "dataset.item_tags": _count(),
     "dataset.planted_pairs_per_node": _count(), "dataset.edge_holdout": Spec(float, 0, 1, high_open=True),
     "dataset.feature_signal": NON_NEGATIVE, "dataset.graph_seed": SEED, "dataset.negative_seed": SEED,
     "dataset.kg_min_items": _count(), "dataset.download": FLAG, "dataset.relation_names.*": _count(0),
-    "dataset.split": Spec(float, 0, 1, low_open=True, high_open=True, each=True, words=("scaffold", "random")),
+    "dataset.split": Spec(float, 0, 1, low_open=True, high_open=True, each=True, words=("scaffold", "random"), length=2,
+                          sum_below=1),
     "dataset.published.positive_rating": Spec(float), "dataset.published.quoted": FLAG, "dataset.trust_pickle": FLAG,
     "dataset.target": Spec(str, choices=("node", "link")),
     "dataset.author_transform": Spec(str, choices=("rotation", "identity")),
@@ -160,8 +180,8 @@ SCHEMA: dict[str, Spec] = {
     "transfer.gamma": NON_NEGATIVE, "transfer.layers": _count(1, 1000),
     "transfer.paths": Spec(str, each=True, words=("all",)),
     "zeroshot.select": Spec(str, choices=("ndcg", "mrr", "f1_micro", "f1_macro", "loss")),
-    "zeroshot.source_split": Spec(float, 0, 1, low_open=True, high_open=True, each=True),
-    "zeroshot.min_share": PROBABILITY, "zeroshot.label_features": Spec(str, choices=("drop", "keep")),
+    "zeroshot.source_split": TRAIN_VAL,
+    "zeroshot.min_share": Spec(float, 0, 1, low_open=True), "zeroshot.label_features": Spec(str, choices=("drop", "keep")),
     # live curves
     "logger.name": Spec(str, choices=LOGGERS), "logger.flush_secs": _count(),
 }

@@ -60,16 +60,12 @@ class MolEncoder(nn.Module):
         self.name = "gin"
         self.hidden = int(cfg.hidden)
         self.dropout = float(cfg.dropout)
-        self.pooling = str(cfg.get("pooling", "mean"))
-        if self.pooling not in POOLING:
-            raise AuxrunError(f"backbone.pooling must be one of {', '.join(POOLING)} (got {self.pooling!r})")
+        self.pooling = str(cfg.get("pooling", "mean"))  # one of POOLING: checked by the schema
         self.atom_type = nn.Embedding(NUM_ATOM_TYPES, self.hidden)
         self.chirality = nn.Embedding(NUM_CHIRALITY, self.hidden)
         nn.init.xavier_uniform_(self.atom_type.weight)
         nn.init.xavier_uniform_(self.chirality.weight)
         layers = int(cfg.num_layers)
-        if layers < 1:
-            raise AuxrunError("backbone.num_layers must be at least 1")
         self.layers = nn.ModuleList(MolGINLayer(self.hidden) for _ in range(layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(self.hidden) for _ in range(layers))
 

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,8 @@ class Comparison:
     columns: list[str]
     gains: dict[str, float]
     skipped: Counter
-    runs: pd.DataFrame | None = None  # the runs behind the cells (``row``, ``column``, ``metrics``, ``history``, ...)
+    runs: pd.DataFrame | None = None
+    unfinished: list[tuple[str, str, str]] = field(default_factory=list)  # (status, run folder, why) of each skipped run  # the runs behind the cells (``row``, ``column``, ``metrics``, ``history``, ...)
     # cells also hold ``row_unscaled`` (the row label without loss-scale keys) and ``loss_scales``
     # (``task=scale ...``, from each run's aux.tasks)
 
@@ -83,13 +84,23 @@ def _finished_at(run_dir: Path, result: dict[str, Any]) -> float:
     return os.stat(run_dir / "result.json").st_mtime
 
 
-def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
+def unfinished_runs(root: Path) -> list[tuple[str, str, str]]:
+    """Run folders below ``root`` that a run started (it wrote ``config.yaml``) but that hold
+    no ``result.json``: ``("interrupted", folder, why)`` each."""
+    return [("interrupted", str(p.parent), "no result.json: stopped (its command resumes it) or still running")
+            for p in sorted(root.rglob("config.yaml"))
+            if p.parent.name != ".hydra" and not (p.parent / "result.json").exists()]
+
+
+def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     """One record per completed or diverged run below ``root`` with its primary metric on
-    ``split`` (``nan`` for diverged runs) and its grouping key; failed runs and runs without
-    the metric are counted in the returned ``Counter``."""
+    ``split`` (``nan`` for diverged runs) and its grouping key; and the runs not counted, as
+    ``(status, run folder, why)``: failed (with the error), interrupted
+    (:func:`unfinished_runs`) and completed without the metric."""
     if not root.exists():
         raise AuxrunError(f"outputs folder {root} does not exist; run e.g. `auxrun mtl` first or pass --outputs DIR")
-    records, skipped = [], Counter()
+    records: list[dict] = []
+    unfinished = unfinished_runs(root)
     for run_dir, r in find_results(root):
         if r["command"] == "pretrain":
             continue
@@ -97,7 +108,9 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
         value = r["metrics"].get(split, {}).get(metric) if metric else None
         finite = isinstance(value, (int, float)) and not math.isnan(value)
         if r["status"] not in COUNTED or metric is None or (r["status"] == "completed" and not finite):
-            skipped[r["status"] if r["status"] != "completed" else "no metric"] += 1
+            status = r["status"] if r["status"] != "completed" else "no metric"
+            why = str(r.get("error") or r.get("message") or f"no finite {metric or 'primary metric'} on {split}")
+            unfinished.append((status, str(run_dir), " ".join(why.split())[:300]))
             continue
         records.append({
             "dataset": r["dataset"], "scheme": r["command"], "backbone": r["backbone"], "weighting": r["weighting"],
@@ -110,10 +123,10 @@ def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, Counter]:
             "loss_scales": loss_scales(r.get("config") or {}),
         })
     if not any(rec["status"] == "completed" for rec in records):
-        extra = f" ({sum(skipped.values()) + len(records)} unfinished, diverged or failed runs skipped)" \
-            if skipped or records else ""
+        extra = f" ({len(unfinished) + len(records)} unfinished, diverged or failed runs skipped)" \
+            if unfinished or records else ""
         raise AuxrunError(f"no finished runs under {root}{extra}; run e.g. `auxrun mtl` first or pass --outputs DIR")
-    return pd.DataFrame.from_records(records), skipped
+    return pd.DataFrame.from_records(records), unfinished
 
 
 def _identify(df: pd.DataFrame) -> pd.DataFrame:
@@ -202,7 +215,7 @@ def _std(v: pd.Series) -> float:
 
 
 def compare(root: Path, split: str = "test") -> Comparison:
-    records, skipped = collect(root, split)
+    records, unfinished = collect(root, split)
     df = _newest_per_seed(_identify(records))
     row_label, row_keys, row_unscaled = _row_labels(df)
     col_label, col_keys = _column_labels(df)
@@ -231,7 +244,8 @@ def compare(root: Path, split: str = "test") -> Comparison:
     cells = (cells.drop(columns=["setting", "groups"])
              .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
              .reset_index(drop=True))
-    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), skipped=skipped,
+    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells),
+                      skipped=Counter(status for status, _, _ in unfinished), unfinished=unfinished,
                       runs=df[["row", "column", "seed", "status", "value", "metrics", "history", "run_dir", "dataset",
                                "scheme", "backbone", "weighting", "aux", "loss_scales", "row_unscaled"]]
                       .reset_index(drop=True))

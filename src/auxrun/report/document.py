@@ -120,6 +120,9 @@ def write_report(c: Comparison, out: Path, layout: str, split: str, outputs: Pat
         md += [f"![{_label(p)}](figures/{p.name})" + "\n" for p in pngs]
     md += ["Every figure is also in figures/ as PDF."] if figures else ["No figure: the runs have no history or "
                                                                           "trace to draw."]
+    if c.unfinished:
+        md += ["", "## Runs not counted", "", "| status | run folder | why |", "|---|---|---|"]
+        md += [f"| {s} | {folder} | {why.replace('|', '/')} |" for s, folder, why in c.unfinished]
     md_path = write_text(out / "report.md", "\n".join(md).rstrip() + "\n")
 
     body = [f"<h1>auxrun comparison: {html.escape(str(outputs))}</h1>", f'<p class="meta">{html.escape(meta)}</p>']
@@ -134,6 +137,10 @@ def write_report(c: Comparison, out: Path, layout: str, split: str, outputs: Pat
             data = base64.b64encode(p.read_bytes()).decode("ascii")
             body += [f'<figure><img alt="{html.escape(_label(p))}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{html.escape(_label(p))}</figcaption></figure>"]
+    if c.unfinished:
+        body += ["<h2>Runs not counted</h2>", "<table><tr><th>status</th><th>run folder</th><th>why</th></tr>"]
+        body += [f"<tr><td>{html.escape(s)}</td><td>{html.escape(folder)}</td><td>{html.escape(why)}</td></tr>"
+                 for s, folder, why in c.unfinished] + ["</table>"]
     page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>auxrun comparison: {html.escape(str(outputs))}</title>\n<style>{STYLE}</style>\n</head>\n"
             "<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")

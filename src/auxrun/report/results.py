@@ -137,7 +137,10 @@ def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], di
     if not cfg.get("rerun", False) and (done := _finished(run_dir)) is not None:
         differ = config_differences(done.get("config"), config)
         if not differ:
-            console.print(f"{run_dir}: already {done['status']} with this config, skipped (rerun=true runs it again)")
+            from rich.markup import escape
+
+            console.print(f"{escape(str(run_dir))}: already {done['status']} with this config, skipped "
+                          "(rerun=true runs it again)")
             return config, done
         shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
         raise AuxrunError(f"{run_dir} holds a finished {done['command']} run of another config (differing: {shown}), "

@@ -110,9 +110,7 @@ def _build_one(name: str, spec: Any, aux_cfg: Any, data: GraphData | MolData, hi
                                         data.pretrain_nodes.get(node_type))
     elif kind == "gpt_edge":
         view, lookup = edge_index()
-        negatives = int(spec.get("negatives", 255))
-        if negatives < 1:
-            raise AuxrunError(f"auxiliary task {name!r}: negatives must be at least 1 (got {negatives})")
+        negatives = int(spec.get("negatives", 255))  # >= 1: the schema's aux.tasks.*.negatives
         task = GenerativeEdges(name, data, str(spec.relation), hidden, negatives, int(aux_cfg.eval_size), seed,
                                lookup, view)
     else:

@@ -22,6 +22,7 @@ import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 
 from .. import data as datasets
 from .. import schema
@@ -113,14 +114,14 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
     pre = _compose_pretrain(cfg)
     found = find_pretrained(outputs, cfg.backbone, schema, int(cfg.seed), str(cfg.dataset.pretrain_aux), pre.aux)
     if found is not None:
-        console.print(f"Using pre-trained encoder {found / FILENAME}")
+        console.print(f"Using pre-trained encoder {escape(str(found / FILENAME))}")
         return load_encoder(found, cfg.backbone, schema, device), found
     found = auto_pretrain_dir(outputs, pre)
     found.mkdir(parents=True, exist_ok=True)
     with FileLock(str(found / ".lock")):  # parallel jobs that need the same encoder: one trains it, the rest wait
         if finished_result(found, OmegaConf.to_container(pre, resolve=True)) is None or not (found / FILENAME).exists():
-            console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {outputs}; "
-                          f"pre-training one first in {found} (reused by later finetune runs; an interrupted one "
+            console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {escape(str(outputs))}; "
+                          f"pre-training one first in {escape(str(found))} (reused by later finetune runs; an interrupted one "
                           "resumes there).[/]")
             result = run(pre, found)
             if result["status"] != "completed":
@@ -243,5 +244,5 @@ def _report(result: dict, run_dir: Path) -> None:
     shown = f"test {key}={test[key]:.4f}" if key and key in test else \
         ", ".join(f"{k}={v:.4f}" for k, v in list(test.items())[:4])
     console.print(f"[bold]{result['command']}[/] {result['dataset']}/{result['backbone']}/"
-                  f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown} -> {run_dir}",
+                  f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown} -> {escape(str(run_dir))}",
                   soft_wrap=True)  # the run folder stays one line a log reader can copy

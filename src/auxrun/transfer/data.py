@@ -32,6 +32,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from ..data.checks import check_nonempty
 from ..data.graph import GraphData, NodeLabels, random_split
 from ..errors import AuxrunError
 from .paths import relation_adjacency
@@ -144,11 +145,13 @@ def prepare(data: GraphData, cfg: DictConfig, seed: int) -> ZeroShotData:
             if lab.feature_columns:
                 x[t] = _drop_columns(x[t], lab.feature_columns)
         graph = replace(graph, x=x)
-    elif str(cfg.label_features) != "keep":
-        raise AuxrunError(f"zeroshot.label_features must be drop or keep, not {cfg.label_features!r}")
     nodes = torch.nonzero(y_source.any(1)).squeeze(1)
     fractions = tuple(float(f) for f in cfg.source_split)
     part = random_split(len(nodes), fractions, torch.Generator().manual_seed(int(seed)))
     split = {k: nodes[v] for k, v in part.items()}
+    check_nonempty(split, f"zeroshot.source={source}", "labelled source nodes (zeroshot.source_split)")
+    if not bool(y_target.any()):
+        raise AuxrunError(f"zeroshot.target={target}: no {target} node has a label ({rule}), so there is nothing "
+                          "to score the transfer on")
     return ZeroShotData(graph=graph, source=source, target=target, y_source=y_source, source_split=split,
                         class_names=list(src_labels.names), label_rule=rule, _y_target=y_target)

@@ -22,8 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import AuxrunError
-from .base import PARAM_SETS, Diagnostics, Step, Weighting, diagnostics
+from .base import Diagnostics, Step, Weighting, diagnostics
 
 
 class GradNorm(Weighting):
@@ -33,8 +32,6 @@ class GradNorm(Weighting):
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
         self.params = str(cfg.params)
-        if self.params not in PARAM_SETS:
-            raise AuxrunError(f"weighting.params must be one of {', '.join(PARAM_SETS)}, got {self.params!r}")
         self.alpha = float(cfg.alpha)
         self.tasks = list(tasks)
         self.w = nn.Parameter(torch.ones(len(tasks)))

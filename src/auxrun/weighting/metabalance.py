@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import AuxrunError
 from .base import Diagnostics, Step, Weighting, diagnostics
 
 MODES = ("both", "decrease", "increase")
@@ -34,9 +33,7 @@ class MetaBalance(Weighting):
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
-        self.mode = str(cfg.mode)
-        if self.mode not in MODES:
-            raise AuxrunError(f"weighting.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.mode = str(cfg.mode)  # one of MODES: checked by the schema
         self.relax, self.beta = float(cfg.relax), float(cfg.beta)
         self.m: Tensor | None = None  # (tasks, tensors), from the first step
 

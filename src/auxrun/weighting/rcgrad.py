@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import AuxrunError
 from .base import TARGET, Step
 from .gradient import GradientCombination, norm_ratio, project_conflicts
 
@@ -44,9 +43,7 @@ class RCGrad(GradientCombination):
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__(cfg, tasks)
-        if cfg.learn not in LEARN:
-            raise AuxrunError(f"weighting.learn must be one of {', '.join(LEARN)}, got {cfg.learn!r}")
-        self.learn = str(cfg.learn)
+        self.learn = str(cfg.learn)  # one of LEARN: checked by the schema
         self.needs_lookahead = self.learn == "meta"
         self.step_size = float(cfg.step_size)
         self.folds = int(cfg.folds)
