@@ -119,3 +119,16 @@ def test_a_folder_with_a_finished_run_of_another_config_is_refused_and_kept(tmp_
     replaced = run_cli("mtl", "weighting=none", *run, "rerun=true", cwd=tmp_path)
     assert replaced.returncode == 0, replaced.stderr
     assert json.loads((tmp_path / "run" / "result.json").read_text())["weighting"] == "none"
+
+
+def test_a_sweep_folder_holding_a_job_folder_that_cannot_be_written_is_refused_before_any_job(tmp_path):
+    """Hydra sets a job's folder up before auxrun's boundary runs: a job folder that is a file
+    (or read-only) would abort the sweep half-way with a traceback."""
+    from conftest import run_cli
+
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "1_seed=1").write_text("not a folder")
+    proc = run_cli("mtl", "-m", "seed=0,1", *QUICK, f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "1_seed=1 is not a writable folder" in " ".join(proc.stderr.split())
+    assert not list((tmp_path / "sweep").glob("0_*"))  # nothing ran

@@ -143,7 +143,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from .schema import check_folder, check_folders, validate
+    from .schema import check_folder, check_folders, check_job_folders, validate
 
     plain, skip = [], False
     for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
@@ -162,6 +162,8 @@ def precompose(command: str, args: list[str]) -> DictConfig:
         key = o.get_key_element()
         if key in ("hydra.run.dir", "hydra.sweep.dir") and not o.is_sweep_override():
             check_folder(key, o.value())
+            if key == "hydra.sweep.dir":
+                check_job_folders(key, o.value())
         if key == "hydra.launcher.n_jobs":  # joblib's: 0 has no meaning, negative counts back from the cores
             value = o.value()
             if isinstance(value, bool) or not isinstance(value, int) or value == 0 or abs(value) > 4096:
@@ -204,6 +206,18 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             raise AuxrunError(f"{key} is read only with trainer.sampling=neighbor (this run trains on the whole "
                               "graph): add trainer.sampling=neighbor, or leave the fanout out")
     return cfg
+
+
+def check_launcher(args: list[str]) -> None:
+    """``hydra/launcher=slurm`` submits with ``sbatch``: off a cluster, one line saying so
+    (submitit would fail deep inside the sweep)."""
+    import shutil
+
+    launcher = next((a.split("=", 1)[1] for a in args if a.lstrip("+~").startswith("hydra/launcher=")), None)
+    if launcher == "slurm" and shutil.which("sbatch") is None:
+        raise AuxrunError("hydra/launcher=slurm submits each job with sbatch, which this machine does not have "
+                          "(not a SLURM login node): run the command on the cluster, or use hydra/launcher=joblib "
+                          "(parallel jobs on this machine) here")
 
 
 def check_single_job(command: str, args: list[str]) -> None:
@@ -252,6 +266,7 @@ def _hydra(command: str, args: list[str]) -> None:
     if len({m.lstrip("-")[0] for m in modes}) > 1:  # Hydra would raise a ValueError with a traceback
         raise AuxrunError(f"{' and '.join(modes)} cannot be combined: use one of --multirun, --cfg, --info")
     check_single_job(command, args)
+    check_launcher(args)
     precompose(command, args)
     sys.argv = [f"auxrun-{command}", *args]
     fd, failures = tempfile.mkstemp(prefix="auxrun-sweep-", suffix=".failures")

@@ -5,9 +5,14 @@ resolved config: ``dataset.*_frac`` covers every dataset's fractions) to a :clas
 type (``int``, ``float``, ``bool``, ``str`` or a list of them), its allowed range or choices,
 and whether ``null`` is allowed. :func:`validate` walks the composed config once, before any
 data loads, and raises one :class:`~auxrun.errors.AuxrunError` naming the key, the value and
-what is allowed. Keys no pattern covers are not checked here (paths, names, a dataset's
-node-type names), and checks that relate two keys live with the code that needs them
-(a sampling fanout per backbone layer, a zero-shot split).
+what is allowed. The lists of choices are the code's own (``weighting.meta.META_GRADS``, the
+loaders' registry, the task kinds), so the schema and what it guards cannot drift apart. Keys
+that name a task or a config option must name one that exists (:func:`check_task_names`,
+:data:`OPTION_KEYS`). What no pattern covers is checked where it is resolved, each with one
+message: names of relations, meta-paths and node types against the loaded graph, paths when
+they are read, ``weighting.options`` by the torchjd class that takes them; and checks that
+relate a key to the data or the model live with the code that needs them (a sampling fanout
+per backbone layer).
 
 ``+key=value`` on the command line may add keys to a group; :func:`check_added_keys` refuses
 an added key no config of that group declares, since nothing would read it (a typo such as
@@ -24,7 +29,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import AuxrunError
+from .data import REGISTRY
 from .models.molecular import POOLING
+from .tasks import AUX_KINDS
 from .train.loggers import LOGGERS
 from .weighting.base import PARAM_SETS
 from .weighting.gradient import AGGREGATORS
@@ -96,11 +103,13 @@ class Spec:
             return "not an integer"
         if not math.isfinite(float(value)):
             return "not finite"
-        if self.kind is float and abs(value) > FLOAT32_MAX:
-            return f"too large: the model computes in 32-bit floats, which hold at most {FLOAT32_MAX:.3g}"
         low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         high_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        return "out of range" if low_bad or high_bad else None
+        if low_bad or high_bad:
+            return "out of range"
+        if self.kind is float and abs(value) > FLOAT32_MAX:
+            return f"too large: the model computes in 32-bit floats, which hold at most {FLOAT32_MAX:.3g}"
+        return None
 
 
 INT32_MAX = 2**31 - 1  # what torch sizes, NumPy seeds and Python's range consume without overflow
@@ -121,6 +130,8 @@ FRACTION = Spec(float, low=0, high=1, low_open=True, high_open=True)   # strictl
 PROBABILITY = Spec(float, low=0, high=1)
 FLAG = Spec(bool)
 TRAIN_VAL = Spec(float, 0, 1, low_open=True, high_open=True, each=True, length=2, sum_below=1)  # test takes the rest
+
+COMMANDS = ("mtl", "pretrain", "finetune", "zeroshot")
 
 SCHEMA: dict[str, Spec] = {
     "seed": SEED,
@@ -150,7 +161,8 @@ SCHEMA: dict[str, Spec] = {
     "weighting.mode": Spec(str, choices=MODES), "weighting.relax": PROBABILITY,
     "weighting.beta": Spec(float, 0, 1, high_open=True), "weighting.alpha": NON_NEGATIVE,
     # auxiliary tasks
-    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
+    "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.kind": Spec(str, choices=AUX_KINDS),
+    "command": Spec(str, choices=COMMANDS), "dataset.loader": Spec(str, choices=tuple(sorted(REGISTRY))), "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
     "aux.pair_head": Spec(str, choices=("projected", "dot", "mlp")), "aux.target_head": Spec(str, choices=("projected", "mlp")),
     "aux.eval_size": _count(1, 10**7), "aux.max_metapath_density": Spec(float, 0, 1, low_open=True),
     "aux.max_metapath_pairs": _count(1, 10**9), "aux.tasks.*.mask_rate": FRACTION, "aux.tasks.*.context_layers": DEPTH,
@@ -238,8 +250,10 @@ def validate(cfg: DictConfig) -> None:
     check_option_names(plain)
 
 
-# keys whose value names an option of a config group (the automatic pre-training composes with them)
-OPTION_KEYS = {"dataset.pretrain_aux": "aux", "dataset.pretrain_dataset": "dataset", "weighting.strategy": "weighting"}
+# keys whose value names an option of a config group (the automatic pre-training composes with
+# them; a group's own name key is its option's)
+OPTION_KEYS = {"dataset.pretrain_aux": "aux", "dataset.pretrain_dataset": "dataset", "weighting.strategy": "weighting",
+               **{f"{g}.name": g for g in ("aux", "backbone", "dataset", "transfer", "weighting")}}
 
 
 def check_option_names(plain: dict[str, Any]) -> None:
@@ -309,6 +323,27 @@ def check_folder(key: str, path: Any) -> None:
         raise AuxrunError(f"{key}={path}: cannot create this folder ({exc.strerror}); choose a writable one") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise AuxrunError(f"{key}={path}: this folder is not writable; choose a writable one")
+
+
+def check_job_folders(key: str, sweep_dir: Any) -> None:
+    """The job folders a relaunched sweep in ``sweep_dir`` goes back to (``<number>_...``) are
+    writable folders: Hydra sets a job's folder up before auxrun's boundary can catch anything,
+    so one that cannot be written would abort the whole sweep."""
+    import os
+    import re
+    from pathlib import Path
+
+    folder = Path(str(sweep_dir)).expanduser()
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir()):
+        if not re.match(r"\d+_", entry.name):
+            continue
+        if not entry.is_dir() or not os.access(entry, os.W_OK | os.X_OK) or \
+                ((entry / ".hydra").exists() and not os.access(entry / ".hydra", os.W_OK | os.X_OK)):
+            raise AuxrunError(f"{key}={sweep_dir}: {entry.name} is not a writable folder, so the job whose folder it "
+                              "is could not start and would stop the sweep; make it writable, move it away, or "
+                              "choose another sweep folder")
 
 
 def check_folders(cfg: DictConfig) -> None:
