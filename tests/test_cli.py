@@ -191,7 +191,8 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["trainer.sampling=some"], "trainer.sampling='some': not allowed; expected one of full, neighbor"),
-    (["trainer.sampling=neighbor", "trainer.fanout=[10,0]"], "each hop keeps a positive number"),
+    (["trainer.sampling=neighbor", "trainer.fanout=[10,0]"],
+     "trainer.fanout=[10, 0]: out of range; expected a list of integers in [1, 2147483647] or -1"),
     (["trainer.fanout=ten"], "trainer.fanout='ten': not a non-empty list"),
     (["trainer.precision=16"], "trainer.precision=16: not allowed; expected one of 32, bf16"),
     (["dataset=bbbp", "trainer.sampling=neighbor"], "batches of whole molecules"),

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import AuxrunError
 from .data import REGISTRY
+from .data.neighbors import BACKENDS
+from .data.view import SAMPLING
 from .models.molecular import POOLING
 from .tasks import AUX_KINDS
 from .train.loggers import LOGGERS
@@ -55,7 +57,7 @@ class Spec:
     choices: tuple[Any, ...] = ()
     optional: bool = False
     each: bool = False
-    words: tuple[str, ...] = ()
+    words: tuple[Any, ...] = ()       # values allowed besides the range (``auto``, ``-1`` for all)
     length: int = 0                  # with ``each``: exactly this many items (0: any number)
     sum_below: float | None = None   # with ``each``: the items sum to less than this
 
@@ -79,14 +81,15 @@ class Spec:
         """Why ``value`` does not fit, or ``None``."""
         if value is None:
             return None if self.optional else "null is not allowed"
-        if isinstance(value, str) and value in self.words:
+        if not isinstance(value, bool) and value in self.words:
             return None
         if self.each:
             if not isinstance(value, (list, tuple)) or not value:
                 return "not a non-empty list"
             if self.length and len(value) != self.length:
                 return f"{len(value)} item(s), not {self.length}"
-            item = Spec(self.kind, self.low, self.high, self.low_open, self.high_open, self.choices)
+            item = Spec(self.kind, self.low, self.high, self.low_open, self.high_open, self.choices,
+                        words=tuple(w for w in self.words if not isinstance(w, str)))  # -1 per item; a word, whole
             why = next((p for p in map(item.problem, value) if p), None)
             if why is None and self.sum_below is not None and sum(value) >= self.sum_below:
                 return f"the items sum to {sum(value):g}"
@@ -129,6 +132,7 @@ NON_NEGATIVE = Spec(float, low=0)
 FRACTION = Spec(float, low=0, high=1, low_open=True, high_open=True)   # strictly between 0 and 1
 PROBABILITY = Spec(float, low=0, high=1)
 FLAG = Spec(bool)
+FANOUT = Spec(int, low=1, high=INT32_MAX, each=True, words=(-1,))  # neighbours per hop, -1 for all
 TRAIN_VAL = Spec(float, 0, 1, low_open=True, high_open=True, each=True, length=2, sum_below=1)  # test takes the rest
 
 COMMANDS = ("mtl", "pretrain", "finetune", "zeroshot")
@@ -143,10 +147,9 @@ SCHEMA: dict[str, Spec] = {
     "trainer.lr": LEARNING_RATE, "trainer.weight_decay": Spec(float, 0, 10), "trainer.grad_clip": Spec(float, 0, low_open=True,
                                                                                                optional=True),
     "trainer.checkpoint": FLAG, "trainer.progress": FLAG,
-    "trainer.sampling": Spec(str, choices=("full", "neighbor")), "trainer.precision": Spec(str, choices=("32", "bf16")),
-    "trainer.sampler": Spec(str, choices=("auto", "pyg", "torch")), "trainer.task_grads": Spec(str, choices=("loop", "batched")),
-    "trainer.fanout": Spec(int, low=-1, high=INT32_MAX, each=True),
-    "trainer.eval_fanout": Spec(int, low=-1, high=INT32_MAX, each=True, optional=True),
+    "trainer.sampling": Spec(str, choices=SAMPLING), "trainer.precision": Spec(str, choices=("32", "bf16")),
+    "trainer.sampler": Spec(str, choices=BACKENDS), "trainer.task_grads": Spec(str, choices=("loop", "batched")),
+    "trainer.fanout": FANOUT, "trainer.eval_fanout": replace(FANOUT, optional=True),
     # backbone
     "backbone.hidden": WIDTH, "backbone.num_layers": DEPTH, "backbone.dropout": Spec(float, 0, 1, high_open=True),
     "backbone.heads": HEADS,
@@ -248,6 +251,22 @@ def validate(cfg: DictConfig) -> None:
             raise AuxrunError(f"{key}={value!r}: {why}; expected {spec.describe()}")
     check_task_names(plain)
     check_option_names(plain)
+    check_heads(plain)
+
+
+ATTENTION = ("gat", "hgt", "han")  # backbones whose heads split the hidden width
+
+
+def check_heads(plain: dict[str, Any]) -> None:
+    """An attention backbone's ``backbone.heads`` divide ``backbone.hidden`` (each head gets
+    ``hidden / heads`` units)."""
+    backbone = plain.get("backbone") or {}
+    if not isinstance(backbone, dict) or backbone.get("name") not in ATTENTION or "heads" not in backbone:
+        return
+    hidden, heads = backbone.get("hidden"), backbone.get("heads")
+    if hidden % heads:
+        raise AuxrunError(f"backbone.hidden={hidden} is not divisible by backbone.heads={heads}; backbone="
+                          f"{backbone['name']} gives each head hidden/heads units")
 
 
 # keys whose value names an option of a config group (the automatic pre-training composes with

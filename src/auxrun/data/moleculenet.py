@@ -96,9 +96,7 @@ def infer_task_type(y: torch.Tensor, requested: str) -> str:
         return "classification" if binary else "regression"
     if requested == "classification" and not binary:
         raise AuxrunError("dataset.task_type=classification needs 0/1 labels (missing ones empty)")
-    if requested not in ("classification", "regression"):
-        raise AuxrunError(f"dataset.task_type must be auto, classification or regression (got {requested!r})")
-    return requested
+    return requested  # classification or regression: the schema's dataset.task_type
 
 
 def _featurised(path: Path, smiles: list[str], y: torch.Tensor, names: list[str], key: str,
@@ -125,8 +123,9 @@ def _split(cfg: DictConfig, mols: MolSet, seed: int, key: str, cache_dir: str | 
                        lambda: scaffold_split(mols.smiles, fractions))
     elif cfg.split == "random":
         split = random_split(len(mols), fractions, torch.Generator().manual_seed(int(seed)))
-    else:
-        raise AuxrunError(f"dataset.split must be scaffold or random (got {cfg.split!r})")
+    else:  # the schema allows two fractions too: those split labelled pairs, not molecules
+        raise AuxrunError(f"dataset.split={cfg.split!r}: molecules are split by scaffold or at random "
+                          "(dataset.split=scaffold|random; the fractions are dataset.split_fractions)")
     sizes = {part: len(idx) for part, idx in split.items()}
     if any(n == 0 for n in sizes.values()):
         raise AuxrunError(f"dataset={cfg.name}: {len(mols)} valid molecules split {cfg.split} with fractions "
