@@ -6,9 +6,11 @@ first defect as hypothesis does. What reliability reports quote::
 
 Each input ends as ``refused`` (one line, exit 2), ``completed`` (finite metrics), ``diverged``,
 or a defect: ``traceback`` (an exception that is not a one-line refusal), ``multiline`` (a
-refusal of more than one line), ``silent`` (a run
-that finished with non-finite metrics or an unfinished status). (Lost results are the business of
-``test_data_safety.py`` and ``test_resume.py``, which reuse run folders on purpose.) Defects are listed with their input so that each can be replayed.
+refusal of more than one line) or ``silent`` (a run that finished with non-finite metrics or an
+unfinished status). Lost results are the business of ``test_data_safety.py``,
+``test_boundary.py`` and ``test_resume.py``, which reuse run folders on purpose. Defects are
+listed with their input so that each can be replayed. ``--files N`` surveys the loaders
+instead: every file of :mod:`test_fuzz_files` x every damage at N places.
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ def test_a_finished_result_is_never_replaced_by_a_failure_record(tmp_path, make_
     (AuxrunError("trainer.lr='x': not a number"), 2, "trainer.lr='x'"),
     (OSError(28, "No space left on device", "/full/result.json"), 1, "cannot write /full/result.json"),
     (KeyError("missing"), 1, "internal error in"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                  "allocate 12000000000000 bytes."), 1, "out of memory in"),
 ])
 def test_describe_gives_one_line_and_the_documented_code(tmp_path, exc, code, words):
     message, got = boundary.describe(exc, tmp_path)

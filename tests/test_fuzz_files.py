@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from auxrun.data import load
 from auxrun.errors import AuxrunError
+from test_fuzz import fuzz  # the same settings: derandomized unless AUXRUN_FUZZ_RANDOM=1
 from test_kg import ml_cfg
 from test_kgnn_ls import dataset_cfg, write_book, write_lastfm
 from test_molecules import SMILES, csv_cfg
@@ -203,12 +204,6 @@ def _fuzz(data, tmp_path_factory) -> None:
     how = data.draw(st.sampled_from(DAMAGE), label="damage")
     damage(path, how, data.draw(st.integers(0, 10**6), label="at"))
     loads_or_refuses(cfg)
-
-
-def fuzz(examples: int) -> settings:
-    return settings(deadline=None, derandomize=not os.environ.get("AUXRUN_FUZZ_RANDOM"), database=None,
-                    max_examples=examples,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 @fuzz(int(os.environ.get("AUXRUN_FUZZ_FILE_EXAMPLES", "100")))

@@ -6,6 +6,7 @@ escapes lands here:
 
 * :class:`~auxrun.errors.AuxrunError` (bad input, exit 2; a storage failure, exit 1): its message;
 * an ``OSError`` of a full disk or an unwritable folder: one line naming the file, exit 1;
+* an allocation that failed (out of memory, CPU or GPU): one line with what to shrink, exit 1;
 * any other exception, a defect of auxrun: one line with the exception, the run folder and the
   file that holds the full traceback (the run folder's ``error.txt``, or a file in the
   system's temporary folder outside a run), exit 1. ``auxrun --debug ...`` or
@@ -71,12 +72,26 @@ def describe(exc: BaseException, folder: Path | None) -> tuple[str, int]:
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
         return (f"cannot write {exc.filename or 'the run folder'}: {exc.strerror}; finished files keep their "
                 "previous content"), EXIT_INTERNAL
+    if out_of_memory(exc):
+        where = f" in {folder}" if folder is not None else ""
+        detail = " ".join(str(exc).split())[:200]
+        return (f"out of memory{where}: {detail or type(exc).__name__}; use a smaller graph, batch or width, "
+                "or trainer.sampling=neighbor for a large graph"), EXIT_INTERNAL
     trace = write_trace(exc, folder)
     where = f" in {folder}" if folder is not None else ""
     saved = f"; the full traceback is in {trace}" if trace else ""
     detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
     return (f"internal error{where}: {type(exc).__name__}{': ' + detail if detail else ''}{saved} "
             f"(auxrun --debug or {DEBUG_ENV}=1 shows it; please report it)"), EXIT_INTERNAL
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (Python's, torch's CPU allocator or CUDA's):
+    a resource limit, not a defect."""
+    import torch
+
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def failure_base(cfg: Any) -> dict[str, Any]:

@@ -282,6 +282,8 @@ def check_option_names(plain: dict[str, Any]) -> None:
     flat = _flat(plain)
     for key, group in OPTION_KEYS.items():
         value = flat.get(key)
+        if value is None and key in flat and key != "dataset.pretrain_dataset":  # null there: the run's own dataset
+            raise AuxrunError(f"{key}=null: name an option of {group} ({', '.join(group_options(group))})")
         if value is None:
             continue
         options = group_options(group)
