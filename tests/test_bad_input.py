@@ -107,6 +107,8 @@ CASES: list[tuple[str, str]] = [
     ("zeroshot zeroshot.source_split=[0.5,0.6]", "zeroshot.source_split=[0.5, 0.6]: the items sum to 1.1; expected a list of 2 numbers in (0, 1) summing below 1"),
     ("zeroshot transfer=nosuch", "unknown transfer 'nosuch'"),
     ("mtl experiment=table3", "experiment=table3 is a sweep of 108 jobs"),
+    ("mtl dataset.num_classes=1", "dataset.num_classes=1: out of range; expected an integer in [2, 1000000]"),
+    ("zeroshot zeroshot.source_split=[0.5,abc]", "zeroshot.source_split=[0.5, 'abc']: not a number"),
     ("mtl backbone=gat backbone.heads=3", "backbone.hidden=32 is not divisible by backbone.heads=3"),
     ("mtl trainer.sampling=neighbor trainer.fanout=[5,-1,2]", "3 hops for a 2-layer GNN"),
     ("finetune experiment=table3 backbone=gcn seed=0", "or run one of its jobs by giving weighting=..."),
