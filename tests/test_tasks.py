@@ -121,8 +121,10 @@ def test_edge_generation_uses_heldout_edges_and_unknown_kinds_fail():
     tasks = build_aux(aux_cfg({"eg": {"kind": "edge_gen", "relation": "user-rates-item"}}), tiny_graph(), 4, 0)
     batch = tasks["eg"].sample(2, torch.Generator().manual_seed(0))
     assert as_set(batch["pairs"][:, :1]) == {(0, 1)}
-    with pytest.raises(AuxrunError, match="unknown kind"):
-        build_aux(aux_cfg({"x": {"kind": "telepathy"}}), tiny_graph(), 4, 0)
+    from auxrun.schema import spec_of
+
+    assert spec_of("aux.tasks.x.kind").problem("telepathy") == "not allowed"  # refused when the config is composed
+    assert spec_of("aux.tasks.x.kind").problem("edge_gen") is None
     with pytest.raises(AuxrunError, match="unknown relation"):
         build_aux(aux_cfg({"x": {"kind": "edge_gen", "relation": "user-likes-item"}}), tiny_graph(), 4, 0)
     with pytest.raises(AuxrunError, match="no planted relation"):
