@@ -599,3 +599,16 @@ def test_a_shipped_gzipped_trace_reads_as_the_plain_one(tmp_path):
     plain, packed = _trace(str(tmp_path / "plain")), _trace(str(tmp_path / "packed"))
     assert plain is not None and len(plain) == 2 and plain.equals(packed)
     assert _trace(str(tmp_path)) is None
+
+
+def test_every_strategy_and_transfer_method_has_its_place_in_the_tables():
+    """Row order comes from the registries, so a new strategy cannot sort last by omission:
+    every ``weighting=`` and ``transfer=`` option is ranked, presets right after their class."""
+    from auxrun.configs import group_options
+    from auxrun.report.compare import row_rank, sort_rows
+
+    rank = row_rank()
+    assert set(group_options("weighting")) | set(group_options("transfer")) <= set(rank)
+    assert rank["auxts"] + 1 == rank["auxts_all"] and rank["none"] == 0
+    assert sort_rows(["ktn", "scalarize", "fixed [harmful]", "new_thing", "none"]) == \
+        ["none", "fixed [harmful]", "scalarize", "ktn", "new_thing"]

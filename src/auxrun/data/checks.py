@@ -185,5 +185,5 @@ def check_molecules(data: Any) -> None:
 
 def check_dataset(data: Any) -> Any:
     """:func:`check_graph` or :func:`check_molecules`, whichever fits; returns ``data``."""
-    (check_molecules if hasattr(data, "mols") else check_graph)(data)
+    (check_molecules if data.kind == "molecules" else check_graph)(data)
     return data

@@ -9,7 +9,7 @@ graphs implements the same fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -94,6 +94,7 @@ class GraphData:
             posts, OAG's papers before 2014); a type not listed draws from all its nodes.
     """
 
+    kind: ClassVar[str] = "graph"  # what a dataset holds: "graph" here, "molecules" for MolData
     name: str
     x: dict[str, Tensor]
     edge_index: dict[EdgeType, Tensor]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -231,6 +232,7 @@ class MolData:
     same :meth:`schema` and an encoder pre-trained on one fine-tunes on any other.
     """
 
+    kind: ClassVar[str] = "molecules"  # what a dataset holds (GraphData: "graph")
     name: str
     mols: MolSet
     split: dict[str, Tensor]

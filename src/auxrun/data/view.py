@@ -286,8 +286,8 @@ def check_sampling(trainer: Any, molecular: bool = False, layers: int | None = N
 def make_view(data: GraphData | MolData, tasks: Mapping[str, "Task"], trainer: Any, gen: torch.Generator,
               device: torch.device) -> DataView:
     """The view ``trainer.sampling`` asks for on ``data`` (molecules are always batched)."""
-    check_sampling(trainer, molecular=isinstance(data, MolData))
-    if isinstance(data, MolData):
+    check_sampling(trainer, molecular=data.kind == "molecules")
+    if data.kind == "molecules":
         return MoleculeBatches(data, tasks, int(trainer.aux_batch_size), device)
     if str(trainer.get("sampling", "full")) == "full":
         return FullGraph(data, tasks, int(trainer.aux_batch_size))

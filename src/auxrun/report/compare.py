@@ -26,8 +26,10 @@ import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +40,6 @@ from .groups import RunKey, describe, run_key, varying
 from .results import find_results
 
 log = logging.getLogger(__name__)
-ORDER = ["none", "fixed", "cosine", "selar", "auxts", "auxts_all", "gcs", "gns", "gcs_gns", "pcgrad", "rcgrad", "blo",
-         "blo_rcgrad", "jd"]
-TRANSFER_ORDER = ["direct", "dan", "jan", "dann", "cdan", "cdan_e", "wdgrl", "lp", "ep", "ktn"]  # zeroshot rows
-ORDER += TRANSFER_ORDER
 GAIN = "Avg. Gain"
 COUNTED = ("completed", "diverged")  # a diverged run counts, as diverged, never in the mean
 
@@ -237,8 +235,7 @@ def compare(root: Path, split: str = "test") -> Comparison:
     assert (cells.groups == 1).all(), "a cell holds one configuration"
     cells["keys"] = [", ".join(k for k in pair if k) for pair in zip(cells.row_keys, cells.column_keys)]
     cells["baseline"] = _baselines(cells)
-    rank = {name: i for i, name in enumerate(ORDER)}
-    rows = sorted(cells.row.unique(), key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
+    rows = sort_rows(cells.row.unique())
     columns = sorted(cells.column.unique())
     order = {r: i for i, r in enumerate(rows)}
     cells = (cells.drop(columns=["setting", "groups"])
@@ -272,6 +269,28 @@ def _baselines(cells: pd.DataFrame) -> list[str | None]:
     return out
 
 
+@cache
+def row_rank() -> dict[str, int]:
+    """Each strategy's place in a table: the weighting registry's display order, then the
+    transfer methods' (rows of zero-shot runs)."""
+    from ..transfer import METHODS
+    from ..weighting import display_order
+
+    return {name: i for i, name in enumerate([*display_order(), *METHODS])}
+
+
+def sort_rows(rows: Iterable[str]) -> list[str]:
+    """Row labels (``auxts``, ``fixed [helpful]``, ``fixed lambda=0.5``) by their strategy's
+    place (:func:`row_rank`; unknown ones last), then by label."""
+    rank = row_rank()
+    return sorted(rows, key=lambda r: (rank.get(r.split(" ")[0], len(rank)), r))
+
+
+def relative_gain(mean: float, baseline: float, higher_is_better: bool) -> float:
+    """``(m - m0) / |m0| * 100``, signed so that a better mean is a positive gain."""
+    return (1 if higher_is_better else -1) * (mean - baseline) / abs(baseline) * 100
+
+
 def _gains(cells: pd.DataFrame) -> dict[str, float]:
     """Avg. Gain of every row over its cells' ``none`` baselines, across the columns that have both."""
     means = {(r, c): m for r, c, m, n in zip(cells.row, cells.column, cells["mean"], cells.n) if n > 0}
@@ -279,7 +298,7 @@ def _gains(cells: pd.DataFrame) -> dict[str, float]:
     for r, c, base, higher in zip(cells.row, cells.column, cells.baseline, cells.higher_is_better):
         m, m0 = means.get((r, c)), means.get((base, c))
         if base is not None and m is not None and m0 is not None and m0 != 0:
-            rel.setdefault(r, []).append((1 if higher else -1) * (m - m0) / abs(m0) * 100)
+            rel.setdefault(r, []).append(relative_gain(m, m0, higher))
     return {r: sum(v) / len(v) for r, v in rel.items()}
 
 

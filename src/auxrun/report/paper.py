@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
-from .compare import GAIN, ORDER, TRANSFER_ORDER, Comparison
+from .compare import GAIN, Comparison, relative_gain, sort_rows
 from .marks import cell_texts, secondary_texts
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
@@ -45,8 +45,7 @@ def block_gains(means: dict[str, dict[str, float]], strategies: list[str], highe
         base = (baseline or {}).get(s, "none")
         if s == "none" or base is None:
             continue
-        rel = [(1 if higher else -1) * (m[s] - m[base]) / abs(m[base]) * 100
-               for m in means.values() if s in m and base in m and m[base] != 0]
+        rel = [relative_gain(m[s], m[base], higher) for m in means.values() if s in m and base in m and m[base] != 0]
         if rel:
             out[s] = sum(rel) / len(rel)
     return out
@@ -59,10 +58,7 @@ def _backbone_key(b: str) -> tuple[int, str]:
 def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
     """Header plus rows of the Table 3 layout, and a caption naming sources and caveats."""
     pub = published()["table3"]
-    measured = [r for r in c.rows]
-    rank = {name: i for i, name in enumerate(ORDER)}
-    strategies = list(pub["columns"]) + sorted((r for r in measured if r not in pub["columns"]),
-                                              key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
+    strategies = list(pub["columns"]) + sort_rows(r for r in c.rows if r not in pub["columns"])
     grid = [["dataset", "scheme", "GNN", *strategies]]
     cells, texts = c.cells, cell_texts(c)
     blocks_measured = sorted(cells.groupby(["dataset", "scheme", "metric"]),
@@ -110,14 +106,8 @@ def table3_grid(c: Comparison) -> tuple[list[list[str]], str]:
 SECONDARY = {"ndcg": ["mrr"]}  # Table 2 shows MRR beside NDCG for OAG's Paper-Field ranking (higher is better)
 
 
-def _by_order(rows) -> list[str]:
-    """Row labels sorted by their strategy's place in :data:`ORDER`, then by label."""
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(rows, key=lambda r: (rank.get(r.split(" ")[0], len(ORDER)), r))
-
-
 def _paper_order(c: Comparison, published_rows: list[str]) -> list[str]:
-    return list(published_rows) + _by_order(r for r in c.rows if r not in published_rows)
+    return list(published_rows) + sort_rows(r for r in c.rows if r not in published_rows)
 
 
 def table2_grid(c: Comparison) -> tuple[list[list[str]], str]:
@@ -166,7 +156,7 @@ def table4_grid(c: Comparison) -> tuple[list[list[str]], str]:
     pub = published()["table4"]
     cells = c.cells
     present = set(cells.row_unscaled)
-    strategies = [s for s in pub["columns"] if s in present] + _by_order(present - set(pub["columns"]))
+    strategies = [s for s in pub["columns"] if s in present] + sort_rows(present - set(pub["columns"]))
     block = list(zip(cells.column, cells.loss_scales))
     texts = cell_texts(c, best_within=[scales for _, scales in block])
     by_name = {(u, col, sc): r for r, u, col, sc in zip(cells.row, cells.row_unscaled, cells.column, cells.loss_scales)}
@@ -251,8 +241,7 @@ def ktn_grid(c: Comparison) -> tuple[list[list[str]], str]:
     if cells.empty:
         raise AuxrunError("compare --layout ktn: no zeroshot runs found; run e.g. `auxrun zeroshot -m "
                           "transfer=ktn,direct seed=0,1,2` first")
-    rank = {name: i for i, name in enumerate(TRANSFER_ORDER)}
-    rows = sorted(cells.row.unique(), key=lambda r: (rank.get(r.split(" ")[0], len(rank)), r))
+    rows = sort_rows(cells.row.unique())
     columns = (cells.drop_duplicates("column").assign(gnn=lambda d: d.backbone.map(_backbone_key))
                .sort_values(["dataset", "direction", "gnn", "column"]))
     labels = [f"{d} {dirn} / {b.upper()}" + (f" [{k}]" if k else "")

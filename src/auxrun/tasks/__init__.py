@@ -26,7 +26,6 @@ Every spec may set ``loss_scale`` (default 1), which multiplies the task's per-e
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -47,8 +46,8 @@ AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", "gpt_attr", "gpt_edg
 
 
 def molecular(data: GraphData | MolData) -> bool:
-    """Whether ``data`` holds molecules (its schema says so: the same test picks the encoder)."""
-    return data.schema().get("kind") == "molecules"
+    """Whether ``data`` holds molecules (its declared ``kind``)."""
+    return data.kind == "molecules"
 
 
 def build_target(data: GraphData | MolData, hidden: int, head_dim: int | MLPHead | None) -> TargetTask:

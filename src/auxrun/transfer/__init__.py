@@ -16,7 +16,8 @@ from .data import ZeroShotData
 from .ktn import KTN
 from .propagation import EP, LP
 
-METHODS: dict[str, type[Transfer]] = {m.name: m for m in (Transfer, KTN, DAN, JAN, DANN, CDAN, CDANE, WDGRL, LP, EP)}
+# in display order (the rows of a zero-shot table): the baseline, domain adaptation, propagation, KTN
+METHODS: dict[str, type[Transfer]] = {m.name: m for m in (Transfer, DAN, JAN, DANN, CDAN, CDANE, WDGRL, LP, EP, KTN)}
 
 
 def build(cfg: Any, zs: ZeroShotData, hidden: int) -> Transfer:

@@ -17,12 +17,24 @@ from .metabalance import MetaBalance
 from .rcgrad import RCGrad
 from .scalarize import Scalarize
 
-REGISTRY: dict[str, type[Weighting]] = {
-    "none": NoAux, "fixed": Fixed, "cosine": Cosine, "selar": Selar, "auxts": AuxTS,
-    "gcs": GCS, "gns": GNS, "gcs_gns": GCSGNS, "pcgrad": PCGrad, "rcgrad": RCGrad, "blo": BLO, "blo_rcgrad": BLORCGrad, "jd": Jd,
-    "auxilearn": AuxiLearn, "arml": ARML, "auxinash": AuxiNash, "metabalance": MetaBalance, "gradnorm": GradNorm,
-    "scalarize": Scalarize,
-}
+# in display order: the rows of every comparison table follow it (:func:`display_order`)
+REGISTRY: dict[str, type[Weighting]] = {c.name: c for c in (
+    NoAux, Fixed, Cosine, Selar, AuxTS, GCS, GNS, GCSGNS, PCGrad, RCGrad, BLO, BLORCGrad, Jd,
+    AuxiLearn, ARML, AuxiNash, MetaBalance, GradNorm, Scalarize)}
+
+
+def display_order() -> list[str]:
+    """Every ``weighting=`` option in table order: each class of :data:`REGISTRY` in turn,
+    then the presets built on it (``auxts_all``: ``strategy: auxts``), by name."""
+    from ..configs import CONF_DIR, group_options
+
+    import yaml
+
+    presets: dict[str, list[str]] = {}
+    for option in group_options("weighting"):
+        tree = yaml.safe_load((CONF_DIR / "weighting" / f"{option}.yaml").read_text()) or {}
+        presets.setdefault(str(tree.get("strategy", option)), []).append(option)
+    return [o for name in REGISTRY for o in [name, *sorted(set(presets.get(name, [])) - {name})]]
 
 
 def build(cfg: Any, tasks: list[str]) -> Weighting:
@@ -37,4 +49,4 @@ def build(cfg: Any, tasks: list[str]) -> Weighting:
     return cls(cfg, tasks)
 
 
-__all__ = ["TARGET", "Diagnostics", "LossWeighting", "Step", "Weighting", "REGISTRY", "build"]
+__all__ = ["TARGET", "Diagnostics", "LossWeighting", "Step", "Weighting", "REGISTRY", "build", "display_order"]
