@@ -31,27 +31,37 @@ def _keys(tree: object, prefix: str = "") -> set[str]:
 
 
 @cache
+def option_file(group: str, option: str) -> tuple[dict, bool]:
+    """The option file ``<group>/<option>.yaml`` as written, and whether it is in the global
+    package (``# @package _global_``: its keys start at the config's root); ``({}, False)``
+    when there is no such file."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        return {}, False
+    text = path.read_text()
+    return yaml.safe_load(text) or {}, "@package _global_" in text.split("\n", 1)[0]
+
+
+def option_settings(group: str, option: str) -> dict:
+    """What the option file of ``group`` sets under the group (a global file's subtree)."""
+    tree, is_global = option_file(group, option)
+    return (tree.get(group) or {}) if is_global else tree
+
+
+@cache
 def option_keys(group: str) -> dict[str, frozenset[str]]:
     """Per option file of ``group`` (private ``_*`` files included), the dotted keys it
     declares itself under the group (not through its defaults list; the group's subtree of
     files that use ``# @package _global_``)."""
-    out = {}
-    for f in sorted((CONF_DIR / group).glob("*.yaml")):
-        text = f.read_text()
-        tree = yaml.safe_load(text) or {}
-        if "@package _global_" in text.split("\n", 1)[0]:
-            tree = tree.get(group, {})
-        out[f.stem] = frozenset(k for k in _keys(tree) if k != "defaults" and not k.startswith("defaults."))
-    return out
+    return {f.stem: frozenset(k for k in _keys(option_settings(group, f.stem))
+                              if k != "defaults" and not k.startswith("defaults."))
+            for f in sorted((CONF_DIR / group).glob("*.yaml"))}
 
 
 def sweep_params(group: str, option: str) -> dict[str, str]:
     """The ``hydra.sweeper.params`` an option file of ``group`` sets (an experiment's sweep):
     key -> its comma-separated values; empty if it sets none or does not exist."""
-    path = CONF_DIR / group / f"{option}.yaml"
-    if not path.is_file():
-        return {}
-    tree = yaml.safe_load(path.read_text()) or {}
+    tree, _ = option_file(group, option)
     params = ((tree.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
     return {str(k): str(v) for k, v in params.items()}
 

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import AuxrunError
 from .data import REGISTRY
+from .data.checks import INT32_MAX
 from .data.neighbors import BACKENDS
 from .data.view import SAMPLING
 from .models.molecular import POOLING
@@ -72,8 +73,9 @@ class Spec:
             elif self.low is not None:
                 text += f" {'>' if self.low_open else '>='} {num(self.low)}"
         if self.each:
-            text = f"a list of {self.length or ''} {text.replace('an integer', 'integers').replace('a number', 'numbers')}"
-            text = " ".join(text.split()) + (f" summing below {self.sum_below:g}" if self.sum_below is not None else "")
+            items = text.replace("an integer", "integers").replace("a number", "numbers")
+            text = f"a list of {f'{self.length} ' if self.length else ''}{items}"
+            text += f" summing below {self.sum_below:g}" if self.sum_below is not None else ""
         text += "".join(f" or {w}" for w in self.words)
         return text + (" (or null)" if self.optional else "")
 
@@ -115,7 +117,6 @@ class Spec:
         return None
 
 
-INT32_MAX = 2**31 - 1  # what torch sizes, NumPy seeds and Python's range consume without overflow
 FLOAT32_MAX = 3.4028234663852886e38  # every float a user sets reaches float32 tensors: larger ones overflow to inf
 
 
@@ -138,6 +139,7 @@ TRAIN_VAL = Spec(float, 0, 1, low_open=True, high_open=True, each=True, length=2
 COMMANDS = ("mtl", "pretrain", "finetune", "zeroshot")
 
 SCHEMA: dict[str, Spec] = {
+    "command": Spec(str, choices=COMMANDS), "dataset.loader": Spec(str, choices=tuple(sorted(REGISTRY))),
     "seed": SEED,
     "rerun": FLAG,
     "device": Spec(str), "threads": Spec(int, low=1, high=4096, words=("auto",)),
@@ -165,7 +167,7 @@ SCHEMA: dict[str, Spec] = {
     "weighting.beta": Spec(float, 0, 1, high_open=True), "weighting.alpha": NON_NEGATIVE,
     # auxiliary tasks
     "aux.tasks.*.loss_scale": POSITIVE, "aux.tasks.*.kind": Spec(str, choices=AUX_KINDS),
-    "command": Spec(str, choices=COMMANDS), "dataset.loader": Spec(str, choices=tuple(sorted(REGISTRY))), "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
+    "aux.tasks.*.negatives": _count(), "aux.head_dim": WIDTH, "aux.head_hidden": WIDTH,
     "aux.pair_head": Spec(str, choices=("projected", "dot", "mlp")), "aux.target_head": Spec(str, choices=("projected", "mlp")),
     "aux.eval_size": _count(1, 10**7), "aux.max_metapath_density": Spec(float, 0, 1, low_open=True),
     "aux.max_metapath_pairs": _count(1, 10**9), "aux.tasks.*.mask_rate": FRACTION, "aux.tasks.*.context_layers": DEPTH,

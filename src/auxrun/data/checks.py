@@ -28,6 +28,8 @@ from torch import Tensor
 
 from ..errors import AuxrunError
 
+INT32_MAX = 2**31 - 1  # what torch sizes, NumPy seeds, Python's range and PyG's int32 node ids take without overflow
+
 
 @contextmanager
 def reading(path: Path | str, what: str = "") -> Iterator[None]:
@@ -47,9 +49,19 @@ def _first(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad.reshape(len(bad), -1).any(1))[0])
 
 
+def _array(values: Any) -> np.ndarray:
+    return np.asarray(values.numpy() if isinstance(values, Tensor) else values)
+
+
+def _where(data: Any) -> str:
+    """How a message names a loaded dataset: its name and, where known, the files it came from."""
+    source = data.info.get("source")
+    return f"dataset={data.name}" + (f" ({source})" if isinstance(source, str) else "")
+
+
 def check_matrix(values: Any, where: str, what: str, rows: int | None = None) -> None:
     """``values`` is a 2-D array of finite numbers (with ``rows`` rows, if given)."""
-    arr = np.asarray(values.numpy() if isinstance(values, Tensor) else values)
+    arr = _array(values)
     if arr.ndim != 2:
         raise AuxrunError(f"{where}: {what} must be a 2-D array (one row per node), found shape {arr.shape}")
     if rows is not None and arr.shape[0] != rows:
@@ -64,7 +76,7 @@ def check_matrix(values: Any, where: str, what: str, rows: int | None = None) ->
 
 def check_ids(ids: Any, n: int, where: str, what: str) -> None:
     """Every entry of ``ids`` is an integer id in ``[0, n)``."""
-    arr = np.asarray(ids.numpy() if isinstance(ids, Tensor) else ids)
+    arr = _array(ids)
     if arr.size == 0:
         return
     if not np.issubdtype(arr.dtype, np.integer):
@@ -76,15 +88,17 @@ def check_ids(ids: Any, n: int, where: str, what: str) -> None:
         raise AuxrunError(f"{where}: {what} id {flat[row]} (entry {row}) is outside [0, {n}), the {n} nodes there")
 
 
-def check_labels(labels: Any, where: str, what: str = "label") -> np.ndarray:
-    """Class labels: a 1-D array of integers in ``[0, rows)`` (integer-valued floats are taken;
-    a class number beyond the number of rows leaves most classes without an example, and would
-    size the classifier by it); returned as ``int64``."""
-    arr = np.asarray(labels.numpy() if isinstance(labels, Tensor) else labels)
+def check_labels(labels: Any, where: str, what: str = "label", rows: int | None = None) -> np.ndarray:
+    """Class labels: a 1-D array (with ``rows`` entries, if given) of integers in ``[0, rows)``
+    (integer-valued floats are taken; a class number beyond the number of rows leaves most
+    classes without an example, and would size the classifier by it); returned as ``int64``."""
+    arr = _array(labels)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise AuxrunError(f"{where}: {what}s must be one class per row, found shape {arr.shape}")
+    if rows is not None and len(arr) != rows:
+        raise AuxrunError(f"{where}: {len(arr)} {what}s for {rows} nodes")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise AuxrunError(f"{where}: {what}s must be integers, found {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
@@ -113,7 +127,7 @@ def check_nonempty(split: dict[str, Tensor], where: str, what: str, size=len) ->
 
 def check_graph(data: Any) -> None:
     """A :class:`~auxrun.data.graph.GraphData` is whole (module docstring)."""
-    where = f"dataset={data.name}" + (f" ({data.info['source']})" if isinstance(data.info.get("source"), str) else "")
+    where = _where(data)
     n = {t: data.num_nodes(t) for t in data.x}
     for t, x in data.x.items():
         check_matrix(x, where, f"the features of node type {t!r}")
@@ -163,7 +177,7 @@ def check_molecules(data: Any) -> None:
     regression target with at least one label."""
     if data.task_type == "none":
         return
-    where = f"dataset={data.name}" + (f" ({data.info['source']})" if isinstance(data.info.get("source"), str) else "")
+    where = _where(data)
     y = data.mols.y
     if torch.isinf(y).any():
         row = int(torch.isinf(y).any(1).nonzero()[0])

@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
-from .checks import check_ids, check_labels, check_matrix, reading
+from .checks import INT32_MAX, check_ids, check_labels, check_matrix, reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .download import dataset_folder, fetch_missing
 from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split
@@ -77,9 +77,6 @@ def _read(path: Path, dtype, columns: int | None = None) -> np.ndarray:
     return arr
 
 
-INT32_MAX = int(np.iinfo(np.int32).max)  # node ids are indexed in int32 by PyG's samplers
-
-
 def _count(column: pd.Series, path: Path, name: str) -> int:
     """One node count of num-node-dict: a single non-negative integer."""
     values = pd.to_numeric(column, errors="coerce")
@@ -113,9 +110,7 @@ def _build(cfg: DictConfig, seed: int, files: dict[str, Path], key: str, cache_d
             raise AuxrunError(f"{files['num_nodes']}: no count of {', '.join(missing)} (columns: {', '.join(counts)})")
         x_paper = _read(files["feat"], np.float32)
         check_matrix(x_paper, str(files["feat"]), "paper features", rows=counts["paper"])
-        labels = check_labels(_read(files["label"], np.float64), str(files["label"]), "venue")
-        if len(labels) != counts["paper"]:
-            raise AuxrunError(f"{files['label']}: {len(labels)} labels for {counts['paper']} papers in num-node-dict")
+        labels = check_labels(_read(files["label"], np.float64), str(files["label"]), "venue", rows=counts["paper"])
         x_paper, labels = torch.from_numpy(x_paper), torch.from_numpy(labels)
         n_paper = counts["paper"]
         advance("papers")

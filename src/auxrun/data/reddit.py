@@ -68,9 +68,7 @@ def _arrays(files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             feature, label = data["feature"], data["label"]
     check_matrix(feature, str(data_file), "feature")
     n = feature.shape[0]
-    label = check_labels(label, str(data_file))
-    if label.shape[0] != n:
-        raise AuxrunError(f"{data_file}: {n} posts with features but {label.shape[0]} labels")
+    label = check_labels(label, str(data_file), rows=n)
     with reading(graph_file, "a SciPy sparse adjacency matrix"):
         adj = sp.load_npz(graph_file).tocoo()
     if adj.shape != (n, n):
@@ -103,6 +101,7 @@ def load_reddit(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> Gra
         edge_index={RELATION: edge_index},
         target=TargetSpec(kind="node_cls", split=split, node_type="post", labels=labels,
                           num_classes=int(labels.max()) + 1),
-        info={"source": str(files["reddit_data.npz"].parent), "posts": n, "edges": int(edge_index.shape[1]), "classes": int(labels.max()) + 1},
+        info={"source": str(files["reddit_data.npz"].parent), "posts": n, "edges": int(edge_index.shape[1]),
+              "classes": int(labels.max()) + 1},
         pretrain_nodes={"post": pretrain},
     )

@@ -264,10 +264,10 @@ class MoleculeBatches(DataView):
 
 
 def check_sampling(trainer: Any, molecular: bool = False, layers: int | None = None) -> None:
-    """``trainer.sampling``, ``trainer.fanout`` (and ``eval_fanout``, ``eval_batch_size``,
-    ``sampler``) are valid, ``sampling=neighbor`` is not asked of ``molecular`` data, and
-    samples one hop per GNN layer (``layers``, where given): checked when the config is
-    composed, before any data loads (each value's type and range: the schema's)."""
+    """``sampling=neighbor`` is not asked of ``molecular`` data, samples one hop per GNN
+    layer (``trainer.fanout`` and ``eval_fanout`` have ``layers`` entries, where given), and
+    ``trainer.sampler`` can run here: checked when the config is composed, before any data
+    loads (each value's type and range: the schema's)."""
     sampling = str(trainer.get("sampling", "full"))
     if molecular and sampling == "neighbor":
         raise AuxrunError("molecular datasets train on batches of whole molecules already; "
@@ -276,7 +276,7 @@ def check_sampling(trainer: Any, molecular: bool = False, layers: int | None = N
         value = trainer.get(key)
         if value is None and key == "eval_fanout":
             continue
-        hops = [int(k) for k in value]
+        hops = list(value)
         if sampling == "neighbor" and layers is not None and len(hops) != layers:
             raise AuxrunError(f"trainer.{key}={hops}: {len(hops)} hops for a {layers}-layer GNN; give one number "
                               f"of neighbours per layer (e.g. trainer.{key}={[10] * layers})")

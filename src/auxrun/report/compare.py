@@ -55,11 +55,15 @@ class Comparison:
     rows: list[str]
     columns: list[str]
     gains: dict[str, float]
-    skipped: Counter
-    runs: pd.DataFrame | None = None
-    unfinished: list[tuple[str, str, str]] = field(default_factory=list)  # (status, run folder, why) of each skipped run  # the runs behind the cells (``row``, ``column``, ``metrics``, ``history``, ...)
+    runs: pd.DataFrame | None = None  # the runs behind the cells (``row``, ``column``, ``metrics``, ``history``, ...)
+    unfinished: list[tuple[str, str, str]] = field(default_factory=list)  # (status, run folder, why) of each run not counted
     # cells also hold ``row_unscaled`` (the row label without loss-scale keys) and ``loss_scales``
     # (``task=scale ...``, from each run's aux.tasks)
+
+    @property
+    def skipped(self) -> Counter:
+        """How many runs were not counted, per status (failed, interrupted, no metric, ...)."""
+        return Counter(status for status, _, _ in self.unfinished)
 
     def secondary(self, row: str, column: str, metric: str) -> tuple[float, float, int]:
         """``(mean, std, n)`` of another target metric (e.g. ``mrr`` beside the primary ``ndcg``)
@@ -241,8 +245,7 @@ def compare(root: Path, split: str = "test") -> Comparison:
     cells = (cells.drop(columns=["setting", "groups"])
              .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
              .reset_index(drop=True))
-    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells),
-                      skipped=Counter(status for status, _, _ in unfinished), unfinished=unfinished,
+    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), unfinished=unfinished,
                       runs=df[["row", "column", "seed", "status", "value", "metrics", "history", "run_dir", "dataset",
                                "scheme", "backbone", "weighting", "aux", "loss_scales", "row_unscaled"]]
                       .reset_index(drop=True))

@@ -26,14 +26,11 @@ REGISTRY: dict[str, type[Weighting]] = {c.name: c for c in (
 def display_order() -> list[str]:
     """Every ``weighting=`` option in table order: each class of :data:`REGISTRY` in turn,
     then the presets built on it (``auxts_all``: ``strategy: auxts``), by name."""
-    from ..configs import CONF_DIR, group_options
-
-    import yaml
+    from ..configs import group_options, option_settings
 
     presets: dict[str, list[str]] = {}
     for option in group_options("weighting"):
-        tree = yaml.safe_load((CONF_DIR / "weighting" / f"{option}.yaml").read_text()) or {}
-        presets.setdefault(str(tree.get("strategy", option)), []).append(option)
+        presets.setdefault(str(option_settings("weighting", option).get("strategy", option)), []).append(option)
     return [o for name in REGISTRY for o in [name, *sorted(set(presets.get(name, [])) - {name})]]
 
 
