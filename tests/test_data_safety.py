@@ -16,6 +16,9 @@ import auxrun.report.results as results
 from auxrun.errors import StorageError
 from auxrun.io import atomic_write, write_json
 from auxrun.train.schemes import run
+from auxrun.transfer.scheme import run as zeroshot_run
+
+from conftest import read_result
 
 
 def _full(fh):
@@ -53,6 +56,24 @@ def test_a_finished_run_that_cannot_write_its_result_logs_its_metrics(make_cfg, 
     with pytest.raises(StorageError, match="the run completed but its result could not be written"):
         run(make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false"), tmp_path / "r")
     assert "its metrics: {\"val\": {" in caplog.text and "f1_micro" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["mtl", "zeroshot"])
+def test_a_full_disk_costs_checkpoints_and_trace_but_never_the_run(make_cfg, tmp_path, monkeypatch, caplog, command):
+    """The one loop writes best.pt, last.pt and trace.csv through the full-disk guard for every command."""
+    from auxrun.train import loop
+
+    def full(path, *args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    for writer in ("save_torch", "save_run_state", "write_trace"):
+        monkeypatch.setattr(loop, writer, full)
+    scheme = zeroshot_run if command == "zeroshot" else run
+    result = scheme(make_cfg(command, "trainer=fast", "trainer.max_epochs=2"), tmp_path / "r")
+    assert result["status"] == "completed" and result["metrics"]["test"]
+    assert read_result(tmp_path / "r")["metrics"] == result["metrics"]
+    for what in ("the best epoch's checkpoint", "the checkpoint", "trace.csv"):
+        assert f"could not write {what} ([Errno 28]" in caplog.text
 
 
 def test_stale_temporary_files_of_a_killed_write_are_removed_on_start(make_cfg, tmp_path):

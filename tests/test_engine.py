@@ -42,15 +42,15 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_a_finished_run_is_not_run_again_unless_asked(make_cfg, tmp_path, monkeypatch):
-    import auxrun.train.schemes as schemes
+    from auxrun.train import runner
 
     cfg = make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false")
     first = run(cfg, tmp_path)
 
-    def must_not_train(**kwargs):
+    def must_not_train(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(schemes, "fit", must_not_train)
+    monkeypatch.setattr(runner, "fit", must_not_train)
     assert run(cfg, tmp_path) == first
     changed = make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false", "seed=1")
     with pytest.raises(AuxrunError, match="holds a finished mtl run of another config .differing: seed."):

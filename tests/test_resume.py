@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import auxrun.train.schemes as schemes
+from auxrun.run_folder import RunFolder
+from auxrun.train import runner
 from auxrun.train.loggers import NoLogger
 from auxrun.train.resume import Interrupted
 
@@ -67,7 +70,7 @@ def test_a_signal_stops_between_steps_and_the_rerun_ends_as_an_uninterrupted_run
     schemes.run(make_cfg(command, *overrides), tmp_path / "whole")
     steps = read_result(tmp_path / "whole")["steps"]
     at = steps // 2 + 1  # mid-epoch, in the third epoch or so
-    monkeypatch.setattr(schemes, "make_logger", lambda cfg, run_dir: SignalAt(at, signum))
+    monkeypatch.setattr(runner, "make_logger", lambda cfg, run_dir: SignalAt(at, signum))
     with pytest.raises(Interrupted) as stop:
         schemes.run(make_cfg(command, *overrides), tmp_path / "stopped")
     assert stop.value.exit_code == 128 + signum
@@ -83,7 +86,7 @@ def test_a_signal_stops_between_steps_and_the_rerun_ends_as_an_uninterrupted_run
 
 def test_a_checkpoint_of_another_config_is_not_resumed_and_rerun_starts_over(make_cfg, tmp_path, monkeypatch, caplog):
     overrides = ["trainer=fast", "trainer.max_epochs=3", "trainer.patience=0"]
-    monkeypatch.setattr(schemes, "make_logger", lambda cfg, run_dir: SignalAt(1, signal.SIGTERM))
+    monkeypatch.setattr(runner, "make_logger", lambda cfg, run_dir: SignalAt(1, signal.SIGTERM))
     with pytest.raises(Interrupted):
         schemes.run(make_cfg("mtl", *overrides), tmp_path / "r")
     monkeypatch.undo()
@@ -148,7 +151,7 @@ def test_sigterm_to_the_cli_exits_143_with_an_interrupted_result_and_resumes(tmp
 
 
 @pytest.mark.parametrize("transfer", ["ktn", "wdgrl"])  # wdgrl: a critic with its own optimiser
-def test_a_zero_shot_run_stopped_by_a_signal_resumes_from_its_last_epoch_and_matches(make_cfg, tmp_path, monkeypatch,
+def test_a_zero_shot_run_stopped_by_a_signal_resumes_mid_epoch_and_matches(make_cfg, tmp_path, monkeypatch,
                                                                                      transfer):
     import auxrun.transfer.scheme as zs
 
@@ -156,10 +159,12 @@ def test_a_zero_shot_run_stopped_by_a_signal_resumes_from_its_last_epoch_and_mat
                  f"transfer={transfer}"]
     zs.run(make_cfg("zeroshot", *overrides), tmp_path / "whole")
     steps = read_result(tmp_path / "whole")["steps"]
-    monkeypatch.setattr(zs, "make_logger", lambda cfg, run_dir: SignalAt(steps // 2 + 1, signal.SIGTERM))
+    monkeypatch.setattr(runner, "make_logger", lambda cfg, run_dir: SignalAt(steps // 2 + 1, signal.SIGTERM))
     with pytest.raises(Interrupted) as stop:
         zs.run(make_cfg("zeroshot", *overrides), tmp_path / "stopped")
     assert stop.value.exit_code == 143 and read_result(tmp_path / "stopped")["status"] == "interrupted"
+    saved = torch.load(RunFolder(tmp_path / "stopped").last, weights_only=False)["state"]
+    assert saved["plan"]["done"] > 0 and saved["step"] == steps // 2 + 2  # stopped mid-epoch, kept there
     monkeypatch.undo()
     zs.run(make_cfg("zeroshot", *overrides), tmp_path / "stopped")
     a, b = read_result(tmp_path / "whole"), read_result(tmp_path / "stopped")

@@ -23,13 +23,13 @@ def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypat
 
     loaded = {}
     import auxrun.train.schemes as schemes
-    original = schemes.fit
+    original = schemes.TaskJob
 
-    def spy(**kwargs):
-        loaded.update({k: v.detach().clone() for k, v in kwargs["encoder"].state_dict().items()})
-        return original(**kwargs)
+    def spy(data, encoder, *args):
+        loaded.update({k: v.detach().clone() for k, v in encoder.state_dict().items()})
+        return original(data, encoder, *args)
 
-    monkeypatch.setattr(schemes, "fit", spy)
+    monkeypatch.setattr(schemes, "TaskJob", spy)
     ft = run(make_cfg("finetune", *SMALL, f"paths.outputs={out}"), out / "ft")  # pretrained=auto
     assert ft["pretrained"] == str(out / "pre")
     assert all(torch.equal(loaded[k], v) for k, v in saved["state_dict"].items())

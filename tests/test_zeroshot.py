@@ -320,10 +320,10 @@ def test_permuting_target_labels_leaves_training_bit_identical(make_cfg, tmp_pat
         if permute:
             y = p.zs._y_target
             p.zs._y_target = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(5))]
-        state = fit(p, cfg.trainer, tmp_path)
+        out = fit(p, cfg.trainer, tmp_path)
         states.append({k: v.clone() for k, v in p.model.state_dict().items() if torch.is_tensor(v)})  # not the
         # methods' optimiser states (extra state), which follow from the parameters' updates
-        traces.append((state["trace"], state["history"], state["best_epoch"]))
+        traces.append((out.state.trace, out.state.history, out.state.best_epoch))
         from auxrun.transfer.scheme import target_metrics
         tests.append(target_metrics(p))
     assert traces[0] == traces[1]

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import AuxrunError
 from ..io import write_json, write_text
+from ..run_folder import RESULT, RunFolder
 
 SCHEMA = 1
 STATUSES = ("completed", "diverged", "failed")
@@ -41,7 +42,7 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> dict[str, Any]:
     """Atomically write ``run_dir/result.json``; returns the record as written."""
     record = {"schema": SCHEMA, **result}
     record.setdefault("finished_at", datetime.now(timezone.utc).isoformat())
-    write_json(run_dir / "result.json", record)
+    write_json(RunFolder(run_dir).result, record)
     return record
 
 
@@ -90,7 +91,7 @@ def read_result(path: Path) -> dict[str, Any] | None:
 def find_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every readable ``result.json`` below ``root`` (sorted by path)."""
     out = []
-    for path in sorted(root.rglob("result.json")):
+    for path in sorted(root.rglob(RESULT)):
         result = read_result(path)
         if result is not None:
             out.append((path.parent, result))
@@ -111,7 +112,7 @@ def config_differences(stored: Any, config: dict[str, Any]) -> list[str]:
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     """The result in ``run_dir`` when it finished (completed, or diverged, which a
     deterministic rerun would repeat); else ``None``."""
-    path = run_dir / "result.json"
+    path = RunFolder(run_dir).result
     result = read_result(path) if path.exists() else None
     return result if result and result["status"] in ("completed", "diverged") else None
 
@@ -146,10 +147,11 @@ def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], di
         raise AuxrunError(f"{run_dir} holds a finished {done['command']} run of another config (differing: {shown}), "
                           "which this run would replace: give it another folder (hydra.run.dir=DIR, or "
                           "hydra.sweep.dir=DIR for a sweep), or add rerun=true to replace that result")
+    folder = RunFolder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:  # left by a killed write
+    for stale in [*run_dir.glob(".*.tmp"), *folder.checkpoints.glob(".*.tmp")]:  # left by a killed write
         stale.unlink(missing_ok=True)
     if cfg.get("rerun", False):  # from scratch: no resuming from an earlier attempt's checkpoint
-        (run_dir / "checkpoints" / "last.pt").unlink(missing_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        folder.last.unlink(missing_ok=True)
+    write_text(folder.config, OmegaConf.to_yaml(cfg, resolve=True))
     return config, None

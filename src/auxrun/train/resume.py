@@ -1,11 +1,12 @@
 """Runs that survive being stopped: whole-state checkpoints and clean stops on signals.
 
-**Checkpoint** (``<run>/checkpoints/last.pt``, written atomically at the end of every epoch
-and when a signal stops the run between two steps): the model, its optimiser, the strategy
-(its parameters, its own optimisers and counters: :meth:`Weighting.get_extra_state`), the
-run state (epoch, step, trace, history, early-stopping state, the best epoch's weights), the
-position within the epoch (the epoch's order of training examples and how many batches are
-done), and every random state: Python's, NumPy's, torch's global CPU and CUDA generators and
+**Checkpoint** (``<run>/checkpoints/last.pt``, written atomically by the training loop,
+:mod:`auxrun.train.loop`, at the end of every epoch and when a signal stops the run between
+two steps): the job's state (the model, its optimiser, the strategy or transfer method with
+their own optimisers and counters: :meth:`Weighting.get_extra_state`), the run state
+(:class:`~auxrun.train.loop.RunState`: epoch, step, trace, history, early-stopping state,
+timings, the position within the epoch: its order of training examples and how many batches
+are done), the kept epoch's weights, and every random state: Python's, NumPy's, torch's global CPU and CUDA generators and
 the run's own generator, from which the data view's neighbour sampler and every task draw.
 A run started again on the same folder with the same resolved config loads it and continues;
 on CPU it then ends with the metrics and trace of a run that was never stopped.
@@ -32,9 +33,8 @@ from ..io import save_torch
 from ..report.results import config_differences
 
 log = logging.getLogger(__name__)
-LAST = "last.pt"
 FORMAT = "auxrun-run-state"
-VERSION = 1
+VERSION = 2  # 2: one run state for every command (auxrun.train.loop.RunState)
 
 
 class ResumableState:

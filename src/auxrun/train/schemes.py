@@ -10,11 +10,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,19 +27,20 @@ from .. import schema
 from ..configs import CONF_DIR
 from ..data.graph import GraphData
 from ..data.view import check_sampling
-from ..errors import AuxrunError, StorageError
+from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
 from ..models.heads import head_spec
 from ..report.groups import result_view
-from ..report.results import finished_result, start_run, write_failure, write_result
+from ..report.results import finished_result
 from ..seed import resolve_device, seed_everything
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
 from ..weighting import build as build_weighting
-from .engine import fit
-from .loggers import check_logger, make_logger
+from ..run_folder import RunFolder
+from .engine import TaskJob
+from .loggers import check_logger
 from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
-from .resume import Interrupted
+from .runner import run_job
 
 COMMANDS = ("pretrain", "finetune", "mtl")
 log = logging.getLogger(__name__)
@@ -177,6 +176,39 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(data, encoder, target, aux, strategy, device, gen, extra)
 
 
+class TaskScheme:
+    """``pretrain``, ``finetune`` and ``mtl`` for :func:`~auxrun.train.runner.run_job`."""
+
+    def validate(self, cfg: DictConfig) -> None:
+        _validate(cfg)
+
+    def build(self, cfg: DictConfig) -> tuple[TaskJob, dict]:
+        p = prepare(cfg)
+        target = p.target
+        self.encoder, self.schema = p.encoder, p.data.schema()
+        job = TaskJob(p.data, p.encoder, target, p.aux, p.strategy, cfg.trainer, p.gen)
+        base = {
+            "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
+            "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
+            "primary_metric": target.primary_metric if target else None,
+            "higher_is_better": target.higher_is_better if target else None,
+            "device": str(p.device), "data_schema": self.schema, "data_info": p.data.info, **p.extra,
+        }
+        return job, base
+
+    def completed(self, job: TaskJob, cfg: DictConfig, run_dir: Path) -> None:
+        if cfg.command == "pretrain":
+            save_encoder(RunFolder(run_dir).encoder, self.encoder, cfg.backbone, self.schema)
+
+    def summary(self, result: dict, job: TaskJob) -> str:
+        test = result["metrics"]["test"]
+        key = result["primary_metric"]
+        shown = f"test {key}={test[key]:.4f}" if key and key in test else \
+            ", ".join(f"{k}={v:.4f}" for k, v in list(test.items())[:4])
+        return (f"[bold]{result['command']}[/] {result['dataset']}/{result['backbone']}/{result['weighting']} "
+                f"seed={result['seed']}: {result['status']}, {shown}")
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """Run one job of ``cfg.command`` in ``run_dir``; returns the written result.
 
@@ -185,64 +217,4 @@ def run(cfg: DictConfig, run_dir: Path) -> dict:
     one that holds a checkpoint of the same config resumes from it. A run stopped by SIGINT or
     SIGTERM records ``status: interrupted`` and raises :class:`~auxrun.train.resume.Interrupted`.
     """
-    _validate(cfg)
-    run_dir = Path(run_dir)
-    config, done = start_run(cfg, run_dir, console)
-    if done is not None:
-        return done
-    start = time.time()
-    p = prepare(cfg)
-    data, target, strategy = p.data, p.target, p.strategy
-    schema = data.schema()
-    base = {
-        "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
-        "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
-        "primary_metric": target.primary_metric if target else None,
-        "higher_is_better": target.higher_is_better if target else None,
-        "device": str(p.device), "threads": torch.get_num_threads(), "data_schema": schema, "data_info": data.info,
-        **p.extra,
-        "config": config,
-    }
-    try:
-        out = fit(data=data, encoder=p.encoder, target=target, aux=p.aux, strategy=strategy, trainer=cfg.trainer,
-                  run_dir=run_dir, gen=p.gen, console=console, logger=make_logger(cfg, run_dir), config=config)
-    except Exception as exc:
-        with contextlib.suppress(OSError):  # a full disk must not hide the error itself
-            write_failure(run_dir, base, exc, start)
-        raise
-    if out.state.status == "interrupted":
-        assert out.signum is not None
-        write_result(run_dir, {**base, "status": "interrupted", "message": out.state.message,
-                               "metrics": {"val": {}, "test": {}}, "epochs_run": out.state.epoch, "steps": out.state.step,
-                               "runtime_s": round(time.time() - start, 3), "val_history": out.state.history})
-        raise Interrupted(out.signum, f"{run_dir}: {out.state.message}")
-    if cfg.command == "pretrain" and out.state.status == "completed":
-        save_encoder(run_dir / FILENAME, p.encoder, cfg.backbone, schema)
-    result = {
-        **base, "status": out.state.status, "message": out.state.message,
-        "metrics": {"val": out.val, "test": out.test}, "best_epoch": out.state.best_epoch,
-        "epochs_run": out.state.epoch + 1, "steps": out.state.step,
-        "seconds_per_step": out.seconds_per_step, "runtime_s": round(time.time() - start, 3),
-        "val_history": out.state.history,
-    }
-    try:
-        result = write_result(run_dir, result)
-    except OSError as exc:  # a full disk: the metrics still reach the log, and the old files stay intact
-        log.error("%s: the run %s but result.json could not be written (%s); its metrics: %s", run_dir,
-                  out.state.status, exc, json.dumps(result["metrics"]))
-        with contextlib.suppress(OSError):
-            write_failure(run_dir, base, exc, start)
-        raise StorageError(f"{run_dir}: the run {out.state.status} but its result could not be written "
-                           f"({exc.strerror or exc}); its metrics are in the log line above") from None
-    _report(result, run_dir)
-    return result
-
-
-def _report(result: dict, run_dir: Path) -> None:
-    test = result["metrics"]["test"]
-    key = result["primary_metric"]
-    shown = f"test {key}={test[key]:.4f}" if key and key in test else \
-        ", ".join(f"{k}={v:.4f}" for k, v in list(test.items())[:4])
-    console.print(f"[bold]{result['command']}[/] {result['dataset']}/{result['backbone']}/"
-                  f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown} -> {escape(str(run_dir))}",
-                  soft_wrap=True)  # the run folder stays one line a log reader can copy
+    return run_job(cfg, run_dir, TaskScheme(), console)

@@ -16,12 +16,9 @@ source validation metrics as ``source_*``: there are no target validation labels
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import logging
 import math
-import signal
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,23 +26,19 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from .. import data as datasets
 from .. import schema
 from ..errors import AuxrunError
-from ..io import save_torch
 from ..data.view import FullGraph, check_sampling, make_view
 from ..models import ClassifierHead, Encoder, build_encoder
-from ..report.results import start_run, write_failure, write_result
 from ..seed import resolve_device, seed_everything
-from ..tasks.base import shuffled_chunks
 from ..tasks.metrics import label_ranking
-from ..train.engine import epoch_line, epoch_loss, tolerant, write_trace
-from ..train.loggers import NoLogger, RunLogger, check_logger, make_logger
-from ..train.resume import LAST, Interrupted, StopSignals, load_run_state, rng_states, save_run_state, set_rng_states
+from ..train.loggers import RunLogger, check_logger
+from ..train.loop import Diverged, EpochPlan, FitResult
+from ..train.loop import fit as loop_fit
+from ..train.runner import run_job
 from ..train.pretrained import load_encoder
 from . import build
 from .base import StepBatch, Transfer, soft_cross_entropy
@@ -146,8 +139,10 @@ def target_metrics(p: Prepared, emb: dict[str, torch.Tensor] | None = None) -> d
     return label_ranking(scores, p.zs.target_labels())
 
 
-def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, trainer: Any) -> tuple[float, float]:
-    """One optimisation step on the labelled source ``nodes``; returns ``(L_cls, L_transfer)``."""
+def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, trainer: Any,
+          index: int) -> tuple[float, float]:
+    """One optimisation step on the labelled source ``nodes``; returns ``(L_cls, L_transfer)``;
+    raises :class:`Diverged` (before any update) when the loss is not finite."""
     model, zs = p.model, p.zs
     targets = torch.randint(zs.num_target, (len(nodes),), generator=p.gen).to(p.device)
     x, graph = p.view.around(lambda: model.method.seeds(nodes, targets), p.gen)
@@ -160,8 +155,8 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     extra = model.method.loss(emb, batch, model.classifier)
     loss = cls if extra is None else cls + model.method.weight * extra
     if not bool(torch.isfinite(loss)):
-        raise FloatingPointError(f"non-finite loss (classification {float(cls):.4g}, transfer "
-                                 f"{float(extra) if extra is not None else 0.0:.4g})")
+        raise Diverged(f"non-finite loss (classification {float(cls):.4g}, transfer "
+                       f"{float(extra) if extra is not None else 0.0:.4g}) at step {index}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if trainer.grad_clip:
@@ -170,149 +165,106 @@ def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, tr
     return float(cls.detach()), float(extra.detach()) if extra is not None else math.nan
 
 
+class ZeroShotJob:
+    """Zero-shot training as a job of the one training loop (:class:`~auxrun.train.loop.Job`):
+    an epoch is the labelled source training nodes in a random order, cut into
+    ``trainer.batch_size`` batches, each step paired with as many random target nodes; the
+    kept epoch is the one with the best source validation ``select`` metric (ties go to the
+    later epoch: the source metric saturates long before the transfer term has been trained,
+    a planted source reaching NDCG 1 in a few epochs); a training-free method trains no epoch.
+    The target's labels are read in :meth:`final` only."""
+
+    loss_task = "source"
+    loss_name = "train loss"
+
+    def __init__(self, p: Prepared, trainer: Any, select: str = PRIMARY) -> None:
+        self.p, self.trainer, self.select = p, trainer, select
+        self.model, self.gen, method = p.model, p.gen, p.model.method
+        own = {id(q) for q in method.own_parameters()}  # stepped by the method's own optimisers
+        params = [q for q in self.model.parameters() if id(q) not in own and q.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
+        self.max_epochs = int(trainer.max_epochs) if method.trains else 0
+        self.name = f"zeroshot {method.name}"
+        self.train_nodes = p.zs.source_split["train"]
+
+    def new_epoch(self) -> EpochPlan:
+        return EpochPlan(torch.randperm(len(self.train_nodes), generator=self.gen))
+
+    def batches(self, plan: EpochPlan) -> Iterator[torch.Tensor]:
+        assert plan.order is not None
+        for idx in plan.order.split(int(self.trainer.batch_size))[plan.done:]:
+            yield self.train_nodes[idx.to(self.train_nodes.device)]
+
+    def train_step(self, nodes: torch.Tensor, index: int) -> list[dict[str, Any]]:
+        cls, extra = _step(self.p, self.optimizer, nodes, self.trainer, index)
+        return [{"task": "source", "loss": cls, "weight": 1.0},
+                {"task": "transfer", "loss": None if math.isnan(extra) else extra, "weight": self.model.method.weight}]
+
+    def end_epoch(self) -> None:
+        pass
+
+    def validate(self) -> tuple[dict[str, float], float]:
+        val = source_metrics(self.p, "val")
+        score = val.get(f"source_{self.select}", math.nan) * (-1 if self.select == "loss" else 1)
+        return val, -math.inf if math.isnan(score) else score
+
+    def improved(self, score: float, best: float) -> bool:
+        return score >= best
+
+    def shown(self, val: dict[str, float]) -> tuple[str, float]:
+        return f"source val {self.select}", val.get(f"source_{self.select}", math.nan)
+
+    def final(self) -> tuple[dict[str, float], dict[str, float]]:
+        emb = embeddings(self.p)  # the kept epoch's embeddings serve every final metric
+        return source_metrics(self.p, "val", emb), {**target_metrics(self.p, emb), **source_metrics(self.p, "test", emb)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def best_extras(self) -> dict[str, Any]:
+        return {}
+
+
 def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger: RunLogger | None = None,
-        config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train (unless the method is training-free), keeping the epoch with the best source
-    validation ``select`` metric; returns the run state for the result. ``logger`` gets each
-    step's trace rows and each epoch's source validation metrics (:mod:`auxrun.train.loggers`).
-    With ``trainer.checkpoint`` and the run's ``config``, every epoch ends with a whole-state
-    checkpoint (:mod:`auxrun.train.resume`) that a rerun of the same config resumes from; SIGINT
-    or SIGTERM stops the run after the current step (status ``interrupted``), and the rerun
-    repeats the unfinished epoch from that checkpoint."""
-    logger = logger or NoLogger()
-    model, method = p.model, p.model.method
-    own = {id(q) for q in method.own_parameters()}
-    params = [q for q in model.parameters() if id(q) not in own and q.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=float(trainer.lr), weight_decay=float(trainer.weight_decay))
-    state: dict[str, Any] = {"status": "completed", "message": "", "best_epoch": -1, "epochs_run": 0, "steps": 0,
-                             "history": [], "trace": [], "step_time": 0.0}
-    best_score, bad, best = -math.inf, 0, copy.deepcopy(model.state_dict())
-    epochs = int(trainer.max_epochs) if method.trains else 0
-    keep, last, stopped = bool(trainer.checkpoint) and config is not None, run_dir / "checkpoints" / LAST, False
-    saved = load_run_state(last, config) if keep else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state, best_score, bad, best, stopped = saved["state"], saved["best_score"], saved["bad"], saved["best"], \
-            saved["stopped"]
-        set_rng_states(saved["rng"], p.gen)
-        log.warning("resuming %s from its checkpoint at the end of epoch %d", run_dir, state["epochs_run"])
-    lines = bool(trainer.progress) and not console.is_terminal  # logs and pipes: a line per epoch instead
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
-                        disable=not bool(trainer.progress) or not epochs or lines)
-    with progress, contextlib.closing(logger), StopSignals() as signals:
-        bar = progress.add_task(f"zeroshot {method.name}", total=epochs, completed=state["epochs_run"], info="")
-        for epoch in range(state["epochs_run"], 0 if stopped else epochs):
-            model.train()
-            train = p.zs.source_split["train"]
-            first_row, steps_before, time_before = len(state["trace"]), state["steps"], state["step_time"]
-            for idx in shuffled_chunks(len(train), int(trainer.batch_size), p.gen):
-                t0 = time.perf_counter()
-                try:
-                    cls, extra = _step(p, optimizer, train[idx.to(train.device)], trainer)
-                except FloatingPointError as exc:
-                    state["status"], state["message"] = "diverged", f"{exc} at step {state['steps']}"
-                    break
-                state["step_time"] += time.perf_counter() - t0
-                at = {"step": state["steps"], "epoch": epoch}
-                rows = [{**at, "task": "source", "loss": cls, "weight": 1.0},
-                        {**at, "task": "transfer", "loss": None if math.isnan(extra) else extra, "weight": method.weight}]
-                state["trace"] += rows
-                logger.step(state["steps"], rows)
-                state["steps"] += 1
-                if signals.signum is not None:
-                    break
-            if signals.signum is not None:  # the rerun repeats this epoch from the last checkpoint
-                state["status"] = "interrupted"
-                break
-            state["epochs_run"] = epoch + 1
-            if state["status"] == "diverged":
-                log.warning("run diverged: %s", state["message"])
-                break
-            val = source_metrics(p, "val")
-            state["history"].append({"epoch": epoch, **val})
-            logger.epoch(epoch, val, epoch_loss(state["trace"][first_row:], "source"))
-            score = val.get(f"source_{select}", math.nan) * (-1 if select == "loss" else 1)
-            score = -math.inf if math.isnan(score) else score
-            # ties go to the later epoch: the source metric saturates long before the transfer
-            # term has been trained (a planted source reaches NDCG 1 in a few epochs)
-            if score >= best_score or state["best_epoch"] < 0:
-                best_score, bad, state["best_epoch"] = score, 0, epoch
-                best = copy.deepcopy(model.state_dict())
-                if trainer.checkpoint:
-                    save_torch(run_dir / "checkpoints" / "best.pt", {"epoch": epoch, "model": best})
-            else:
-                bad += 1
-            progress.update(bar, advance=1, info=f"source val {select}={val.get(f'source_{select}', math.nan):.4f}")
-            if lines:
-                step_s = (state["step_time"] - time_before) / max(1, state["steps"] - steps_before)
-                loss = epoch_loss(state["trace"][first_row:], "source")
-                log.info(epoch_line(epoch, epochs, step_s, "train loss", loss,
-                                    (f"source val {select}", val.get(f"source_{select}", math.nan))))
-            stopped = bool(int(trainer.patience) and bad >= int(trainer.patience))
-            if keep:
-                tolerant(lambda: save_run_state(last, {
-                    "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "state": state, "best_score": best_score, "bad": bad, "best": best, "stopped": stopped,
-                    "rng": rng_states(p.gen)}), "the checkpoint")
-            if stopped:
-                break
-            if signals.signum is not None:  # during the evaluation: the checkpoint above has the epoch
-                state["status"] = "interrupted"
-                break
-        if state["status"] == "interrupted":
-            name = signal.Signals(signals.signum).name
-            state["signum"] = int(signals.signum)
-            state["message"] = (f"stopped by {name} in epoch {state['epochs_run'] + 1}, step {state['steps']}"
-                                + ("; the checkpoint is kept to resume from" if keep else
-                                   " (trainer.checkpoint=false: nothing to resume from)"))
-    model.load_state_dict(best)
-    return state
+        config: dict[str, Any] | None = None) -> FitResult:
+    """Train ``p`` with the one training loop (:func:`auxrun.train.loop.fit`); the kept epoch is
+    restored and evaluated."""
+    return loop_fit(ZeroShotJob(p, trainer, select), trainer, run_dir, config, logger, console)
+
+
+class ZeroShotScheme:
+    """``zeroshot`` for :func:`~auxrun.train.runner.run_job`."""
+
+    def validate(self, cfg: DictConfig) -> None:
+        validate(cfg)
+
+    def build(self, cfg: DictConfig) -> tuple[ZeroShotJob, dict[str, Any]]:
+        p = prepare(cfg)
+        zs, method = p.zs, p.model.method
+        base = {"command": "zeroshot", "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
+                "aux": "none", "weighting": method.name, "transfer": method.name, "seed": int(cfg.seed),
+                "source": zs.source, "target": zs.target, "primary_metric": PRIMARY, "higher_is_better": True,
+                "device": str(p.device), "data_schema": zs.graph.schema(),
+                "data_info": {**zs.graph.info, "zeroshot": zs.info()},
+                **({"pretrained": p.pretrained} if p.pretrained else {})}
+        return ZeroShotJob(p, cfg.trainer, str(cfg.zeroshot.select)), base
+
+    def completed(self, job: ZeroShotJob, cfg: DictConfig, run_dir: Path) -> None:
+        pass
+
+    def summary(self, result: dict[str, Any], job: ZeroShotJob) -> str:
+        test, zs = result["metrics"]["test"], job.p.zs
+        shown = (f"target ndcg={test['ndcg']:.4f} mrr={test['mrr']:.4f} f1_micro={test['f1_micro']:.4f}"
+                 if "ndcg" in test else "no metrics")
+        return (f"[bold]zeroshot[/] {result['dataset']} {zs.source}->{zs.target} {result['backbone']}/"
+                f"{result['weighting']} seed={result['seed']}: {result['status']}, {shown}")
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict:
     """One zero-shot job in ``run_dir``; returns the written result (skipped when the folder
     already holds this config's finished result, unless ``rerun=true``)."""
-    validate(cfg)
-    run_dir = Path(run_dir)
-    config, done = start_run(cfg, run_dir, console)
-    if done is not None:
-        return done
-    start = time.time()
-    p = prepare(cfg)
-    zs, method = p.zs, p.model.method
-    base = {"command": "zeroshot", "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
-            "aux": "none", "weighting": method.name, "transfer": method.name, "seed": int(cfg.seed),
-            "source": zs.source, "target": zs.target, "primary_metric": PRIMARY, "higher_is_better": True,
-            "device": str(p.device), "threads": torch.get_num_threads(), "data_schema": zs.graph.schema(),
-            "data_info": {**zs.graph.info, "zeroshot": zs.info()}, "config": config,
-            **({"pretrained": p.pretrained} if p.pretrained else {})}
-    try:
-        state = fit(p, cfg.trainer, run_dir, str(cfg.zeroshot.select), make_logger(cfg, run_dir), config)
-        if state["status"] != "interrupted":
-            emb = embeddings(p)  # the kept epoch's embeddings serve every final metric
-            val = source_metrics(p, "val", emb)
-            test = {**target_metrics(p, emb), **source_metrics(p, "test", emb)}
-    except Exception as exc:
-        with contextlib.suppress(OSError):  # a full disk must not hide the error itself
-            write_failure(run_dir, base, exc, start)
-        raise
-    if state["status"] == "interrupted":
-        tolerant(lambda: write_trace(run_dir / "trace.csv", state["trace"]), "trace.csv")
-        write_result(run_dir, {**base, "status": "interrupted", "message": state["message"],
-                               "metrics": {"val": {}, "test": {}}, "epochs_run": state["epochs_run"],
-                               "steps": state["steps"], "runtime_s": round(time.time() - start, 3),
-                               "val_history": state["history"]})
-        raise Interrupted(state["signum"], f"{run_dir}: {state['message']}")
-    tolerant(lambda: write_trace(run_dir / "trace.csv", state["trace"]), "trace.csv")
-    result = write_result(run_dir, {
-        **base, "status": state["status"], "message": state["message"], "metrics": {"val": val, "test": test},
-        "best_epoch": state["best_epoch"], "epochs_run": state["epochs_run"], "steps": state["steps"],
-        "seconds_per_step": state["step_time"] / max(1, state["steps"]), "runtime_s": round(time.time() - start, 3),
-        "val_history": state["history"],
-    })
-    console.print(f"[bold]zeroshot[/] {result['dataset']} {zs.source}->{zs.target} {result['backbone']}/"
-                  f"{method.name} seed={result['seed']}: {result['status']}, target ndcg={test['ndcg']:.4f} "
-                  f"mrr={test['mrr']:.4f} f1_micro={test['f1_micro']:.4f} -> {escape(str(run_dir))}", soft_wrap=True)
-    return result
+    return run_job(cfg, run_dir, ZeroShotScheme(), console)

@@ -1,0 +1,107 @@
+"""One job of any command in one run folder: the life of a run around the training loop.
+
+:func:`run_job` is what ``auxrun mtl | finetune | pretrain | zeroshot`` each do with one
+composed config: check it (before any data loads), skip a folder that already holds this
+config's finished result (unless ``rerun=true``), build the job, train it with the one loop
+(:mod:`auxrun.train.loop`), and write ``result.json``:
+
+* completed or diverged: the metrics of the kept epoch, its index, the counts and timings;
+* stopped by SIGINT or SIGTERM: ``status: interrupted`` with empty metrics, then
+  :class:`~auxrun.train.resume.Interrupted` (exit ``128 + signal``); the same command resumes;
+* any error: ``status: failed`` with the error, and the error goes on to the boundary;
+* a result that cannot be written (a full disk): its metrics in the log, then
+  :class:`~auxrun.errors.StorageError`.
+
+What differs between commands is a :class:`Scheme`: how a config is checked and built into a
+job, what a completed run leaves beside its result (pre-training's encoder), and the one line
+that reports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import StorageError
+from ..report.results import start_run, write_failure, write_result
+from .loggers import make_logger
+from .loop import FitResult, Job, fit
+from .resume import Interrupted
+
+log = logging.getLogger(__name__)
+
+
+class Scheme(Protocol):
+    """What one command adds to the run of a job."""
+
+    def validate(self, cfg: DictConfig) -> None:
+        """Refuse bad values before any data loads (:class:`~auxrun.errors.AuxrunError`)."""
+
+    def build(self, cfg: DictConfig) -> tuple[Job, dict[str, Any]]:
+        """The job, and the fields ``result.json`` records about it (command, dataset, device, ...;
+        the run's thread count and resolved config are added)."""
+
+    def completed(self, job: Job, cfg: DictConfig, run_dir: Path) -> None:
+        """What a completed run writes beside its result (nothing, or pre-training's encoder)."""
+
+    def summary(self, result: dict[str, Any], job: Job) -> str:
+        """The run's one line for the console (the run folder follows it)."""
+
+
+def run_job(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) -> dict[str, Any]:
+    """Run one job of ``cfg`` in ``run_dir`` (see the module docstring); returns the written
+    result, or the finished one already there."""
+    scheme.validate(cfg)
+    run_dir = Path(run_dir)
+    config, done = start_run(cfg, run_dir, console)
+    if done is not None:
+        return done
+    start = time.time()
+    job, base = scheme.build(cfg)
+    base = {**base, "threads": torch.get_num_threads(), "config": config}
+    try:
+        out = fit(job, cfg.trainer, run_dir, config, make_logger(cfg, run_dir), console)
+    except Exception as exc:
+        with contextlib.suppress(OSError):  # a full disk must not hide the error itself
+            write_failure(run_dir, base, exc, start)
+        raise
+    state = out.state
+    record = {**base, "status": state.status, "message": state.message, "epochs_run": state.epochs_run,
+              "steps": state.step, "val_history": state.history}
+    if state.status == "interrupted":
+        assert out.signum is not None
+        write_result(run_dir, {**record, "metrics": {"val": {}, "test": {}},
+                               "runtime_s": round(time.time() - start, 3)})
+        raise Interrupted(out.signum, f"{run_dir}: {state.message}")
+    if state.status == "completed":
+        scheme.completed(job, cfg, run_dir)
+    result = _write(run_dir, out, {**record, "metrics": {"val": out.val, "test": out.test},
+                                   "best_epoch": state.best_epoch, "seconds_per_step": out.seconds_per_step,
+                                   "runtime_s": round(time.time() - start, 3)}, base, start)
+    console.print(f"{scheme.summary(result, job)} -> {escape(str(run_dir))}", soft_wrap=True)  # the run
+    # folder stays on one line a log reader can copy
+    return result
+
+
+def _write(run_dir: Path, out: FitResult, result: dict[str, Any], base: dict[str, Any],
+           start: float) -> dict[str, Any]:
+    """Write ``result``; on a storage error its metrics go to the log and :class:`StorageError` is raised."""
+    try:
+        return write_result(run_dir, result)
+    except OSError as exc:  # a full disk: the metrics still reach the log, and the old files stay intact
+        status = out.state.status
+        log.error("%s: the run %s but result.json could not be written (%s); its metrics: %s", run_dir,
+                  status, exc, json.dumps(result["metrics"]))
+        with contextlib.suppress(OSError):
+            write_failure(run_dir, base, exc, start)
+        raise StorageError(f"{run_dir}: the run {status} but its result could not be written "
+                           f"({exc.strerror or exc}); its metrics are in the log line above") from None
