@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuxrunError
+from .run_folder import RunFolder
 
 DEBUG_ENV = "AUXRUN_DEBUG"
 FAILURES_ENV = "AUXRUN_SWEEP_FAILURES"
@@ -50,7 +51,7 @@ def write_trace(exc: BaseException, folder: Path | None) -> Path | None:
     text = "".join(traceback.format_exception(exc))
     if folder is not None:
         try:
-            path = Path(folder) / "error.txt"
+            path = RunFolder(folder).error
             path.write_text(text)
             return path
         except OSError:
@@ -119,7 +120,7 @@ def record_failure(cfg: Any, folder: Path, exc: BaseException, start: float) -> 
     recorded its failure itself."""
     from .report.results import read_result, write_failure
 
-    path = Path(folder) / "result.json"
+    path = RunFolder(folder).result
     old = read_result(path) if path.exists() else None
     if old is not None and (old["status"] in ("completed", "diverged")
                             or (old["status"] == "failed" and _timestamp(old.get("finished_at")) >= start)):

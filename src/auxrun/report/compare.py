@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..errors import AuxrunError
 from .groups import RunKey, describe, run_key, varying
+from ..run_folder import CONFIG, RunFolder
 from .results import find_results
 
 log = logging.getLogger(__name__)
@@ -83,15 +84,15 @@ def _finished_at(run_dir: Path, result: dict[str, Any]) -> float:
             return datetime.fromisoformat(stamp).timestamp()
         except ValueError:
             pass
-    return os.stat(run_dir / "result.json").st_mtime
+    return os.stat(RunFolder(run_dir).result).st_mtime
 
 
 def unfinished_runs(root: Path) -> list[tuple[str, str, str]]:
     """Run folders below ``root`` that a run started (it wrote ``config.yaml``) but that hold
     no ``result.json``: ``("interrupted", folder, why)`` each."""
     return [("interrupted", str(p.parent), "no result.json: stopped (its command resumes it) or still running")
-            for p in sorted(root.rglob("config.yaml"))
-            if p.parent.name != ".hydra" and not (p.parent / "result.json").exists()]
+            for p in sorted(root.rglob(CONFIG))
+            if p.parent.name != ".hydra" and not RunFolder(p.parent).result.exists()]
 
 
 def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..run_folder import TRACE
 from .compare import Comparison, rescaled
 
 
@@ -59,7 +60,7 @@ def _plt():
 
 def _trace(run_dir: str) -> pd.DataFrame | None:
     """The run's ``trace.csv``, or the ``trace.csv.gz`` a shipped record may hold instead."""
-    path = next((p for p in (Path(run_dir) / n for n in ("trace.csv", "trace.csv.gz")) if p.is_file()), None)
+    path = next((p for p in (Path(run_dir) / n for n in (TRACE, f"{TRACE}.gz")) if p.is_file()), None)
     try:
         return pd.read_csv(path) if path is not None else None
     except (OSError, ValueError, EOFError, pd.errors.ParserError):

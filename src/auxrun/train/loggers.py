@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import AuxrunError
+from ..run_folder import RunFolder
 
 LOGGERS = ("none", "tensorboard", "mlflow")
 STEP_FIELDS = ("loss", "weight", "cos")
@@ -76,7 +77,7 @@ class TensorBoardLogger:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:  # torch ships the writer; it needs the tensorboard package
             raise AuxrunError(f"logger=tensorboard needs the tensorboard package ({exc}); pip install tensorboard")
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), flush_secs=int(flush_secs))
+        self.writer = SummaryWriter(log_dir=str(RunFolder(run_dir).tensorboard), flush_secs=int(flush_secs))
 
     def step(self, step: int, rows: list[dict[str, Any]]) -> None:
         for tag, value in scalars(rows).items():

@@ -19,9 +19,10 @@ from ..errors import AuxrunError
 from ..io import save_torch
 from ..models import Encoder, build_encoder
 from ..report.results import find_results
+from ..run_folder import ENCODER
 
 FORMAT, VERSION = "auxrun-encoder", 1
-FILENAME = "encoder.pt"
+FILENAME = ENCODER  # a run folder's encoder file (auxrun.run_folder)
 log = logging.getLogger(__name__)
 
 

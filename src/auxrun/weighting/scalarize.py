@@ -26,6 +26,7 @@ formulas are torchjd's, not re-implemented here:
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -38,8 +39,6 @@ SCALARIZERS = {"uw": "UW", "imtll": "IMTLL", "dwa": "DWA", "famo": "FAMO", "stch
 SIZED = ("uw", "imtll", "famo")          # torchjd classes that take the number of values
 LEARNED = ("uw", "imtll")                 # parameters learned by the backward of S (our Adam)
 DEFAULTS = {"stch": {"mu": 0.1}}
-# torchjd keeps these as plain attributes; a resumed run needs them back
-PLAIN_STATE = ("_loss_sum", "_n_batches", "_previous_averages", "_prev_losses")
 
 
 class Scalarize(ObjectiveWeighting):
@@ -48,7 +47,7 @@ class Scalarize(ObjectiveWeighting):
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
         key = str(cfg.scalarizer)  # one of SCALARIZERS: the schema's weighting.scalarizer
-        from torchjd import scalarization
+        from torchjd import Stateful, scalarization
 
         self.kind = key
         options = {**DEFAULTS.get(key, {}), **dict(cfg.get("options") or {})}
@@ -57,6 +56,7 @@ class Scalarize(ObjectiveWeighting):
             self.scalarizer = getattr(scalarization, SCALARIZERS[key])(*args, **options)
         except (TypeError, ValueError) as exc:
             raise AuxrunError(f"weighting.options do not fit torchjd's {SCALARIZERS[key]}: {exc}") from None
+        self.stateful = isinstance(self.scalarizer, Stateful)
         # FAMO steps its logits itself (update); S detaches them, so they get no gradient from it
         self.optimizer = (torch.optim.Adam(self.scalarizer.parameters(), lr=float(cfg.lr))
                           if key in LEARNED else None)
@@ -80,18 +80,16 @@ class Scalarize(ObjectiveWeighting):
             self.scalarizer.step()
 
     def get_extra_state(self) -> dict[str, Any]:
+        """A stateful torchjd scalarizer (``torchjd.Stateful``: DWA's running loss averages,
+        FAMO's previous losses and inner Adam) is kept whole: torchjd's public API has no way
+        to read or set that state, so the checkpoint pickles the object itself (written at
+        once, so it holds the state of this moment)."""
         state = super().get_extra_state()
-        plain = {k: v for k, v in vars(self.scalarizer).items() if k in PLAIN_STATE}
-        inner = getattr(self.scalarizer, "_optimizer", None)
-        state["scalarizer"] = {"plain": plain, "optimizer": None if inner is None else inner.state_dict()}
+        if self.stateful:
+            state["scalarizer"] = self.scalarizer
         return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         super().set_extra_state(state)
-        saved = state.get("scalarizer", {})
-        for k, v in saved.get("plain", {}).items():
-            setattr(self.scalarizer, k, v)
-        if saved.get("optimizer") is not None:  # FAMO creates its Adam on the first update
-            sc = self.scalarizer
-            sc._optimizer = torch.optim.Adam([sc._w], lr=sc.lr, weight_decay=sc.weight_decay)
-            sc._optimizer.load_state_dict(saved["optimizer"])
+        if "scalarizer" in state:  # torch loads the child module's parameters into it next
+            self.scalarizer = copy.deepcopy(state["scalarizer"])
