@@ -1,26 +1,26 @@
-"""Weighting strategies: ``weighting.name`` -> class; one module per strategy family."""
+"""Weighting strategies: ``weighting.name`` -> class.
+
+Every module of this package is imported here, and every class in it that sets its own
+``name`` registers itself (:meth:`~.base.Weighting.__init_subclass__`) with its ``family``
+(:data:`~.base.FAMILIES`) and its ``order`` in the tables: a new strategy is a new module and
+its config file (``conf/weighting/<name>.yaml``), nothing else.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from ..errors import AuxrunError
-from .base import TARGET, Diagnostics, LossWeighting, Step, Weighting
-from .arml import ARML
-from .auxinash import AuxiNash
-from .blo import BLO, AuxiLearn, BLORCGrad
-from .fixed import Fixed, NoAux
-from .gradient import GCS, GCSGNS, GNS, Cosine, Jd, PCGrad
-from .gradnorm import GradNorm
-from .meta import AuxTS, Selar
-from .metabalance import MetaBalance
-from .rcgrad import RCGrad
-from .scalarize import Scalarize
+from . import base
+from .base import FAMILIES, TARGET, Diagnostics, LossWeighting, Step, Weighting
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 # in display order: the rows of every comparison table follow it (:func:`display_order`)
-REGISTRY: dict[str, type[Weighting]] = {c.name: c for c in (
-    NoAux, Fixed, Cosine, Selar, AuxTS, GCS, GNS, GCSGNS, PCGrad, RCGrad, BLO, BLORCGrad, Jd,
-    AuxiLearn, ARML, AuxiNash, MetaBalance, GradNorm, Scalarize)}
+REGISTRY: dict[str, type[Weighting]] = dict(sorted(base.REGISTRY.items(), key=lambda item: item[1].order))
 
 
 def display_order() -> list[str]:
@@ -46,4 +46,5 @@ def build(cfg: Any, tasks: list[str]) -> Weighting:
     return cls(cfg, tasks)
 
 
-__all__ = ["TARGET", "Diagnostics", "LossWeighting", "Step", "Weighting", "REGISTRY", "build", "display_order"]
+__all__ = ["FAMILIES", "TARGET", "Diagnostics", "LossWeighting", "Step", "Weighting", "REGISTRY", "build",
+           "display_order"]

@@ -37,6 +37,8 @@ def project_to_simplex(v: Tensor, total: float) -> Tensor:
 
 class ARML(Weighting):
     name = "arml"
+    family = "adaptive"
+    order = 140
     needs_target = True
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:

@@ -68,6 +68,8 @@ def preference_gradient(M: Tensor, p: Tensor, alpha: Tensor, d_alpha: Tensor) ->
 
 class AuxiNash(Weighting):
     name = "auxinash"
+    family = "adaptive"
+    order = 150
     needs_target = True
     needs_lookahead = True
     counters = ("steps",)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -236,6 +237,21 @@ class Step:
                              [p for t in names for p in self.heads[t]])
 
 
+# Strategy families, in the order the documentation presents them: what each family's
+# strategies decide from
+FAMILIES: dict[str, str] = {
+    "baseline": "no auxiliary task, or every task at a fixed weight",
+    "meta": "per-example weights from a weighting network learned by looking one step ahead on target data",
+    "gradient": "each auxiliary gradient scaled, gated or projected by its agreement with the target's",
+    "bilevel": "task weights as hyper-parameters, learned by implicit differentiation through training",
+    "adaptive": "task weights adapted from gradient magnitudes, alignment or a bargaining game",
+    "multitask": "one scalar function of every task's loss, the target one task among equals (torchjd)",
+}
+# every concrete strategy, by ``weighting.name``: filled as their modules are imported
+# (:meth:`Weighting.__init_subclass__`); :data:`auxrun.weighting.REGISTRY` is it in table order
+REGISTRY: dict[str, type[Weighting]] = {}
+
+
 class Weighting(ResumableState, nn.Module):
     """Base class of all strategies, and the contract between a strategy and the engine.
 
@@ -251,11 +267,26 @@ class Weighting(ResumableState, nn.Module):
     """
 
     name: str = "base"
+    family: str = ""  # one of FAMILIES
+    order: int = 0  # place in the rows of every comparison table (ascending; unique)
     trains_aux: bool = True
     needs_target: bool = False
     needs_lookahead: bool = False
     folds: int = 1             # meta batches cycle through this many folds of the training split
     meta_holdout: float = 0.0  # fraction of the target's training split reserved for meta batches
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A class that sets its own ``name`` is a strategy: it joins :data:`REGISTRY`, and must
+        say its family and its place in the tables."""
+        super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls):
+            return
+        if cls.family not in FAMILIES:
+            raise TypeError(f"weighting {cls.name!r}: family must be one of {', '.join(FAMILIES)}, not {cls.family!r}")
+        taken = [other.name for other in REGISTRY.values() if other.order == cls.order and other.name != cls.name]
+        if "order" not in vars(cls) or taken:
+            raise TypeError(f"weighting {cls.name!r} needs an order of its own (taken by: {', '.join(taken) or '-'})")
+        REGISTRY[cls.name] = cls
 
     def meta_batch(self, target, step_index: int, batch_size: int, gen: torch.Generator) -> dict[str, Tensor]:
         """The target examples this step's meta loss is scored on (see the class docstring)."""

@@ -131,6 +131,8 @@ class BLO(Implicit):
     """``L_train = sum_i lambda_i L_i``, ``lambda = max(0, nu)``: ``dL_aux/dlambda_i = -c_i``."""
 
     name = "blo"
+    family = "bilevel"
+    order = 100
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__(cfg, tasks)
@@ -180,6 +182,8 @@ class AuxiLearn(Implicit):
     only), then one Adam step on ``phi``."""
 
     name = "auxilearn"
+    family = "bilevel"
+    order = 130
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__(cfg, tasks)
@@ -208,6 +212,8 @@ class AuxiLearn(Implicit):
 
 class BLORCGrad(BLO):
     name = "blo_rcgrad"
+    family = "bilevel"
+    order = 110
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__(cfg, tasks)

@@ -17,6 +17,8 @@ from .base import TARGET, LossWeighting, Step
 
 class NoAux(LossWeighting):
     name = "none"
+    family = "baseline"
+    order = 0
     trains_aux = False
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
@@ -28,6 +30,8 @@ class NoAux(LossWeighting):
 
 class Fixed(LossWeighting):
     name = "fixed"
+    family = "baseline"
+    order = 10
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()

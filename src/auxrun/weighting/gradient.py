@@ -90,6 +90,8 @@ class GradientCombination(Weighting):
 
 class Cosine(GradientCombination):
     name = "cosine"
+    family = "gradient"
+    order = 20
 
     def aux_coefficients(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
         return (cos > 0).to(A.dtype)
@@ -97,6 +99,8 @@ class Cosine(GradientCombination):
 
 class GCS(GradientCombination):
     name = "gcs"
+    family = "gradient"
+    order = 50
 
     def aux_coefficients(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
         return cos.clamp_min(0)
@@ -104,6 +108,8 @@ class GCS(GradientCombination):
 
 class GNS(GradientCombination):
     name = "gns"
+    family = "gradient"
+    order = 60
 
     def aux_coefficients(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
         return norm_ratio(g0, A).clamp_max(1)
@@ -111,6 +117,8 @@ class GNS(GradientCombination):
 
 class GCSGNS(GradientCombination):
     name = "gcs_gns"
+    family = "gradient"
+    order = 70
 
     def aux_coefficients(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
         return (cos * norm_ratio(g0, A)).clamp_min(0)
@@ -118,6 +126,8 @@ class GCSGNS(GradientCombination):
 
 class PCGrad(GradientCombination):
     name = "pcgrad"
+    family = "gradient"
+    order = 80
 
     def surgery(self, g0: Tensor, A: Tensor, cos: Tensor) -> Tensor:
         return project_conflicts(g0, A)
@@ -135,6 +145,8 @@ class Jd(Weighting):
     torchjd does not expose the weights it uses, so the trace records cosines only."""
 
     name = "jd"
+    family = "gradient"
+    order = 120
     needs_target = True
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:

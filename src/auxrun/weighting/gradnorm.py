@@ -27,6 +27,8 @@ from .base import Diagnostics, Step, Weighting, diagnostics
 
 class GradNorm(Weighting):
     name = "gradnorm"
+    family = "adaptive"
+    order = 170
     counters = ("started",)
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:

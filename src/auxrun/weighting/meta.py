@@ -182,6 +182,8 @@ class Selar(MetaWeighting):
     """SELAR: ``[l_ij, onehot(aux task) (target all zeros), label_ij]``."""
 
     name = "selar"
+    family = "meta"
+    order = 30
 
     def input_dim(self) -> int:
         return 1 + len(self.aux) + 1
@@ -199,6 +201,8 @@ class AuxTS(MetaWeighting):
     """AUX-TS: ``[l_ij, onehot(task), c_i]`` (``sims=one``) or ``[..., c_1..c_K]`` (``sims=all``)."""
 
     name = "auxts"
+    family = "meta"
+    order = 40
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         self.sims = str(cfg.sims)  # one of SIMS, cos_params one of PARAM_SETS: checked by the schema

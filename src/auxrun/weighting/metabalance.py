@@ -28,6 +28,8 @@ MODES = ("both", "decrease", "increase")
 
 class MetaBalance(Weighting):
     name = "metabalance"
+    family = "adaptive"
+    order = 160
     needs_target = True
     counters = ("m",)
 

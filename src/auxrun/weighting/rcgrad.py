@@ -40,6 +40,8 @@ LEARN = ("decay", "meta")
 
 class RCGrad(GradientCombination):
     name = "rcgrad"
+    family = "gradient"
+    order = 90
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__(cfg, tasks)

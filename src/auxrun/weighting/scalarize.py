@@ -43,6 +43,8 @@ DEFAULTS = {"stch": {"mu": 0.1}}
 
 class Scalarize(ObjectiveWeighting):
     name = "scalarize"
+    family = "multitask"
+    order = 180
 
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
@@ -58,7 +60,8 @@ class Scalarize(ObjectiveWeighting):
             raise AuxrunError(f"weighting.options do not fit torchjd's {SCALARIZERS[key]}: {exc}") from None
         self.stateful = isinstance(self.scalarizer, Stateful)
         # FAMO steps its logits itself (update); S detaches them, so they get no gradient from it
-        self.optimizer = (torch.optim.Adam(self.scalarizer.parameters(), lr=float(cfg.lr))
+        self.lr = float(cfg.lr)
+        self.optimizer = (torch.optim.Adam(self.scalarizer.parameters(), lr=self.lr)
                           if key in LEARNED else None)
 
     def objective(self, losses: Tensor) -> Tensor:
@@ -90,6 +93,8 @@ class Scalarize(ObjectiveWeighting):
         return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
         if "scalarizer" in state:  # torch loads the child module's parameters into it next
             self.scalarizer = copy.deepcopy(state["scalarizer"])
+            if self.optimizer is not None:  # our Adam steps the new object's parameters (its state follows)
+                self.optimizer = torch.optim.Adam(self.scalarizer.parameters(), lr=self.lr)
+        super().set_extra_state(state)
