@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from auxrun.errors import AuxrunError
 from auxrun.report.compare import compare
@@ -429,7 +430,7 @@ def test_every_figure_is_written_non_empty_from_histories_and_traces(tmp_path):
 
 
 def test_auto_layout_picks_from_what_the_runs_contain(tmp_path):
-    from auxrun.report.render import auto_layout
+    from auxrun.report.layouts import auto as auto_layout
 
     def layout_of(*runs):
         root = tmp_path / str(len(list(tmp_path.iterdir())))
@@ -507,7 +508,7 @@ def test_table4_layout_puts_each_pair_of_loss_scales_on_its_own_row_with_mrr_bes
         scaled(f"n51_{seed}", "none", seed, 5, 1, 0.30 + 0.02 * seed, 0.45)
         scaled(f"s51_{seed}", "selar", seed, 5, 1, 0.29 + 0.02 * seed, 0.47 + 0.02 * seed)
     c = compare(tmp_path)
-    from auxrun.report.render import auto_layout
+    from auxrun.report.layouts import auto as auto_layout
 
     assert auto_layout(c) == "table4"
     md = render(c, "md", "table4")
@@ -612,3 +613,24 @@ def test_every_strategy_and_transfer_method_has_its_place_in_the_tables():
     assert rank["auxts"] + 1 == rank["auxts_all"] and rank["none"] == 0
     assert sort_rows(["ktn", "scalarize", "fixed [harmful]", "new_thing", "none"]) == \
         ["none", "fixed [harmful]", "scalarize", "ktn", "new_thing"]
+
+
+def test_layouts_come_from_their_registry_and_a_new_one_needs_no_other_file(tmp_path):
+    from auxrun.cli import app
+    from auxrun.report import layouts
+
+    assert layouts.names() == ["strategies", "ktn", "molecules", "table4", "table2", "table3", "auto"]
+    put(tmp_path, "n", "none", 0, 0.7, dataset="movielens")
+    c = compare(tmp_path)
+    assert layouts.auto(c) == "table3"  # movielens's loader declares table3
+    extra = layouts.register(layouts.Layout("mine", "a layout of my own", lambda c: ([["x"], ["1"]], "mine"),
+                                            fits=lambda c: True, needs="anything", rank=1))
+    try:
+        assert layouts.auto(c) == "mine" and "mine" in layouts.names()
+        assert "mine (a layout of my own)" in layouts.help_text()
+        assert render(c, "md", "mine").startswith("| x |")
+    finally:
+        del layouts.REGISTRY[extra.name]
+    help_text = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "400"}).output
+    for name in layouts.names():
+        assert name in help_text

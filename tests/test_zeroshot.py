@@ -331,6 +331,16 @@ def test_permuting_target_labels_leaves_training_bit_identical(make_cfg, tmp_pat
     assert tests[0] != tests[1]  # the labels did change what the test measures
 
 
+def test_a_dataset_whose_loader_serves_no_zero_shot_is_refused_before_it_loads(make_cfg):
+    from auxrun.schema import validate
+
+    with pytest.raises(AuxrunError, match="dataset=synthetic is not a graph with labelled node types; zeroshot runs "
+                                          "on movielens, ogbn_mag, synthetic_zeroshot$"):
+        validate(make_cfg("zeroshot", "dataset=synthetic", "backbone=rgcn"))
+    with pytest.raises(AuxrunError, match="dataset=ogbn_mag serves zero-shot transfer only; mtl runs on bace, "):
+        validate(make_cfg("mtl", "dataset=ogbn_mag"))
+
+
 def test_unknown_types_and_unlabelled_sources_are_clear_errors():
     with pytest.raises(AuxrunError, match="not a node type"):
         prepare_zs(tiny_graph(), zs_cfg(target="venue"), seed=0)

@@ -24,6 +24,7 @@ from rich.markup import escape
 from . import boundary
 from .configs import CONF_DIR, group_options
 from .errors import AuxrunError
+from .report import layouts
 
 err = Console(stderr=True)
 out = Console()
@@ -318,15 +319,7 @@ def compare(
     outputs: Path = typer.Option(Path("outputs"), "--outputs", "-o", help="folder searched for result.json files"),
     fmt: str = typer.Option("rich", "--format", "-f", help="rich | md | csv | latex | html"),
     split: str = typer.Option("test", "--split", help="test | val"),
-    layout: str = typer.Option("strategies", "--layout", "-l",
-                               help="strategies (one row per weighting) | table2 (the AUX-TS paper's Table 2: "
-                                    "one row per weighting, NDCG and MRR or F1 per scheme, published OAG_CS / "
-                                    "Reddit columns beside) | table4 (rows per pair of auxiliary loss scales, "
-                                    "columns per strategy, published OAG_CS rows beside) | table3 (the AUX-TS paper's Table 3 "
-                                    "layout with its published Last-FM / Book-Crossing figures) | molecules "
-                                    "(one row per molecular target, Hu et al.'s ROC-AUC beside) | ktn (zero-shot "
-                                    "runs: one row per transfer method, columns dataset / source -> target / "
-                                    "backbone, published KTN figures beside) | auto (the one the runs call for)"),
+    layout: str = typer.Option("strategies", "--layout", "-l", help=layouts.help_text()),
     stats: bool = typer.Option(True, "--stats/--no-stats",
                                help="after the table: each cell's paired test against none (direct for zeroshot) "
                                     "and the strategies' Friedman / Nemenyi ranking (not with --format csv)"),
@@ -343,15 +336,14 @@ def compare(
     not change results): runs of different configurations never share a cell, and rows or
     columns that differ are labelled with the keys that differ."""
     from .report.compare import compare as build
-    from .report.render import FORMATS, LAYOUTS, render, render_stats
+    from .report.render import FORMATS, render, render_stats
 
     if fmt not in FORMATS:
         raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if layout not in LAYOUTS:
-        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if layout != layouts.AUTO:
+        layouts.get(layout)  # an unknown name: one message listing the layouts
     if split not in ("test", "val"):
         raise AuxrunError(f"unknown split {split!r}; use test or val")
-    from .report.render import LAYOUT_NEEDS, auto_layout
     from .schema import check_folder
 
     for flag, folder in (("--plots", plots), ("--report", report)):  # before anything prints
@@ -359,9 +351,9 @@ def compare(
             check_folder(flag, folder)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     result = build(outputs, split)
-    fits = auto_layout(result)
-    if layout in LAYOUT_NEEDS and layout != fits:
-        raise AuxrunError(f"--layout {layout} is for {LAYOUT_NEEDS[layout]}; the runs under {outputs} call for "
+    fits = layouts.auto(result)
+    if layout != layouts.AUTO and layouts.get(layout).fits is not None and layout != fits:
+        raise AuxrunError(f"--layout {layout} is for {layouts.get(layout).needs}; the runs under {outputs} call for "
                           f"--layout {fits} (--layout strategies fits any runs)")
     for status, n in result.skipped.items():
         err.print(f"[yellow]skipped {n} {status} run(s):[/]", soft_wrap=True)
@@ -370,7 +362,7 @@ def compare(
             err.print(f"  {escape(folder)}: {escape(why)}", soft_wrap=True)
         if len(mine) > SHOWN:
             err.print(f"  and {len(mine) - SHOWN} more (--report lists them all)", soft_wrap=True)
-    if layout == "auto":
+    if layout == layouts.AUTO:
         layout = fits
         err.print(f"layout: {layout}")
     tables = [render(result, fmt, layout)]

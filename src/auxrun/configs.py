@@ -48,6 +48,27 @@ def option_settings(group: str, option: str) -> dict:
     return (tree.get(group) or {}) if is_global else tree
 
 
+def option_value(group: str, option: str, key: str, default: object = None) -> object:
+    """The value ``<group>/<option>.yaml`` sets for ``key`` under the group, itself or through the
+    files of the same group in its defaults list (``bbbp`` gets ``loader`` from ``_molecules``,
+    ``synthetic_xl`` from ``/dataset/synthetic@dataset``); ``default`` where none does."""
+    settings = option_settings(group, option)
+    if key in settings:
+        return settings[key]
+    tree, _ = option_file(group, option)
+    for entry in tree.get("defaults") or []:
+        name = str(entry).split("@")[0] if isinstance(entry, str) else ""
+        name = name.removeprefix(f"/{group}/")
+        if name and name != "_self_" and "/" not in name and (CONF_DIR / group / f"{name}.yaml").is_file():
+            found = option_value(group, name, key, _MISSING)
+            if found is not _MISSING:
+                return found
+    return default
+
+
+_MISSING = object()
+
+
 @cache
 def option_keys(group: str) -> dict[str, frozenset[str]]:
     """Per option file of ``group`` (private ``_*`` files included), the dotted keys it

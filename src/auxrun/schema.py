@@ -242,7 +242,9 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 def validate(cfg: DictConfig) -> None:
     """Every ``${...}`` resolves (:func:`resolved`) and every value :data:`SCHEMA` covers has
     its type and range, and keys that name a task name one of the run's tasks
-    (:func:`check_task_names`), else one error naming key, value and what is allowed."""
+    (:func:`check_task_names`), else one error naming key, value and what is allowed. First of
+    all, the dataset serves the command (:func:`check_dataset_kind`)."""
+    check_dataset_kind(cfg)
     plain = resolved(cfg)
     for key, value in _flat(plain).items():
         spec = spec_of(key)
@@ -254,6 +256,27 @@ def validate(cfg: DictConfig) -> None:
     check_task_names(plain)
     check_option_names(plain)
     check_heads(plain)
+
+
+# the kinds of data (auxrun.data.KINDS) each command trains on
+COMMAND_KINDS = {"zeroshot": ("zeroshot",), "mtl": ("graph", "molecules"), "finetune": ("graph", "molecules"),
+                 "pretrain": ("graph", "molecules")}
+
+
+def check_dataset_kind(cfg: DictConfig) -> None:
+    """The dataset's loader serves the command (a zero-shot run needs labelled node types); checked
+    before anything else, since a config of the wrong kind lacks keys the rest refers to. An
+    unknown loader is left to ``dataset.loader``'s check."""
+    from .data import datasets_of
+
+    loader = REGISTRY.get(str(cfg.dataset.get("loader", cfg.dataset.name)))
+    kinds = COMMAND_KINDS.get(str(cfg.get("command")), ())
+    if loader is None or not kinds or set(kinds) & set(loader.kinds):
+        return
+    fitting = sorted({d for kind in kinds for d in datasets_of(kind)})
+    what = ("is not a graph with labelled node types" if kinds == ("zeroshot",)
+            else "serves zero-shot transfer only")
+    raise AuxrunError(f"dataset={cfg.dataset.name} {what}; {cfg.command} runs on {', '.join(fitting)}")
 
 
 ATTENTION = ("gat", "hgt", "han")  # backbones whose heads split the hidden width

@@ -1,33 +1,23 @@
-"""Dataset registry: ``dataset.name`` -> loader returning :class:`GraphData`."""
+"""Datasets: ``dataset.loader`` (default ``dataset.name``) -> the registered loader
+(:mod:`auxrun.data.registry`) that builds a :class:`GraphData` or :class:`MolData`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
 
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .checks import check_dataset
 from .graph import EdgeType, GraphData, NodeLabels, PairLabels, TargetSpec
-from .kgnn_ls import load_kgnn_ls
-from .moleculenet import load_moleculenet, load_moses
 from .molecules import MolData
-from .movielens import load_movielens
-from .oag import load_oag
-from .reddit import load_reddit
-from .ogb_mag import load_ogb_mag
-from .synthetic import load_synthetic
-from .synthetic_zeroshot import load_synthetic_zeroshot
+from .registry import KINDS, REGISTRY, Loader, datasets_of, fits_layout, loader, loader_of
 
-Loader = Callable[[DictConfig, int, "str | None"], GraphData]
+for _module in pkgutil.iter_modules(__path__):  # each loader module registers its loaders
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-REGISTRY: dict[str, Loader] = {"synthetic": load_synthetic, "movielens": load_movielens, "kgnn_ls": load_kgnn_ls,
-                               "moleculenet": load_moleculenet, "moses": load_moses,
-                               "synthetic_zeroshot": load_synthetic_zeroshot, "ogbn_mag": load_ogb_mag,
-                               "reddit": load_reddit, "oag": load_oag}
-
-
-MOLECULAR_LOADERS = ("moleculenet", "moses")  # loaders that return MolData
+MOLECULAR_LOADERS = tuple(name for name, found in REGISTRY.items() if "molecules" in found.kinds)
 
 
 def read(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
@@ -37,12 +27,12 @@ def read(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
     under ``cache_dir``."""
     name = str(cfg.get("loader", cfg.name))
     try:
-        loader = REGISTRY[name]
+        found = REGISTRY[name]
     except KeyError:
         raise AuxrunError(
             f"unknown dataset loader {name!r}; available: {', '.join(sorted(REGISTRY))}"
         ) from None
-    return loader(cfg, seed, cache_dir)
+    return found.load(cfg, seed, cache_dir)
 
 
 def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData | MolData:
@@ -52,5 +42,5 @@ def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
     return check_dataset(read(cfg, seed, cache_dir))
 
 
-__all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "REGISTRY", "MOLECULAR_LOADERS",
-           "load", "read"]
+__all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "KINDS", "REGISTRY", "Loader",
+           "MOLECULAR_LOADERS", "datasets_of", "fits_layout", "load", "loader", "loader_of", "read"]

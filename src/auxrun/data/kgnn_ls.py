@@ -49,6 +49,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
+from .registry import loader
 from .checks import reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .download import dataset_folder, fetch_missing, where_published
@@ -238,6 +239,7 @@ def check_stats(name: str, stats: dict[str, int], published: dict | None) -> dic
     return differ
 
 
+@loader("kgnn_ls", layouts=("table3",))
 def load_kgnn_ls(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Build (or load from the cache) the graph of this config and seed."""
     layout, paths = data_files(cfg)

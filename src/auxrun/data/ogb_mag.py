@@ -29,6 +29,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .registry import loader
 from .checks import INT32_MAX, check_ids, check_labels, check_matrix, reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .download import dataset_folder, fetch_missing
@@ -86,6 +87,7 @@ def _count(column: pd.Series, path: Path, name: str) -> int:
     return int(values.iloc[0])
 
 
+@loader("ogbn_mag", kinds=("zeroshot",))
 def load_ogb_mag(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Build (or load from the cache) the ogbn-mag graph of this config and seed."""
     files = raw_files(cfg)

@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..errors import AuxrunError
+from .registry import loader
 from .checks import check_labels, check_matrix, reading
 from .download import dataset_folder, fetch_missing
 from .graph import GraphData, TargetSpec
@@ -84,6 +85,7 @@ def split_posts(n: int, seed: int) -> dict[str, torch.Tensor]:
     return {name: torch.from_numpy(np.sort(p)).long() for name, p in zip(("pretrain", "train", "val", "test"), parts)}
 
 
+@loader("reddit", layouts=("table2",))
 def load_reddit(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """The Reddit graph with the GPT-GNN split (module docstring); ``seed`` does not change it."""
     files = raw_files(cfg)

@@ -41,6 +41,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from .registry import loader
 from .graph import GraphData, PairLabels, TargetSpec, add_reverse, random_split
 from .sampling import pair_keys, sample_non_edges
 
@@ -90,6 +91,7 @@ def _holdout(ei: Tensor, frac: float, g: torch.Generator) -> tuple[Tensor, Tenso
     return ei[:, perm[k:]], ei[:, perm[:k]]
 
 
+@loader("synthetic")
 def load_synthetic(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Build the planted graph described in the module docstring (fast: never cached)."""
     g = torch.Generator().manual_seed(int(cfg.graph_seed))

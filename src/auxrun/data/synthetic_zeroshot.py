@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
+from .registry import loader
 from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split
 from .kg import one_hot
 from .synthetic import _homophilous_edges
@@ -40,6 +41,7 @@ def _centres(num_classes: int, dim: int, g: torch.Generator) -> Tensor:
     return centres / centres.norm(dim=1, keepdim=True)
 
 
+@loader("synthetic_zeroshot", kinds=("zeroshot",))
 def load_synthetic_zeroshot(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData:
     """Generate the planted graph (see the module docstring)."""
     g = torch.Generator().manual_seed(int(cfg.graph_seed))

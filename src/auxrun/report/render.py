@@ -1,6 +1,5 @@
 """Rendering a :class:`~auxrun.report.compare.Comparison`: as a rich table or as Markdown,
-CSV, LaTeX or HTML text, one row per strategy (``strategies``) or laid out like a paper's table
-(``table3``, ``molecules``; see :mod:`auxrun.report.paper`)."""
+CSV, LaTeX or HTML text, in one of the layouts of :mod:`auxrun.report.layouts`."""
 
 from __future__ import annotations
 
@@ -12,31 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import AuxrunError
-from .compare import GAIN, Comparison, rescaled
-from .marks import Best, best_cells, cell_texts
-from .paper import ktn_grid, molecules_grid, table2_grid, table3_grid, table4_grid
+from .compare import Comparison
+from .marks import Best, best_cells
+from . import layouts
 from .stats import paired_tests, ranking
 
 FORMATS = ("rich", "md", "csv", "latex", "html")
-LAYOUTS = ("strategies", "table2", "table3", "table4", "molecules", "ktn", "auto")
-KG_DATASETS = ("movielens", "lastfm", "bookcrossing")  # Table 3's protocol
-MOLECULE_METRICS = ("roc_auc", "rmse")                # MoleculeNet targets (classification, regression)
-TABLE2_DATASETS = ("reddit", "oag_cs")
-BEST_NOTE = "bold: the best mean of its column among ours"
-PAPER_GRIDS = {"table2": table2_grid, "table3": table3_grid, "table4": table4_grid, "molecules": molecules_grid,
-               "ktn": ktn_grid}
-
-
-def _gain(c: Comparison, row: str) -> str:
-    return "-" if row not in c.gains else f"{c.gains[row]:+.2f}%"
-
-
-def _grid(c: Comparison) -> list[list[str]]:
-    """One row per strategy, its cells as :func:`~auxrun.report.marks.cell_texts` writes them
-    (significance marks, the column's best in bold)."""
-    texts = cell_texts(c)
-    return [["weighting", *c.columns, GAIN]] + [[row, *(texts.get((row, col), "-") for col in c.columns),
-                                                 _gain(c, row)] for row in c.rows]
 
 
 def stats_grid(c: Comparison) -> tuple[list[list[str]], str]:
@@ -67,48 +47,12 @@ def render_stats(c: Comparison, fmt: str) -> str | Table | None:
     return render_grid(grid, fmt, "auxrun compare: paired tests against the baseline", caption)
 
 
-# What each paper layout needs of the runs (auto_layout's rules, in words for messages)
-LAYOUT_NEEDS = {
-    "ktn": "zero-shot runs (auxrun zeroshot) only",
-    "molecules": "runs whose targets are all molecular (ROC-AUC or RMSE)",
-    "table4": "runs that rescale auxiliary losses (a loss_scale other than 1, experiment=table4)",
-    "table2": "Reddit / OAG-CS runs, or runs whose trained strategies all use GPT-GNN's tasks (aux=gpt)",
-    "table3": "knowledge-graph recommendation runs (dataset=movielens, lastfm or bookcrossing)",
-}
-
-
-def auto_layout(c: Comparison) -> str:
-    """The layout the runs call for: ``ktn`` when all are zero-shot; ``molecules`` when every
-    target is a molecular one (ROC-AUC or RMSE); ``table4`` when the runs rescale auxiliary
-    losses (a ``loss_scale`` other than 1); ``table2`` for Reddit / OAG-CS or when every
-    trained run has GPT-GNN's tasks (``aux=gpt``); ``table3`` for the knowledge-graph
-    recommendation datasets; else ``strategies``."""
-    runs = c.runs if c.runs is not None else pd.DataFrame(columns=["scheme", "dataset", "weighting", "aux"])
-    schemes, metrics, datasets = set(c.cells.scheme), set(c.cells.metric), set(c.cells.dataset)
-    trained = runs[~runs.weighting.isin(["none", "direct"])]
-    if schemes == {"zeroshot"}:
-        return "ktn"
-    if "zeroshot" in schemes:
-        return "strategies"
-    if metrics <= set(MOLECULE_METRICS):
-        return "molecules"
-    if any(rescaled(text) for text in c.cells.loss_scales):
-        return "table4"
-    if datasets & set(TABLE2_DATASETS) or (len(trained) and set(trained.aux) == {"gpt"}):
-        return "table2"
-    if datasets <= set(KG_DATASETS):
-        return "table3"
-    return "strategies"
-
-
 def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
     """The comparison as a rich Table or as Markdown / CSV / LaTeX / HTML text: one row per
-    strategy (``strategies``), or a paper's layout with its published figures (``table2``,
-    ``table3``, ``table4``: the AUX-TS paper's; ``molecules``: beside Hu et al.'s; ``ktn``:
-    one row per zero-shot transfer method); see :mod:`auxrun.report.paper`; ``auto`` picks one
-    with :func:`auto_layout`."""
-    if layout == "auto":
-        layout = auto_layout(c)
+    strategy (``strategies``), or a paper's layout with its published figures
+    (:mod:`auxrun.report.layouts`); ``auto`` picks the one the runs call for."""
+    if layout == layouts.AUTO:
+        layout = layouts.auto(c)
     if layout == "strategies" and fmt == "csv":
         tidy = c.cells[["row", "column", "dataset", "scheme", "backbone", "metric", "keys", "mean", "std", "n",
                         "diverged", "baseline"]].copy()
@@ -125,14 +69,7 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
 
 def table_grid(c: Comparison, layout: str) -> tuple[list[list[str]], str]:
     """The header and rows of one layout (not ``auto``), and its caption."""
-    if layout in PAPER_GRIDS:
-        grid, caption = PAPER_GRIDS[layout](c)
-        best = "bold: the best strategy at each pair of loss scales" if layout == "table4" else BEST_NOTE
-        return grid, f"{caption} * / **: the paired test against the baseline has p < 0.05 / 0.01; {best}"
-    if layout != "strategies":
-        raise AuxrunError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    return _grid(c), (f"{GAIN}: relative to none with the same settings, column by column; * / **: the paired "
-                      f"test against it has p < 0.05 / 0.01; {BEST_NOTE}")
+    return layouts.get(layout).table(c)
 
 
 def render_grid(grid: list[list[str]], fmt: str, title: str, caption: str) -> str | Table:

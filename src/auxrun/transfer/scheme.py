@@ -84,9 +84,6 @@ def prepare(cfg: DictConfig) -> Prepared:
     gen = seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
     data = datasets.load(cfg.dataset, int(cfg.seed), cfg.paths.get("cache"))
-    if not hasattr(data, "node_labels"):
-        raise AuxrunError(f"dataset={cfg.dataset.name} is not a graph with labelled node types; zeroshot "
-                          f"runs on synthetic_zeroshot, movielens or ogbn_mag")
     zs = prepare_data(data, cfg.zeroshot, int(cfg.seed))
     zs.graph = zs.graph.to(device)
     zs.y_source, zs._y_target = zs.y_source.to(device), zs._y_target.to(device)

@@ -1,0 +1,67 @@
+"""``--layout ktn``: the KTN paper's zero-shot table, one row per transfer method, one column per
+zero-shot setting, the published OAG-CS figures beside. Fits runs that are all zero-shot.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import Layout, register
+
+if TYPE_CHECKING:
+    from ..compare import Comparison
+
+
+def fits(c: Comparison) -> bool:
+    return set(c.cells.scheme) == {"zeroshot"}
+
+
+def grid(c: Comparison) -> tuple[list[list[str]], str]:
+    """The KTN paper's layout: one row per transfer method, one column per zero-shot setting
+    (dataset, source -> target, backbone) with ``mean ± std (n)`` of the target metric, then the
+    published OAG-CS figures (OpenHGNN's KTN reproduction) as extra columns labelled with their
+    dataset, in the rows of the methods they report (their base HGNN is our ``direct``). A last
+    column holds each method's gain over ``direct`` averaged over our columns, and a last row,
+    ``ktn vs direct``, KTN's gain in every column, published ones included:
+
+    ``gain_c(s) = (m_{s,c} - m_{direct,c}) / m_{direct,c} * 100%``.
+    """
+    from ...errors import AuxrunError
+    from ..compare import GAIN, sort_rows
+    from ..marks import cell_texts
+    from ..paper import backbone_key, block_gains, published
+
+    pub = published()["ktn"]
+    cells = c.cells[c.cells.scheme == "zeroshot"]
+    if cells.empty:
+        raise AuxrunError("compare --layout ktn: no zeroshot runs found; run e.g. `auxrun zeroshot -m "
+                          "transfer=ktn,direct seed=0,1,2` first")
+    rows = sort_rows(cells.row.unique())
+    columns = (cells.drop_duplicates("column").assign(gnn=lambda d: d.backbone.map(backbone_key))
+               .sort_values(["dataset", "direction", "gnn", "column"]))
+    labels = [f"{d} {dirn} / {b.upper()}" + (f" [{k}]" if k else "")
+              for d, dirn, b, k in zip(columns.dataset, columns.direction, columns.backbone, columns.column_keys)]
+    by_column = [cells[cells.column == col].set_index("row") for col in columns.column]
+    gains = [block_gains({"c": {s: float(col.at[s, "mean"]) for s in col.index if col.at[s, "n"] > 0}}, rows, True,
+                         {s: col.at[s, "baseline"] for s in col.index}) for col in by_column]
+    texts = cell_texts(c)
+    grid = [["method", *labels, *(f"{r['task']} (published)" for r in pub["rows"]), f"{GAIN} vs direct"]]
+    for r in rows:
+        printed = [f"{p['values'][pub['columns'].index(r)]:.3f}" if r in pub["columns"] else "" for p in pub["rows"]]
+        mine = [g[r] for g in gains if r in g]
+        grid.append([r, *(texts.get((r, col), "-") for col in columns.column), *printed,
+                     f"{sum(mine) / len(mine):+.2f}%" if mine else "-"])
+    ktn_rows = [r for r in rows if r.split(" ")[0] == "ktn"]
+    published_gain = [f"{(v[1] - v[0]) / v[0] * 100:+.2f}%" for v in (p["values"] for p in pub["rows"])]
+    for i, k in enumerate(ktn_rows):  # the published gains once, in the first KTN row's line
+        grid.append([f"{k} vs direct", *(f"{g[k]:+.2f}%" if k in g else "-" for g in gains),
+                     *(published_gain if i == 0 else ["" for _ in published_gain]), ""])
+    caption = (f"Target {cells.metric.iloc[0]}, mean ± std (n seeds); zero-shot: target labels are read for the "
+               f"test metric only. {GAIN}: relative to direct with the same settings. Published: {pub['source']}. "
+               f"{pub['note']}")
+    return grid, caption
+
+
+register(Layout("ktn", "zero-shot runs: one row per transfer method, columns dataset / source -> target / "
+                "backbone, published KTN figures beside", grid, fits, "zero-shot runs (auxrun zeroshot) only", rank=10,
+                published="ktn"))
