@@ -68,8 +68,8 @@ def run_all(root: Path) -> dict[str, dict]:
     from hydra import compose, initialize_config_module
     from omegaconf import open_dict
 
-    from auxrun.train.schemes import run as run_scheme
-    from auxrun.transfer.scheme import run as run_zeroshot
+    from auxrun.train.commands import run as run_scheme
+    from auxrun.transfer.zeroshot import run as run_zeroshot
 
     out = {}
     with initialize_config_module("auxrun.conf", version_base="1.3"):

@@ -11,7 +11,7 @@ from torchjd.aggregation import PCGrad as TorchjdPCGrad
 
 from auxrun.anchors import AnchorStep, libmtl_pcgrad_step
 from auxrun.bench import AUX_SETS, prepared_steps, summarise
-from auxrun.train.engine import train_step
+from auxrun.train.multitask import train_step
 from auxrun.weighting import Step
 
 SMALL = ["dataset=synthetic", "aux=mixed", "backbone.dropout=0.3", "device=cpu", "trainer.batch_size=16"]

@@ -87,7 +87,7 @@ def test_adapt_takes_a_clamped_sgd_step_every_adapt_every_steps():
 @pytest.mark.parametrize("weighting", ["blo", "blo_rcgrad"])
 def test_task_weights_are_meta_updated_in_training(make_cfg, tmp_path, monkeypatch, weighting):
     """The authors' blo_rcgrad never updates its weights; ours must."""
-    import auxrun.train.schemes as schemes
+    import auxrun.train.commands as schemes
 
     built = []
     original = schemes.build_weighting

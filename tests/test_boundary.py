@@ -17,7 +17,7 @@ from auxrun.errors import AuxrunError
 # runs `auxrun ARGS` with the training scheme's run() replaced by one that fails like a defect would
 HARNESS = """
 import sys
-import auxrun.train.schemes as schemes
+import auxrun.train.commands as schemes
 def broken(cfg, run_dir):
     run_dir.mkdir(parents=True, exist_ok=True)
     raise RuntimeError(f"boom at seed {cfg.seed}")

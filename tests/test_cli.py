@@ -201,7 +201,7 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path):
 def test_bad_sampling_and_precision_values_are_refused_before_data_loads(make_cfg, tmp_path, monkeypatch, args,
                                                                           message):
     """Checked when the config is composed: one AuxrunError (exit 2 at the CLI), nothing loaded."""
-    import auxrun.train.schemes as schemes
+    import auxrun.train.commands as schemes
     from auxrun.errors import AuxrunError
 
     monkeypatch.setattr(schemes.datasets, "load", lambda *a: pytest.fail("data loaded before validation"))
@@ -226,7 +226,7 @@ def test_slurm_launcher_config_composes_with_its_documented_keys():
                     reason="pyg-lib or torch-sparse is installed")
 def test_pyg_sampler_without_its_compiled_backend_is_refused(make_cfg, tmp_path):
     from auxrun.errors import AuxrunError
-    from auxrun.train.schemes import run
+    from auxrun.train.commands import run
 
     with pytest.raises(AuxrunError, match="needs pyg-lib or torch-sparse"):
         run(make_cfg("mtl", "trainer.sampler=pyg"), tmp_path)

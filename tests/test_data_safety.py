@@ -14,9 +14,9 @@ import pytest
 
 import auxrun.report.results as results
 from auxrun.errors import StorageError
-from auxrun.io import atomic_write, write_json
-from auxrun.train.schemes import run
-from auxrun.transfer.scheme import run as zeroshot_run
+from auxrun.atomic import atomic_write, write_json
+from auxrun.train.commands import run
+from auxrun.transfer.zeroshot import run as zeroshot_run
 
 from conftest import read_result
 
@@ -35,7 +35,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary_file(tmp
 
 
 def test_files_follow_the_users_umask(tmp_path):
-    import auxrun.io as io
+    import auxrun.atomic as io
 
     old = os.umask(0o022)
     try:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from auxrun.errors import AuxrunError
-from auxrun.io import atomic_write, write_json
-from auxrun.train.schemes import run
+from auxrun.atomic import atomic_write, write_json
+from auxrun.train.commands import run
 
 
 def test_divergence_is_recorded_not_crashed(make_cfg, tmp_path):
@@ -65,11 +65,11 @@ def test_bf16_precision_trains_under_autocast_with_float32_losses(make_cfg, tmp_
     autocast (PyG's GCN aggregation promotes back to float32 with its float edge weights),
     the losses strategies see are float32, and a run completes with a different (rounded)
     result than the 32-bit one."""
-    from auxrun.train.engine import setup
-    from auxrun.train.schemes import prepare, run
+    from auxrun.train.multitask import setup
+    from auxrun.train.commands import run, task_parts
 
     cfg = make_cfg("mtl", "trainer.precision=bf16", "trainer=fast", f"paths.outputs={tmp_path}")
-    p = prepare(cfg)
+    p = task_parts(cfg)
     model, ctx, _ = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     step = ctx.step(next(p.target.train_batches(8, p.gen)), p.gen, 0)
     assert all(v.dtype == torch.float32 for v in step.losses.values())

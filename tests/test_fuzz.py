@@ -64,9 +64,9 @@ def outcome(command: str, choice: str, key: str, value: str, folder) -> str:
     try:
         cfg = precompose(command, overrides)
         if command == "zeroshot":
-            from auxrun.transfer.scheme import run
+            from auxrun.transfer.zeroshot import run
         else:
-            from auxrun.train.schemes import run
+            from auxrun.train.commands import run
         result = run(cfg, folder / "run")
     except AuxrunError as exc:
         assert str(exc).strip() and "\n" not in str(exc).strip(), f"{key}={value}: not one line: {exc}"

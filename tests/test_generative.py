@@ -11,8 +11,8 @@ import torch
 
 from auxrun.data import load
 from auxrun.data.graph import TargetSpec
-from auxrun.data.graph_view import GraphView
-from auxrun.data.view import FullGraph, SampledGraph
+from auxrun.data.encoder_graph import GraphView
+from auxrun.data.step_inputs import FullGraph, SampledGraph
 from auxrun.models import Encoder
 from auxrun.tasks import build_aux, build_target
 from auxrun.tasks.generative import TEMPERATURE
@@ -153,8 +153,8 @@ def test_multilabel_ranking_loss_and_metrics_by_hand():
 
 def test_loss_scale_multiplies_a_tasks_losses_and_is_checked_at_composition(make_cfg, tmp_path):
     from auxrun.errors import AuxrunError
-    from auxrun.train.engine import TaskModel
-    from auxrun.train.schemes import run
+    from auxrun.train.multitask import TaskModel
+    from auxrun.train.commands import run
 
     cfg = make_cfg("mtl", *SMALL, "aux.tasks.attr.loss_scale=5")
     data = load(cfg.dataset, 0)
@@ -172,7 +172,7 @@ def test_loss_scale_multiplies_a_tasks_losses_and_is_checked_at_composition(make
 
 def test_gpt_tasks_on_a_dataset_that_names_no_node_type_or_relation_is_one_message(make_cfg, tmp_path):
     from auxrun.errors import AuxrunError
-    from auxrun.train.schemes import run
+    from auxrun.train.commands import run
 
     with pytest.raises(AuxrunError, match="aux.tasks.edge.relation.*dataset.gpt"):
         run(make_cfg("mtl", "dataset=movielens", "aux=gpt"), tmp_path / "run")

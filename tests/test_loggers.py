@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from auxrun.errors import AuxrunError
-from auxrun.train.schemes import run
+from auxrun.train.commands import run
 
 
 def _events(folder):
@@ -49,7 +49,7 @@ def test_the_default_logger_writes_nothing_and_an_unknown_one_is_refused_at_comp
 
 
 def test_zeroshot_runs_log_their_source_loss_and_source_validation_metrics(make_cfg, tmp_path):
-    from auxrun.transfer.scheme import run as zeroshot
+    from auxrun.transfer.zeroshot import run as zeroshot
 
     result = zeroshot(make_cfg("zeroshot", "trainer=fast", "trainer.checkpoint=false", "logger=tensorboard"),
                       tmp_path / "z")

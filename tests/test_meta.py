@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from auxrun.data import load
-from auxrun.data.view import FullGraph, SampledGraph
+from auxrun.data.step_inputs import FullGraph, SampledGraph
 from auxrun.models import Encoder
 from auxrun.tasks import build_aux, build_target
-from auxrun.train.engine import StepContext, TaskModel
+from auxrun.train.multitask import StepContext, TaskModel
 from auxrun.weighting import build
 
 VARIANTS = [("selar", []), ("auxts", ["weighting.sims=one"]), ("auxts", ["weighting.sims=all"]),

@@ -259,8 +259,8 @@ def test_featurised_molecules_are_cached_and_rebuilt_when_the_file_changes(tmp_p
 def test_every_strategy_trains_on_molecular_batches(make_cfg, tmp_path, weighting):
     """Look-ahead strategies score their meta batch on its own molecules; BatchNorm and the
     per-step graphs go through functional calls and forward-mode products."""
-    from auxrun.train.engine import setup, train_step
-    from auxrun.train.schemes import prepare
+    from auxrun.train.multitask import setup, train_step
+    from auxrun.train.commands import task_parts
 
     path = tmp_path / "m.csv"
     path.write_text("smiles,y\n" + "\n".join(f"{s},{i % 2}" for i, s in enumerate(SMILES)) + "\n")
@@ -268,7 +268,7 @@ def test_every_strategy_trains_on_molecular_batches(make_cfg, tmp_path, weightin
                    f"weighting={weighting}", "backbone.hidden=8", "backbone.num_layers=2", "trainer.batch_size=6",
                    "trainer.aux_batch_size=6", f"paths.outputs={tmp_path}", "weighting.adapt_every=1"
                    if weighting.startswith("blo") else "seed=0")
-    p = prepare(cfg)
+    p = task_parts(cfg)
     model, ctx, opt = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     before = [q.detach().clone() for q in model.encoder.parameters()]
     batches = p.target.train_batches(6, p.gen)

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from auxrun.train.schemes import run
+from auxrun.train.commands import run
 
 SEEDS = range(6)
 

@@ -9,7 +9,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from auxrun.train.schemes import run
+from auxrun.train.commands import run
 
 SEEDS = range(4)
 

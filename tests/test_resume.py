@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-import auxrun.train.schemes as schemes
+import auxrun.train.commands as schemes
 from auxrun.run_folder import RunFolder
 from auxrun.train import runner
 from auxrun.train.loggers import NoLogger
@@ -153,7 +153,7 @@ def test_sigterm_to_the_cli_exits_143_with_an_interrupted_result_and_resumes(tmp
 @pytest.mark.parametrize("transfer", ["ktn", "wdgrl"])  # wdgrl: a critic with its own optimiser
 def test_a_zero_shot_run_stopped_by_a_signal_resumes_mid_epoch_and_matches(make_cfg, tmp_path, monkeypatch,
                                                                                      transfer):
-    import auxrun.transfer.scheme as zs
+    import auxrun.transfer.zeroshot as zs
 
     overrides = ["trainer=fast", "trainer.max_epochs=4", "trainer.patience=0", "trainer.batch_size=16",
                  f"transfer={transfer}"]

@@ -10,9 +10,9 @@ from torch_geometric.sampler import NodeSamplerInput
 from torch_geometric.utils import k_hop_subgraph
 
 from auxrun.data import load
-from auxrun.data.graph_view import GraphView
+from auxrun.data.encoder_graph import GraphView
 from auxrun.data.neighbors import NeighborSubgraphs, TorchNeighborSampler
-from auxrun.data.view import FullGraph, SampledGraph
+from auxrun.data.step_inputs import FullGraph, SampledGraph
 from auxrun.models import Encoder
 from auxrun.tasks import build_aux, build_target
 
@@ -141,7 +141,7 @@ def test_a_sampled_step_shares_one_subgraph_and_localises_every_batch(make_cfg):
 
 
 def test_sampled_evaluation_with_all_neighbours_matches_the_whole_graph(make_cfg):
-    from auxrun.train.engine import TaskModel, evaluate
+    from auxrun.train.multitask import TaskModel, evaluate
 
     cfg = make_cfg("mtl", "dataset.target=link", "backbone=sage", "backbone.num_layers=2", *SMALL)
     data = load(cfg.dataset, 0)
@@ -165,15 +165,15 @@ STRATEGIES = ["none", "fixed", "cosine", "gcs", "gns", "gcs_gns", "pcgrad", "rcg
 def test_every_strategy_trains_under_each_sampling(make_cfg, tmp_path, weighting, sampling):
     """A few steps of every strategy, with a look-ahead meta batch on its own subgraph where
     the strategy needs one: finite losses, the encoder moves, metrics come out."""
-    from auxrun.train.engine import evaluate, setup, train_step
-    from auxrun.train.schemes import prepare
+    from auxrun.train.multitask import evaluate, setup, train_step
+    from auxrun.train.commands import task_parts
 
     extra = ["weighting.adapt_every=1"] if weighting.startswith("blo") else []
     cfg = make_cfg("mtl", f"weighting={weighting}", "aux=mixed", f"trainer.sampling={sampling}", *SMALL,
                    "dataset.train_frac=0.5", "trainer.batch_size=16", "trainer.aux_batch_size=16",
                    "trainer.fanout=[4,3]",
                    f"paths.outputs={tmp_path}", *extra)
-    p = prepare(cfg)
+    p = task_parts(cfg)
     model, ctx, opt = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     assert type(ctx.view).__name__ == {"full": "FullGraph", "neighbor": "SampledGraph"}[sampling]
     before = [q.detach().clone() for q in model.encoder.parameters()]

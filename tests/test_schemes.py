@@ -7,7 +7,7 @@ import torch
 
 from auxrun.errors import AuxrunError
 from auxrun.train.pretrained import FILENAME, find_pretrained
-from auxrun.train.schemes import run
+from auxrun.train.commands import run
 
 SMALL = ["trainer=fast", "trainer.checkpoint=false"]
 
@@ -22,7 +22,7 @@ def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypat
     saved = torch.load(out / "pre" / FILENAME, weights_only=True)
 
     loaded = {}
-    import auxrun.train.schemes as schemes
+    import auxrun.train.commands as schemes
     original = schemes.TaskJob
 
     def spy(data, encoder, *args):
@@ -73,7 +73,7 @@ def test_auto_finds_only_an_encoder_of_the_same_seed_and_auxiliary_set(make_cfg,
 
 
 def test_an_experiments_pretrain_overrides_reach_the_automatic_pretraining(make_cfg):
-    from auxrun.train.schemes import _compose_pretrain
+    from auxrun.train.commands import _compose_pretrain
 
     cfg = make_cfg("finetune", "experiment=table2", "dataset=synthetic")
     pre = _compose_pretrain(cfg)
@@ -84,7 +84,7 @@ def test_an_experiments_pretrain_overrides_reach_the_automatic_pretraining(make_
 def test_table4s_loss_scales_reach_pretraining_and_auto_never_reuses_an_encoder_of_other_scales(make_cfg, tmp_path):
     from omegaconf import OmegaConf
 
-    from auxrun.train.schemes import _compose_pretrain
+    from auxrun.train.commands import _compose_pretrain
 
     cfg = make_cfg("finetune", "experiment=table4", "dataset=synthetic", "loss_scales.edge=5")
     assert (cfg.aux.tasks.edge.loss_scale, cfg.aux.tasks.attr.loss_scale) == (5, 1)
@@ -104,7 +104,7 @@ def test_the_automatic_pretraining_folder_is_one_per_pretraining_config(make_cfg
     """pretrained=auto pre-trains in a folder named by its config: a rerun after an interruption
     finds (and resumes) the same one, parallel jobs share it, and any change that alters the
     pre-training's numbers gets a folder of its own; progress bars and threads do not."""
-    from auxrun.train.schemes import _compose_pretrain, auto_pretrain_dir
+    from auxrun.train.commands import _compose_pretrain, auto_pretrain_dir
 
     def folder(*overrides):
         return auto_pretrain_dir(tmp_path, _compose_pretrain(make_cfg("finetune", "dataset=synthetic", *overrides)))

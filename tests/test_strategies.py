@@ -39,7 +39,7 @@ def test_cosine_includes_exactly_the_auxiliary_gradients_with_positive_cosine():
 @pytest.mark.parametrize("weighting", ["selar", "auxts"])
 def test_weighting_network_is_trained(make_cfg, tmp_path, monkeypatch, weighting):
     """The authors' released AUX-TS code never updates its weighting network; ours must."""
-    import auxrun.train.schemes as schemes
+    import auxrun.train.commands as schemes
 
     built = []
     original = schemes.build_weighting

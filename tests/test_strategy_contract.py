@@ -22,10 +22,10 @@ import pytest
 import torch
 
 from auxrun import weighting
-from auxrun.train.engine import TaskJob
+from auxrun.train.multitask import TaskJob
 from auxrun.train.loop import EpochPlan
 from auxrun.train.resume import rng_states, set_rng_states
-from auxrun.train.schemes import prepare
+from auxrun.train.commands import task_parts
 from auxrun.weighting.scalarize import SCALARIZERS
 
 SMALL = ["trainer.batch_size=4", "trainer.aux_batch_size=32", "seed=3"]
@@ -37,7 +37,7 @@ def build(make_cfg, option: str, freeze: bool = False) -> TaskJob:
     encoder's first parameter tensor does not train."""
     name, _, scalarizer = option.partition("-")  # scalarize-dwa: each torchjd scalarizer
     cfg = make_cfg("mtl", f"weighting={name}", *SMALL, *([f"weighting.scalarizer={scalarizer}"] if scalarizer else []))
-    p = prepare(cfg)
+    p = task_parts(cfg)
     if freeze:
         next(p.encoder.parameters()).requires_grad_(False)
     return TaskJob(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)

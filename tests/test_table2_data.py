@@ -172,7 +172,7 @@ def test_oag_label_fraction_draws_from_train_and_valid_only(tmp_path):
 
 def test_table2_pipeline_runs_on_the_tiny_files(tmp_path, make_cfg):
     """A short MTL run with GPT-GNN's tasks on each tiny dataset, sampled, reports its metrics."""
-    from auxrun.train.schemes import run
+    from auxrun.train.commands import run
 
     write_reddit(tmp_path)
     write_oag(tmp_path / "graph_CS.pk")

@@ -20,9 +20,9 @@ from auxrun.tasks.metrics import label_ranking
 from auxrun.transfer import StepBatch, build
 from auxrun.transfer.adaptation import (CDAN, DANN, WDGRL, domain_bce, entropy_weights, gradient_penalty,
                                         joint_mmd, multilinear, reverse_gradient)
-from auxrun.transfer.data import derive_labels, prepare as prepare_zs
+from auxrun.transfer.data import derive_labels, zeroshot_data as prepare_zs
 from auxrun.transfer.paths import metapaths, path_adjacency
-from auxrun.transfer.scheme import fit, prepare
+from auxrun.transfer.zeroshot import fit, zeroshot_parts
 from test_kg import ml_cfg, write_ml
 
 # a hand-built graph: papers p0..p2, authors a0..a1
@@ -316,7 +316,7 @@ def test_permuting_target_labels_leaves_training_bit_identical(make_cfg, tmp_pat
                   "trainer.fanout=[5,5]")
     states, traces, tests = [], [], []
     for permute in (False, True):
-        p = prepare(cfg)
+        p = zeroshot_parts(cfg)
         if permute:
             y = p.zs._y_target
             p.zs._y_target = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(5))]
@@ -324,7 +324,7 @@ def test_permuting_target_labels_leaves_training_bit_identical(make_cfg, tmp_pat
         states.append({k: v.clone() for k, v in p.model.state_dict().items() if torch.is_tensor(v)})  # not the
         # methods' optimiser states (extra state), which follow from the parameters' updates
         traces.append((out.state.trace, out.state.history, out.state.best_epoch))
-        from auxrun.transfer.scheme import target_metrics
+        from auxrun.transfer.zeroshot import target_metrics
         tests.append(target_metrics(p))
     assert traces[0] == traces[1]
     assert states[0].keys() == states[1].keys() and all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -398,11 +398,11 @@ def test_ogbn_mag_missing_files_name_them_and_the_offline_alternative(tmp_path):
 
 
 def planted_ndcg(make_cfg, tmp_path, backbone: str, transfer: str, seed: int, extra: tuple = ()) -> float:
-    from auxrun.transfer.scheme import target_metrics
+    from auxrun.transfer.zeroshot import target_metrics
 
     cfg = make_cfg("zeroshot", f"backbone={backbone}", f"transfer={transfer}", f"seed={seed}",
                    "trainer.checkpoint=false", *PLANTED, *extra)
-    p = prepare(cfg)
+    p = zeroshot_parts(cfg)
     fit(p, cfg.trainer, tmp_path)
     return target_metrics(p)["ndcg"]
 

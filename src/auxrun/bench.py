@@ -30,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .anchors import ANCHORS, AnchorStep
-from .io import write_json
+from .atomic import write_json
 
 AUX_SETS = {
     2: {"helpful": {"kind": "planted", "relation": "helpful"},
@@ -108,13 +108,13 @@ def prepared_steps(overrides: list[str], aux_tasks: dict):
     Returns ``(prepared, step context, optimiser, batch size)``."""
     from hydra import compose, initialize_config_module
 
-    from .train.engine import setup
-    from .train.schemes import prepare
+    from .train.multitask import setup
+    from .train.commands import task_parts
 
     with initialize_config_module("auxrun.conf", version_base="1.3"):
         cfg = compose("mtl", overrides=[*overrides, "trainer.progress=false"])
     cfg.aux.tasks = OmegaConf.create(aux_tasks)
-    p = prepare(cfg)
+    p = task_parts(cfg)
     assert p.target is not None
     _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
     ctx.model.train()
@@ -162,7 +162,7 @@ class StepPeak:
 def stepper(name: str, k: int, dataset: str, device: str, backbone: str = "gcn"):
     """``(prepared, step context, optimiser, one)``: ``one(i)`` runs engine step ``i`` of
     configuration ``name`` (an anchor's route for the ``anchor_*`` names)."""
-    from .train.engine import train_step
+    from .train.multitask import train_step
 
     p, ctx, optimizer, batch_size = prepared_steps(
         [*STRATEGIES[name], f"dataset={dataset}", f"backbone={backbone}", "aux=mixed", f"device={device}"], AUX_SETS[k])

@@ -61,9 +61,9 @@ def _job(cfg: DictConfig) -> None:
     from .train.resume import Interrupted
 
     if cfg.command == "zeroshot":
-        from .transfer.scheme import run
+        from .transfer.zeroshot import run
     else:
-        from .train.schemes import run
+        from .train.commands import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN

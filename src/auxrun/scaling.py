@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from .bench import StepPeak, prepared_steps
-from .io import write_json
+from .atomic import write_json
 
 PLANTED = ("helpful", "noise", "harmful")
 EDGES = (1e4, 1e5, 1e6, 1e7)
@@ -81,7 +81,7 @@ def measure(edges: float, k: int, strategy: str, sampling: str, loop: str, what:
     """One configuration in this process: ``loop`` = ``engine`` (the engine's train step),
     ``bare`` (:func:`bare_step`) or ``both`` (alternating, step by step, on the same model);
     ``what`` = ``time`` or ``memory``."""
-    from .train.engine import train_step
+    from .train.multitask import train_step
 
     p, ctx, optimizer, bs = prepared_steps(overrides(edges, strategy, sampling, device), aux_tasks(k))
 

@@ -32,7 +32,7 @@ from .errors import AuxrunError
 from .data import REGISTRY
 from .data.checks import INT32_MAX
 from .data.neighbors import BACKENDS
-from .data.view import SAMPLING
+from .data.step_inputs import SAMPLING
 from .models.molecular import POOLING
 from .tasks import AUX_KINDS
 from .train.loggers import LOGGERS

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .io import write_json
+from .atomic import write_json
 from .threads import available_cores
 
 LASTFM = Path("data/lastfm")
@@ -72,15 +72,15 @@ def step_ratios(steps: int, warmup: int, device: str) -> dict:
     from hydra import compose, initialize_config_module
 
     from .bench import synchronize
-    from .train.engine import setup, train_step
-    from .train.schemes import prepare
+    from .train.multitask import setup, train_step
+    from .train.commands import task_parts
 
     runs = {}
     for name in STEP_CONFIGS:
         with initialize_config_module("auxrun.conf", version_base="1.3"):
             cfg = compose("mtl", overrides=["dataset=lastfm", f"weighting={name}", f"device={device}",
                                             "trainer.progress=false", "paths.cache=null"])
-        p = prepare(cfg)
+        p = task_parts(cfg)
         _, ctx, optimizer = setup(p.data, p.encoder, p.target, p.aux, p.strategy, cfg.trainer, p.gen)
         ctx.model.train()
         runs[name] = (p, ctx, optimizer, int(cfg.trainer.batch_size))

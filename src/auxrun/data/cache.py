@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..io import save_torch
+from ..atomic import save_torch
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

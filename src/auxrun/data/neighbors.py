@@ -6,7 +6,7 @@ Hop ``l`` keeps, for every node reached at hop ``l - 1`` (the seeds at hop 1), a
 subgraph is every node reached and every kept edge, so a ``len(fanout)``-layer encoder
 computes each seed's embedding from its sampled computation tree.
 
-Sampling runs on the stacked (homogeneous) view of :class:`~auxrun.data.graph_view.GraphView`
+Sampling runs on the stacked (homogeneous) view of :class:`~auxrun.data.encoder_graph.GraphView`
 with PyG's :class:`torch_geometric.sampler.NeighborSampler` whenever its compiled backend
 (``pyg-lib`` or ``torch-sparse``) is installed (``backend=pyg``). Those backends are not on
 the package registry for every torch build (not for torch 2.13 here), so ``backend=torch``
@@ -26,7 +26,7 @@ from torch_geometric.data import Data
 from torch_geometric.sampler import BaseSampler, NeighborSampler, NodeSamplerInput, SamplerOutput
 
 from ..errors import AuxrunError
-from .graph_view import GraphView
+from .encoder_graph import GraphView
 from .sampling import in_sorted
 
 BACKENDS = ("auto", "pyg", "torch")

@@ -5,7 +5,7 @@ from typing import Any
 from torch import nn
 
 from .encoders import BACKBONES, Encoder
-from ..data.graph_view import GraphView
+from ..data.encoder_graph import GraphView
 from .heads import ClassifierHead, FeatureHead, PairHead
 from .molecular import MolEncoder
 

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch_geometric import nn as gnn
 
 from ..errors import AuxrunError
-from ..data.graph_view import GraphView
+from ..data.encoder_graph import GraphView
 
 HOMOGENEOUS = ("gcn", "gat", "gin", "sage", "rgcn")
 PER_RELATION = ("hgt", "han")  # run on the per-relation edge_index_dict

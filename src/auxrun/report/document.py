@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import __version__
-from ..io import write_text
+from ..atomic import write_text
 from .compare import Comparison
 from .render import render_grid, stats_grid, table_grid
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuxrunError
-from ..io import write_json, write_text
+from ..atomic import write_json, write_text
 from ..run_folder import RESULT, RunFolder
 
 SCHEMA = 1

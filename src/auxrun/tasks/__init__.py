@@ -31,7 +31,7 @@ from typing import Any
 
 from ..data.cache import progress
 from ..data.graph import GraphData
-from ..data.graph_view import GraphView
+from ..data.encoder_graph import GraphView
 from ..data.molecules import MolData
 from ..errors import AuxrunError
 from ..models.heads import MLPHead, head_spec

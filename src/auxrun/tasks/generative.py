@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..data.graph import GraphData
 from ..errors import AuxrunError
-from ..data.graph_view import GraphView
+from ..data.encoder_graph import GraphView
 from .base import Batch, Embeddings, Task
 from .metrics import ranking_metrics_chunked
 from .node import AttributeGeneration

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..data.view import StepInputs
+from ..data.step_inputs import StepInputs
 from ..weighting import TARGET
 from ..weighting.base import Lookahead
 

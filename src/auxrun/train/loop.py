@@ -1,8 +1,8 @@
 """The one training loop behind every command (``mtl``, ``finetune``, ``pretrain``, ``zeroshot``).
 
-What is trained is a :class:`Job`: the multi-task job of :mod:`auxrun.train.engine` (a
+What is trained is a :class:`Job`: the multi-task job of :mod:`auxrun.train.multitask` (a
 target and auxiliary tasks under a weighting strategy) or the zero-shot job of
-:mod:`auxrun.transfer.scheme` (a source classifier and a transfer method). The loop owns
+:mod:`auxrun.transfer.zeroshot` (a source classifier and a transfer method). The loop owns
 everything around the steps, once for all of them:
 
 * **epochs**: ``job.new_epoch`` draws an epoch's order of training examples (:class:`EpochPlan`),
@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 
-from ..io import save_torch, write_text
+from ..atomic import save_torch, write_text
 from ..run_folder import RunFolder
 from .loggers import NoLogger, RunLogger
 from .resume import StopSignals, load_run_state, rng_states, save_run_state, set_rng_states

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ..errors import AuxrunError
-from ..io import save_torch
+from ..atomic import save_torch
 from ..models import Encoder, build_encoder
 from ..report.results import find_results
 from ..run_folder import ENCODER

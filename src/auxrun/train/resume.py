@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import save_torch
+from ..atomic import save_torch
 from ..report.results import config_differences
 
 log = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def derive_labels(data: GraphData, source: str, target: str, y_source: Tensor,
     return relevant.float(), rule
 
 
-def prepare(data: GraphData, cfg: DictConfig, seed: int) -> ZeroShotData:
+def zeroshot_data(data: GraphData, cfg: DictConfig, seed: int) -> ZeroShotData:
     """Build the zero-shot view of ``data`` for ``cfg`` (``zeroshot.*``) and the run's seed."""
     source, target = str(cfg.source), str(cfg.target)
     types = data.node_types

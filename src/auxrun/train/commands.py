@@ -1,4 +1,4 @@
-"""The three training schemes behind ``auxrun pretrain | finetune | mtl``.
+"""The commands ``auxrun pretrain | finetune | mtl``: their configs, built into multi-task jobs.
 
 * ``pretrain``: auxiliary (self-supervised) tasks only; saves ``encoder.pt``.
 * ``finetune``: loads a pre-trained encoder (``pretrained=PATH`` or ``auto``), then trains the
@@ -26,7 +26,7 @@ from .. import data as datasets
 from .. import schema
 from ..configs import CONF_DIR
 from ..data.graph import GraphData
-from ..data.view import check_sampling
+from ..data.step_inputs import check_sampling
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
 from ..models.heads import head_spec
@@ -37,7 +37,7 @@ from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
 from ..weighting import build as build_weighting
 from ..run_folder import RunFolder
-from .engine import TaskJob
+from .multitask import TaskJob
 from .loggers import check_logger
 from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
 from .runner import run_job
@@ -139,7 +139,7 @@ def auto_pretrain_dir(outputs: Path, pre: DictConfig) -> Path:
 
 
 @dataclass
-class Prepared:
+class TaskParts:
     """Everything a run trains, built from its config (shared by :func:`run` and the benchmark)."""
 
     data: GraphData
@@ -152,7 +152,7 @@ class Prepared:
     extra: dict = field(default_factory=dict)
 
 
-def prepare(cfg: DictConfig) -> Prepared:
+def task_parts(cfg: DictConfig) -> TaskParts:
     """Seed, load the data, build (or load) the encoder, the tasks and the strategy."""
     gen = seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
@@ -173,7 +173,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     strategy = build_weighting(cfg.weighting, ([] if target is None else ["target"]) + list(aux))
     if target is None and strategy.needs_target:
         raise AuxrunError(f"weighting={cfg.weighting.name} needs a target task; pretrain with weighting=fixed")
-    return Prepared(data, encoder, target, aux, strategy, device, gen, extra)
+    return TaskParts(data, encoder, target, aux, strategy, device, gen, extra)
 
 
 class TaskScheme:
@@ -183,7 +183,7 @@ class TaskScheme:
         _validate(cfg)
 
     def build(self, cfg: DictConfig) -> tuple[TaskJob, dict]:
-        p = prepare(cfg)
+        p = task_parts(cfg)
         target = p.target
         self.encoder, self.schema = p.encoder, p.data.schema()
         job = TaskJob(p.data, p.encoder, target, p.aux, p.strategy, cfg.trainer, p.gen)

@@ -1,4 +1,4 @@
-"""The data view: the one protocol through which the engine gets every input.
+"""A step's inputs: the data view, the one protocol through which the training step gets every input.
 
 A step asks its view for :class:`StepInputs`: the clean input features, the graph the encoder
 runs on, and each task's batch in that graph's local indices. Evaluation asks the same view
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..errors import AuxrunError
 from .graph import GraphData
-from .graph_view import GraphView
+from .encoder_graph import GraphView
 from .molecules import MolData
 from .neighbors import NeighborSubgraphs, resolve_backend
 

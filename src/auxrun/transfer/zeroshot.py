@@ -31,7 +31,7 @@ from torch import nn
 from .. import data as datasets
 from .. import schema
 from ..errors import AuxrunError
-from ..data.view import FullGraph, check_sampling, make_view
+from ..data.step_inputs import FullGraph, check_sampling, make_view
 from ..models import ClassifierHead, Encoder, build_encoder
 from ..seed import resolve_device, seed_everything
 from ..tasks.metrics import label_ranking
@@ -42,7 +42,7 @@ from ..train.runner import run_job
 from ..train.pretrained import load_encoder
 from . import build
 from .base import StepBatch, Transfer, soft_cross_entropy
-from .data import ZeroShotData, prepare as prepare_data
+from .data import ZeroShotData, zeroshot_data
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -59,7 +59,7 @@ class ZeroShotModel(nn.Module):
 
 
 @dataclass
-class Prepared:
+class ZeroShotParts:
     zs: ZeroShotData
     model: ZeroShotModel
     view: FullGraph
@@ -79,12 +79,12 @@ def validate(cfg: DictConfig) -> None:
     check_logger(cfg)
 
 
-def prepare(cfg: DictConfig) -> Prepared:
+def zeroshot_parts(cfg: DictConfig) -> ZeroShotParts:
     """Seed, load and compose the zero-shot data, build (or load) the encoder, classifier and method."""
     gen = seed_everything(int(cfg.seed))
     device = resolve_device(str(cfg.device))
     data = datasets.load(cfg.dataset, int(cfg.seed), cfg.paths.get("cache"))
-    zs = prepare_data(data, cfg.zeroshot, int(cfg.seed))
+    zs = zeroshot_data(data, cfg.zeroshot, int(cfg.seed))
     zs.graph = zs.graph.to(device)
     zs.y_source, zs._y_target = zs.y_source.to(device), zs._y_target.to(device)
     zs.source_split = {k: v.to(device) for k, v in zs.source_split.items()}
@@ -100,10 +100,10 @@ def prepare(cfg: DictConfig) -> Prepared:
     method = build(cfg.transfer, zs, hidden)
     model = ZeroShotModel(encoder, classifier, method).to(device)
     view = make_view(zs.graph, {}, cfg.trainer, gen, device)
-    return Prepared(zs, model, view, device, gen, str(pretrained) if pretrained else None)
+    return ZeroShotParts(zs, model, view, device, gen, str(pretrained) if pretrained else None)
 
 
-def embeddings(p: Prepared) -> dict[str, torch.Tensor]:
+def embeddings(p: ZeroShotParts) -> dict[str, torch.Tensor]:
     """Every source and target node's embedding in evaluation mode (no gradient): one pass
     over the whole graph, or mini-batched inference on sampled subgraphs."""
     p.model.eval()
@@ -112,7 +112,7 @@ def embeddings(p: Prepared) -> dict[str, torch.Tensor]:
         return p.view.embed(p.model.encoder, every)
 
 
-def source_metrics(p: Prepared, split: str, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+def source_metrics(p: ZeroShotParts, split: str, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """``source_*`` label metrics of the source nodes of ``split`` (on ``emb``, by default
     :func:`embeddings`)."""
     model, zs = p.model, p.zs
@@ -127,7 +127,7 @@ def source_metrics(p: Prepared, split: str, emb: dict[str, torch.Tensor] | None 
     return {f"source_{k}": v for k, v in out.items()}
 
 
-def target_metrics(p: Prepared, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+def target_metrics(p: ZeroShotParts, emb: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """The target's label metrics: the only place a target label is read."""
     model = p.model
     emb = embeddings(p) if emb is None else emb
@@ -136,7 +136,7 @@ def target_metrics(p: Prepared, emb: dict[str, torch.Tensor] | None = None) -> d
     return label_ranking(scores, p.zs.target_labels())
 
 
-def _step(p: Prepared, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, trainer: Any,
+def _step(p: ZeroShotParts, optimizer: torch.optim.Optimizer, nodes: torch.Tensor, trainer: Any,
           index: int) -> tuple[float, float]:
     """One optimisation step on the labelled source ``nodes``; returns ``(L_cls, L_transfer)``;
     raises :class:`Diverged` (before any update) when the loss is not finite."""
@@ -174,7 +174,7 @@ class ZeroShotJob:
     loss_task = "source"
     loss_name = "train loss"
 
-    def __init__(self, p: Prepared, trainer: Any, select: str = PRIMARY) -> None:
+    def __init__(self, p: ZeroShotParts, trainer: Any, select: str = PRIMARY) -> None:
         self.p, self.trainer, self.select = p, trainer, select
         self.model, self.gen, method = p.model, p.gen, p.model.method
         own = {id(q) for q in method.own_parameters()}  # stepped by the method's own optimisers
@@ -226,7 +226,7 @@ class ZeroShotJob:
         return {}
 
 
-def fit(p: Prepared, trainer: Any, run_dir: Path, select: str = PRIMARY, logger: RunLogger | None = None,
+def fit(p: ZeroShotParts, trainer: Any, run_dir: Path, select: str = PRIMARY, logger: RunLogger | None = None,
         config: dict[str, Any] | None = None) -> FitResult:
     """Train ``p`` with the one training loop (:func:`auxrun.train.loop.fit`); the kept epoch is
     restored and evaluated."""
@@ -240,7 +240,7 @@ class ZeroShotScheme:
         validate(cfg)
 
     def build(self, cfg: DictConfig) -> tuple[ZeroShotJob, dict[str, Any]]:
-        p = prepare(cfg)
+        p = zeroshot_parts(cfg)
         zs, method = p.zs, p.model.method
         base = {"command": "zeroshot", "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
                 "aux": "none", "weighting": method.name, "transfer": method.name, "seed": int(cfg.seed),

@@ -1,6 +1,6 @@
 """The multi-task step of ``mtl``, ``finetune`` and ``pretrain``, and their job for the training loop.
 
-Each step: take a batch of target examples, ask the data view (:mod:`auxrun.data.view`) for
+Each step: take a batch of target examples, ask the data view (:mod:`auxrun.data.step_inputs`) for
 the step's inputs (one batch per auxiliary task and the graph they all share: the whole
 graph, a sampled subgraph or the step's molecules), run the encoder once on them (auxiliary
 tasks such as attribute generation may hide some features), compute every task's
@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from ..data.graph import GraphData
-from ..data.graph_view import GraphView
+from ..data.encoder_graph import GraphView
 from ..data.molecules import MolData
-from ..data.view import DataView, make_view
+from ..data.step_inputs import DataView, make_view
 from ..models import Encoder
 from ..tasks import Task, TargetTask
 from ..weighting import TARGET, Step, Weighting
