@@ -28,7 +28,6 @@ from torch import Tensor
 
 from ..errors import AuxrunError
 
-INT32_MAX = 2**31 - 1  # what torch sizes, NumPy seeds, Python's range and PyG's int32 node ids take without overflow
 
 
 @contextmanager

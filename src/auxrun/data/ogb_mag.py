@@ -30,7 +30,8 @@ from omegaconf import DictConfig
 
 from ..errors import AuxrunError
 from .registry import loader
-from .checks import INT32_MAX, check_ids, check_labels, check_matrix, reading
+from ..specs import INT32_MAX
+from .checks import check_ids, check_labels, check_matrix, reading
 from .cache import cached, file_stamp, fingerprint, progress
 from .download import dataset_folder, fetch_missing
 from .graph import GraphData, NodeLabels, TargetSpec, add_reverse, random_split

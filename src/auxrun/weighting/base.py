@@ -30,11 +30,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ..specs import Spec
 from ..train.resume import ResumableState
 
 TARGET = "target"
@@ -269,6 +270,7 @@ class Weighting(ResumableState, nn.Module):
     name: str = "base"
     family: str = ""  # one of FAMILIES
     order: int = 0  # place in the rows of every comparison table (ascending; unique)
+    keys: ClassVar[dict[str, Spec]] = {}  # specs of the strategy's own config keys (weighting.<key>)
     trains_aux: bool = True
     needs_target: bool = False
     needs_lookahead: bool = False
