@@ -367,7 +367,7 @@ def test_paired_tests_match_the_t_statistic_by_hand_and_say_when_n_is_too_small(
     assert r"0.7500 ± 0.0183 (4)\*\*" in md
     text = render_stats(c, "md")
     assert "n=1: too few shared seeds for a test" in text
-    assert "Ranking (Friedman, Nemenyi): not computed" in text and "needs at least 2 strategies and 5" in text
+    assert "Ranking: not computed" in text and "needs at least 2 strategies and 5" in text
 
 
 def test_ranking_and_its_critical_difference_diagram(tmp_path):
@@ -382,6 +382,16 @@ def test_ranking_and_its_critical_difference_diagram(tmp_path):
     # fixed is best in every column; cosine beats none in five of six
     assert rank.mean_ranks == pytest.approx({"fixed": 1.0, "cosine": (2 * 5 + 3) / 6, "none": (3 * 5 + 2) / 6})
     assert 0 < rank.pvalue < 0.05 and rank.cd > 0
+    assert rank.test == "Friedman" and "; Friedman p = " in rank.caption() and "Nemenyi critical difference" in rank.caption()
+    two = tmp_path / "two"  # two strategies: autorank runs Wilcoxon's test, and there is no critical difference
+    for d, (a, b) in enumerate([(0.7, 0.8), (0.6, 0.7), (0.5, 0.9), (0.4, 0.6), (0.3, 0.35), (0.2, 0.4)]):
+        put(two, f"n{d}", "none", 0, a, dataset=f"d{d}")
+        put(two, f"f{d}", "fixed", 0, b, dataset=f"d{d}")
+    pair = ranking(compare(two))
+    assert pair.test == "one-sided Wilcoxon signed-rank" and "Friedman" not in pair.caption()
+    # fixed above none in all 6 columns: the exact one-sided p is 1 / 2^6
+    assert pair.pvalue == pytest.approx(1 / 64) and "nan" not in pair.caption()
+    assert pair.caption().endswith("; one-sided Wilcoxon signed-rank p = 0.0156 (two strategies: no post-hoc test).")
     written = plot_cd(rank, str(tmp_path / "cd"))
     assert [p[-3:] for p in written] == ["png", "pdf"] and all((tmp_path / f"cd.{e}").stat().st_size > 1000
                                                                 for e in ("png", "pdf"))

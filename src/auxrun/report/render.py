@@ -27,14 +27,7 @@ def stats_grid(c: Comparison) -> tuple[list[list[str]], str]:
         grid.append([r.row, r.column, r.baseline, str(r.n), "-" if r.n == 0 else f"{r.mean_diff:+.4f}",
                      "-" if pd.isna(r.t_p) else f"{r.t_p:.3g}", "-" if pd.isna(r.wilcoxon_p) else f"{r.wilcoxon_p:.3g}",
                      r.mark, r.note])
-    rank = ranking(c)
-    if rank.result is None:
-        caption = f"Ranking (Friedman, Nemenyi): not computed, {rank.reason}."
-    else:
-        ranks = ", ".join(f"{s} {v:.2f}" for s, v in sorted(rank.mean_ranks.items(), key=lambda kv: kv[1]))
-        caption = (f"Ranking over {len(rank.columns)} columns (mean rank, 1 = best): {ranks}; Friedman p = "
-                   f"{rank.pvalue:.3g}; Nemenyi critical difference {rank.cd:.2f} (mean ranks further apart differ "
-                   f"at alpha 0.05).")
+    caption = ranking(c).caption()
     return grid, "Paired over the seeds both cells share; mean diff > 0: better than the baseline. * p < 0.05, " \
                  "** p < 0.01 (Wilcoxon where n >= 6, else the t-test). " + caption
 

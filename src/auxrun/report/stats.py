@@ -11,7 +11,9 @@ ranking of the strategies across all columns.
 * **Ranking** (:func:`ranking`): the strategies present in every column are ranked per column
   by their mean, the Friedman test asks whether they differ at all, and Nemenyi's critical
   difference says which mean ranks differ: ``autorank`` does it (non-parametric mode) and draws
-  its CD diagram. It needs at least two strategies in at least five common columns.
+  its CD diagram. It needs at least two strategies in at least five common columns; with two,
+  autorank runs a one-sided Wilcoxon signed-rank test instead (is the better-ranked one
+  greater?), without a post-hoc test, and the caption names the test that ran.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from .compare import Comparison
 
 T_MIN, WILCOXON_MIN = 2, 6
 RANK_MIN_COLUMNS = 5  # autorank's minimum number of performance estimates per strategy
+# autorank's non-parametric tests: Friedman for three or more strategies; for two, Wilcoxon's
+# signed-rank test that the better-ranked one is greater (one-sided)
+OMNIBUS = {"friedman": "Friedman", "wilcoxon": "one-sided Wilcoxon signed-rank"}
 
 
 def _mark(p: float) -> str:
@@ -96,6 +101,23 @@ class Ranking:
     def cd(self) -> float:
         cd = None if self.result is None else self.result.cd
         return math.nan if cd is None else float(cd)
+
+    @property
+    def test(self) -> str:
+        """The test autorank ran: Friedman for three or more strategies, for two a one-sided
+        Wilcoxon signed-rank test (better-ranked greater), with no post-hoc test."""
+        omnibus = "" if self.result is None else str(self.result.omnibus)
+        return OMNIBUS.get(omnibus, omnibus)
+
+    def caption(self) -> str:
+        """The ranking in one sentence, naming the test that ran (or why none did)."""
+        if self.result is None:
+            return f"Ranking: not computed, {self.reason}."
+        ranks = ", ".join(f"{s} {v:.2f}" for s, v in sorted(self.mean_ranks.items(), key=lambda kv: kv[1]))
+        text = f"Ranking over {len(self.columns)} columns (mean rank, 1 = best): {ranks}; {self.test} p = {self.pvalue:.3g}"
+        if math.isnan(self.cd):
+            return text + " (two strategies: no post-hoc test)."
+        return text + f"; Nemenyi critical difference {self.cd:.2f} (mean ranks further apart differ at alpha 0.05)."
 
 
 def ranking(c: Comparison, alpha: float = 0.05) -> Ranking:
