@@ -56,20 +56,73 @@ def test_metapaths_and_their_row_normalised_adjacency_by_hand():
     # p0 <- a0; p1 <- a0, a1; p2 <- a1: each row the mean over the paper's authors
     assert torch.allclose(a1, torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]))
     a2 = path_adjacency(paths[1], data.edge_index, counts).to_dense()
-    # p0 cites p1 (authors a0, a1) and p2 (author a1): instances a0 once, a1 twice
-    assert torch.allclose(a2, torch.tensor([[1 / 3, 2 / 3], [0.0, 0.0], [0.0, 0.0]]))
+    # random walk (the authors'): p0 cites p1 and p2 (1/2 each); p1's authors a0, a1 (1/2 each),
+    # p2's a1: a0 = 1/4, a1 = 1/4 + 1/2
+    assert torch.allclose(a2, torch.tensor([[0.25, 0.75], [0.0, 0.0], [0.0, 0.0]]))
+    # every instance alike: a0 once, a1 twice
+    a2_instances = path_adjacency(paths[1], data.edge_index, counts, "instances").to_dense()
+    assert torch.allclose(a2_instances, torch.tensor([[1 / 3, 2 / 3], [0.0, 0.0], [0.0, 0.0]]))
     a3 = path_adjacency(paths[2], data.edge_index, counts).to_dense()
     assert torch.allclose(a3, torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]]))  # p1, p2 cited by p0 (a0)
 
 
-def ktn_on_tiny(hops: int = 2, paths="all"):
+def ktn_on_tiny(hops: int = 2, paths="all", **options):
     zs = prepare_zs(tiny_graph(), zs_cfg(), seed=0)
-    ktn = build(OmegaConf.create({"name": "ktn", "lambda": 1.0, "hops": hops, "paths": paths}), zs, hidden=2)
+    ktn = build(OmegaConf.create({"name": "ktn", "lambda": 1.0, "hops": hops, "paths": paths, **options}), zs,
+                hidden=2)
     return zs, ktn
 
 
+# each relation's row-normalised adjacency on the tiny graph, written from its edge lists: rows
+# the type a relation leaves (authors a0 -> p0, p1; a1 -> p1, p2; p0 cites p1 and p2)
+D_REV_WRITES = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+D_CITES = torch.tensor([[0.0, 0.5, 0.5], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+D_REV_CITES = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+def authors_matching_loss(h_s, h_t, paths, weights):
+    """KTN's released ``get_matching_loss`` (Model/model.py), dense: for each path, from the
+    target end, map with that path's own weight of the relation, then aggregate with the
+    relation's row-normalised adjacency; here each term over the sources the path reaches, the
+    squared distances summed over the width and divided by their number (module docstring)."""
+    total = 0.0
+    for relations, ws in zip(paths, weights):
+        z = h_t
+        for adj, w in zip(reversed(relations), reversed(ws)):
+            z = adj @ (z @ w.T)
+        walk = relations[0]
+        for adj in relations[1:]:
+            walk = walk @ adj
+        reached = [i for i in range(len(h_s)) if bool(walk[i].any())]  # the authors match the rest against 0
+        total += sum(float(((h_s[i] - z[i]) ** 2).sum()) for i in reached) / len(reached)
+    return total
+
+
+def test_ktn_matches_the_authors_formula_with_a_map_per_path_and_relation():
+    _, ktn = ktn_on_tiny()
+    assert sorted(ktn.maps) == ["p0__paper__rev_writes__author", "p1__paper__cites__paper",
+                                "p1__paper__rev_writes__author", "p2__paper__rev_cites__paper",
+                                "p2__paper__rev_writes__author"]  # 5 maps (per_relation: 3)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in ktn.maps.values():
+            m.weight.copy_(torch.randn(2, 2, generator=g))
+    w = {k: m.weight.detach() for k, m in ktn.maps.items()}
+    h_s = torch.tensor([[1.0, 2.0], [0.0, 1.0], [3.0, -1.0]])
+    h_t = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
+    paths = [[D_REV_WRITES], [D_CITES, D_REV_WRITES], [D_REV_CITES, D_REV_WRITES]]
+    weights = [[w["p0__paper__rev_writes__author"]],
+               [w["p1__paper__cites__paper"], w["p1__paper__rev_writes__author"]],
+               [w["p2__paper__rev_cites__paper"], w["p2__paper__rev_writes__author"]]]
+    expected = authors_matching_loss(h_s, h_t, paths, weights)
+    assert float(ktn.matching_loss({"paper": h_s, "author": h_t})) == pytest.approx(expected, rel=1e-6)
+    mapped = [h_t @ weights[0][0].T, h_t @ weights[1][1].T @ weights[1][0].T, h_t @ weights[2][1].T @ weights[2][0].T]
+    assert torch.allclose(ktn.target_embeddings({"paper": h_s, "author": h_t}), sum(mapped) / 3)
+
+
 def test_ktn_matching_loss_and_test_time_mapping_by_hand():
-    zs, ktn = ktn_on_tiny()
+    """The other variant: one map per relation shared by the paths, every path instance alike."""
+    zs, ktn = ktn_on_tiny(maps="per_relation", path_weighting="instances")
     w = {"paper__rev_writes__author": torch.tensor([[2.0, 0.0], [1.0, 1.0]]),
          "paper__cites__paper": torch.tensor([[0.0, 1.0], [1.0, 0.0]]),
          "paper__rev_cites__paper": torch.tensor([[1.0, 0.0], [0.0, -1.0]])}
@@ -99,7 +152,7 @@ def test_ktn_matching_loss_on_a_sampled_batch_by_hand():
     target nodes by graph-wide index, and the step's embedding tables are in local order."""
     from auxrun.transfer.base import StepBatch
 
-    zs, ktn = ktn_on_tiny()
+    zs, ktn = ktn_on_tiny()  # the authors' variant: maps per path (here all alike), random-walk weights
     with torch.no_grad():
         for m in ktn.maps.values():
             m.weight.copy_(torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
@@ -107,8 +160,7 @@ def test_ktn_matching_loss_on_a_sampled_batch_by_hand():
     h_t = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
     w = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
     maps = [h_t @ w.T, h_t @ w.T @ w.T, h_t @ w.T @ w.T]
-    adj = [torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]), torch.tensor([[1 / 3, 2 / 3], [0.0, 0.0], [0.0, 0.0]]),
-           torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]])]
+    adj = [D_REV_WRITES, D_CITES @ D_REV_WRITES, D_REV_CITES @ D_REV_WRITES]
     batch_ids = torch.tensor([2, 0])
     rows = [[2, 0], [0], [2]]  # the batch's sources with an instance of each path
     expected = sum(sum(float(((h_s[i] - a[i] @ m) ** 2).sum()) for i in r) / len(r) for a, m, r in zip(adj, maps, rows))
@@ -124,7 +176,7 @@ def test_ktn_matching_loss_on_a_sampled_batch_by_hand():
 def test_ktn_paths_subset_and_errors():
     _, ktn = ktn_on_tiny(paths=["cites,rev_writes"])
     assert [p.name for p in ktn.paths] == ["cites,rev_writes"] and sorted(ktn.maps) == [
-        "paper__cites__paper", "paper__rev_writes__author"]
+        "p0__paper__cites__paper", "p0__paper__rev_writes__author"]
     with pytest.raises(AuxrunError, match="not among the meta-paths"):
         ktn_on_tiny(paths=["cites"])
 

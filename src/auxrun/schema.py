@@ -40,6 +40,8 @@ from .weighting.gradient import AGGREGATORS
 from .weighting.meta import ACTIVATIONS, META_GRADS, NORMALIZE, SIMS
 from .weighting.metabalance import MODES
 from .weighting.rcgrad import LEARN
+from .transfer.ktn import MAPS as KTN_MAPS
+from .transfer.paths import WEIGHTINGS
 from .weighting.scalarize import SCALARIZERS
 
 
@@ -119,6 +121,7 @@ SCHEMA: dict[str, Spec] = {
     "transfer.alpha": PROBABILITY, "transfer.critic_lr": LEARNING_RATE, "transfer.critic_steps": _count(1, 1000),
     "transfer.gamma": NON_NEGATIVE, "transfer.layers": _count(1, 1000),
     "transfer.paths": Spec(str, each=True, words=("all",)),
+    "transfer.path_weighting": Spec(str, choices=WEIGHTINGS), "transfer.maps": Spec(str, choices=KTN_MAPS),
     "zeroshot.select": Spec(str, choices=("ndcg", "mrr", "f1_micro", "f1_macro", "loss")),
     "zeroshot.source_split": TRAIN_VAL,
     "zeroshot.min_share": Spec(float, 0, 1, low_open=True), "zeroshot.label_features": Spec(str, choices=("drop", "keep")),

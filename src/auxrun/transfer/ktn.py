@@ -3,15 +3,21 @@
 For every meta-path ``p = (r_1, ..., r_k)`` from the source type ``S`` to the target type ``T``
 with at most ``transfer.hops`` relations (all of them, or the ones ``transfer.paths`` lists),
 KTN maps target embeddings into the source space with a chain of bias-free linear maps, one
-per relation and shared by every path that walks that relation:
+per relation of the path (``transfer.maps: per_path``, the authors' code: a path's maps are
+its own, so ``cites, rev_writes`` and ``rev_writes`` learn different ``rev_writes`` maps), or
+one per relation shared by every path that walks it (``per_relation``):
 
-    T_p h = W_{r_1} W_{r_2} ... W_{r_k} h      (W_{r_k}, next to the target, applied first),
+    T_p h = W_{p,r_1} W_{p,r_2} ... W_{p,r_k} h      (W_{p,r_k}, next to the target, applied first),
 
 and trains them together with the GNN by the matching loss
 
     L_KTN = sum_p || H_S[S_p] - (A_p T_p H_T)[S_p] ||_F^2 / |S_p|,
 
-``A_p`` the row-normalised adjacency along ``p`` (:mod:`auxrun.transfer.paths`) and ``S_p`` the
+``A_p`` the adjacency along ``p`` (:mod:`auxrun.transfer.paths`; ``transfer.path_weighting:
+random_walk``, the authors' chain of row-normalised relation adjacencies, or ``instances``,
+every path instance alike). The authors map and aggregate hop by hop,
+``A_{r_1}(W_{r_1}(... A_{r_k}(W_{r_k} H_T)))``; row aggregation and a linear map commute, so
+that is ``A_p T_p H_T``. ``S_p`` is the
 source nodes with at least one instance of ``p`` (a source without one has nothing to match);
 the loss enters as ``L_cls + lambda * L_KTN``. On neighbour-sampled steps (as the paper trains,
 on HGT-sampled subgraphs) the sum runs over the step's source nodes: ``S_p`` is the batch's
@@ -21,7 +27,10 @@ step's subgraph is sampled around (:meth:`KTN.seeds`), so every term is exact. E
 target node is classified by the source classifier applied to ``mean_p T_p h_t``.
 
 The authors' released run script passes ``--no_matching_loss`` on every call, which leaves
-this loss out; here it is always on (``lambda = 0`` is ``direct``).
+this loss out; here it is always on (``lambda = 0`` is ``direct``). Their loss is
+``MSELoss`` over every source node of the sampled subgraph, the ones without an instance of
+``p`` matched against zero; here those are left out and the squared distances summed over
+the embedding width (a constant factor, absorbed by ``lambda``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ from ..errors import AuxrunError
 from .base import Embeddings, StepBatch, Transfer
 from .data import ZeroShotData
 from .paths import MetaPath, has_instance, metapaths, path_adjacency, select_paths
+
+
+MAPS = ("per_path", "per_relation")
 
 
 def relation_key(rel: tuple[str, str, str]) -> str:
@@ -54,18 +66,26 @@ class KTN(Transfer):
             raise AuxrunError(f"transfer=ktn: no meta-path from {zs.source!r} to {zs.target!r} within "
                               f"transfer.hops={int(cfg.hops)} relations; raise transfer.hops")
         counts = {t: g.num_nodes(t) for t in g.node_types}
-        self.adjacency = [path_adjacency(p, g.edge_index, counts) for p in self.paths]
+        weighting = str(cfg.get("path_weighting", "random_walk"))
+        self.adjacency = [path_adjacency(p, g.edge_index, counts, weighting) for p in self.paths]
         self.rows = [has_instance(a) for a in self.adjacency]
         self.row_ptr = [torch.searchsorted(a.indices()[0], torch.arange(a.shape[0] + 1)) for a in self.adjacency]
-        rels = sorted({relation_key(r) for p in self.paths for r in p.relations})
-        self.maps = nn.ModuleDict({r: nn.Linear(hidden, hidden, bias=False) for r in rels})
+        self.per_path = str(cfg.get("maps", "per_path")) == "per_path"
+        keys = sorted({self.map_key(i, r) for i, p in enumerate(self.paths) for r in p.relations})
+        self.maps = nn.ModuleDict({k: nn.Linear(hidden, hidden, bias=False) for k in keys})
         for m in self.maps.values():
             nn.init.eye_(m.weight)
 
+    def map_key(self, index: int, rel: tuple[str, str, str]) -> str:
+        """The name of the map of relation ``rel`` on the ``index``-th path (``p<index>__`` first
+        when every path has maps of its own)."""
+        return (f"p{index}__" if self.per_path else "") + relation_key(rel)
+
     def map_path(self, h: Tensor, path: MetaPath) -> Tensor:
         """``T_p h`` for rows ``h`` (the relation next to the target first)."""
+        index = self.paths.index(path)
         for rel in reversed(path.relations):
-            h = self.maps[relation_key(rel)](h)
+            h = self.maps[self.map_key(index, rel)](h)
         return h
 
     def matching_loss(self, emb: Embeddings, batch: StepBatch | None = None) -> Tensor:

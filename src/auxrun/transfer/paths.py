@@ -3,12 +3,21 @@
 A meta-path ``p = (r_1, ..., r_k)`` from type ``S`` to type ``T`` is a walk over relations:
 ``r_1`` leaves ``S``, each ``r_{i+1}`` leaves the type ``r_i`` enters, ``r_k`` enters ``T``.
 With ``A_r`` the 0/1 adjacency of relation ``r = (a, rel, b)`` (``A_r[i, j] = 1`` for the edge
-``i -> j``, shape ``(n_a, n_b)``), the path's instance counts are ``C_p = A_{r_1} ... A_{r_k}``
-and its row-normalised adjacency is
+``i -> j``, shape ``(n_a, n_b)``) and ``D(M)`` a matrix with each row divided by its sum (rows
+of zeros stay zero), the path's adjacency is, by ``weighting``:
 
-    A_p[s, t] = C_p[s, t] / sum_t' C_p[s, t']        (rows without an instance stay zero),
+* ``random_walk`` (the KTN authors' aggregation, and what the paper's per-relation mean
+  aggregation composes to): the chain of each relation's own row-normalised adjacency,
 
-so ``(A_p H_T)[s]`` is the mean of ``h_t`` over the path instances that start at ``s``.
+      A_p = D(A_{r_1}) D(A_{r_2}) ... D(A_{r_k}),
+
+  so ``A_p[s, t]`` is the probability that a random walk along ``p`` from ``s`` ends at ``t``;
+* ``instances``: the row-normalised product, ``A_p = D(A_{r_1} ... A_{r_k})``, where every path
+  instance from ``s`` counts alike, whichever node it passes.
+
+Either way ``(A_p H_T)[s]`` is a weighted mean of target embeddings (under ``random_walk``
+with weights summing below 1 where a walk can end early, at a node without the next
+relation), and a source without an instance of ``p`` has a zero row.
 """
 
 from __future__ import annotations
@@ -68,18 +77,30 @@ def relation_adjacency(edge_index: Tensor, n_src: int, n_dst: int) -> Tensor:
     return torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=edge_index.device), (n_src, n_dst)).coalesce()
 
 
-def path_adjacency(path: MetaPath, edge_index: dict[EdgeType, Tensor], counts: dict[str, int]) -> Tensor:
-    """The row-normalised ``A_p`` of ``path`` (sparse COO, ``(n_start, n_end)``)."""
+WEIGHTINGS = ("random_walk", "instances")
+
+
+def row_normalised(adj: Tensor) -> Tensor:
+    """``D(adj)``: each row of a sparse COO matrix divided by its sum (empty rows stay empty)."""
+    adj = adj.coalesce()
+    rows, values = adj.indices()[0], adj.values()
+    sums = torch.zeros(adj.shape[0], device=values.device, dtype=values.dtype).index_add_(0, rows, values)
+    return torch.sparse_coo_tensor(adj.indices(), values / sums[rows], adj.shape).coalesce()
+
+
+def path_adjacency(path: MetaPath, edge_index: dict[EdgeType, Tensor], counts: dict[str, int],
+                   weighting: str = "random_walk") -> Tensor:
+    """``A_p`` of ``path`` under ``weighting`` (module docstring; sparse COO, ``(n_start, n_end)``)."""
+    per_relation = weighting == "random_walk"
     prod = None
     with warnings.catch_warnings():  # torch's notes on sparse support being in beta
         warnings.simplefilter("ignore", UserWarning)
         for rel in path.relations:
             a = relation_adjacency(edge_index[rel], counts[rel[0]], counts[rel[2]])
+            a = row_normalised(a) if per_relation else a
             prod = a if prod is None else torch.sparse.mm(prod, a).coalesce()
     assert prod is not None
-    rows, values = prod.indices()[0], prod.values()
-    sums = torch.zeros(prod.shape[0], device=values.device).index_add_(0, rows, values)
-    return torch.sparse_coo_tensor(prod.indices(), values / sums[rows], prod.shape).coalesce()
+    return prod if per_relation else row_normalised(prod)
 
 
 def has_instance(adj: Tensor) -> Tensor:
