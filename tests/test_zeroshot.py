@@ -272,6 +272,22 @@ def test_wdgrl_critic_gradient_penalty_and_distance_by_hand():
     assert all(p.grad is None for p in m.critic.parameters())
 
 
+def test_wdgrl_clips_only_what_the_models_optimiser_steps(make_cfg):
+    """trainer.grad_clip bounds the norm of the model's gradients; the critic's (stepped by its
+    own optimiser) are not counted, or the model would be clipped more than asked."""
+    from auxrun.transfer.zeroshot import ZeroShotJob
+
+    clip = 1e-3
+    cfg = run_cfg(make_cfg, "transfer=wdgrl", "backbone=rgcn", f"trainer.grad_clip={clip}")
+    job = ZeroShotJob(zeroshot_parts(cfg), cfg.trainer)
+    plan = job.new_epoch()
+    job.train_step(next(job.batches(plan)), 0)
+    stepped = [q.grad for g in job.optimizer.param_groups for q in g["params"] if q.grad is not None]
+    critic = [q.grad for q in job.model.method.critic.parameters() if q.grad is not None]
+    assert critic and float(torch.cat([g.flatten() for g in critic]).norm()) > 0  # the critic got gradients too
+    assert float(torch.cat([g.flatten() for g in stepped]).norm()) == pytest.approx(clip, rel=1e-4)
+
+
 def test_label_propagation_matches_the_iteration_by_hand():
     zs = prepare_zs(tiny_graph(), zs_cfg(), seed=0)
     lp = build(OmegaConf.create({"name": "lp", "layers": 3, "alpha": 0.9}), zs, hidden=2)

@@ -156,8 +156,8 @@ def _step(p: ZeroShotParts, optimizer: torch.optim.Optimizer, nodes: torch.Tenso
                        f"{float(extra) if extra is not None else 0.0:.4g}) at step {index}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if trainer.grad_clip:
-        nn.utils.clip_grad_norm_(model.parameters(), float(trainer.grad_clip))
+    if trainer.grad_clip:  # what the model's optimiser steps: not a method's own players (WDGRL's critic)
+        nn.utils.clip_grad_norm_([q for g in optimizer.param_groups for q in g["params"]], float(trainer.grad_clip))
     optimizer.step()
     return float(cls.detach()), float(extra.detach()) if extra is not None else math.nan
 
