@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -223,7 +224,7 @@ def test_domain_losses_entropy_weights_multilinear_map_and_gradient_reversal_by_
     assert float(domain_bce(d_s, d_t)) == pytest.approx(float(hand), rel=1e-6)
     p = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
     w = 1 + torch.exp(torch.tensor([-math.log(2), 0.0]))
-    assert torch.allclose(entropy_weights(p), w / w.sum())
+    assert torch.allclose(entropy_weights(p), w / w.sum(), atol=1e-4)  # H with log(p + 1e-5), as the authors
     h = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 1.0]])
     assert multilinear(h, p).tolist() == [[0.5, 1.0, 1.5, 0.5, 1.0, 1.5], [0.0, -1.0, 1.0, 0.0, 0.0, 0.0]]
     x = torch.tensor([1.0, -2.0], requires_grad=True)
@@ -250,6 +251,66 @@ def test_dann_and_cdan_discriminators_learn_while_the_encoder_is_pushed_the_othe
         plain = torch.autograd.grad(domain_bce(d_s, d_t), [emb["paper"], *m.discriminator.parameters()])
         assert torch.allclose(grads[0], -plain[0], atol=1e-6)
         assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[1:], plain[1:]))
+
+
+def flip(x: torch.Tensor, c: float = 1.0) -> torch.Tensor:
+    """Gradient reversal written without auxrun: forward ``x``, backward ``-c * grad``."""
+    return x.detach() * (1 + c) - c * x
+
+
+def test_cdan_e_entropy_weights_carry_a_reversed_gradient_as_in_the_authors_code():
+    from auxrun.transfer.adaptation import CDANE
+
+    zs = prepare_zs(tiny_graph(3), zs_cfg(), seed=0)
+    h_s, h_t = da_inputs(4)
+    batch = StepBatch(torch.arange(4), torch.arange(4))
+    torch.manual_seed(0)
+    m = CDANE(zs, 3, OmegaConf.create({"lambda": 1.0, "disc_hidden": 8, "schedule_steps": 0}))
+    classifier = nn.Linear(3, 2)
+    hs = h_s.clone().requires_grad_(True)
+    ours = torch.autograd.grad(m.loss({"paper": hs, "author": h_t}, batch, classifier), hs)[0]
+
+    def authors(detach_entropy: bool) -> torch.Tensor:
+        """The CDAN authors' loss.CDAN with entropy: the multilinear map of the detached softmax,
+        the entropy through a reversal hook, weights 1 + exp(-H) over each domain's detached
+        sum, the weighted BCE sum over the detached total of the weights (2)."""
+        h = h_s.clone().requires_grad_(True)
+        total = 0.0
+        for x, label in ((h, 1.0), (h_t, 0.0)):
+            p = classifier(x).softmax(1)
+            d = m.discriminator(flip((p.detach()[:, :, None] * x[:, None, :]).flatten(1))).squeeze(1)
+            ent = -(p * torch.log(p + 1e-5)).sum(1)
+            w = 1 + torch.exp(-(ent.detach() if detach_entropy else flip(ent)))
+            w = w / w.sum().detach()
+            total = total + (w * F.binary_cross_entropy_with_logits(d, torch.full_like(d, label),
+                                                                   reduction="none")).sum()
+        return torch.autograd.grad(total / 2, h)[0]
+
+    assert torch.allclose(ours, 2 * authors(False), atol=1e-6)  # ours: the sum over both domains, not / 2
+    assert not torch.allclose(ours, 2 * authors(True), atol=1e-4)  # detached weights: another gradient
+
+
+def test_the_reversal_weight_warms_up_as_in_the_dann_paper():
+    from auxrun.transfer.adaptation import warm_up
+
+    assert warm_up(0.0) == 0.0 and warm_up(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
+    assert warm_up(1.0) == pytest.approx(0.9999092) and warm_up(3.0) == warm_up(1.0)
+    zs = prepare_zs(tiny_graph(3), zs_cfg(), seed=0)
+    h_s, h_t = da_inputs(4)
+    batch = StepBatch(torch.arange(4), torch.arange(4))
+    m = DANN(zs, 3, OmegaConf.create({"lambda": 1.0, "disc_hidden": 8, "schedule_steps": None}))
+    m.plan(100)  # the run's 100 steps
+    hs = h_s.clone().requires_grad_(True)
+    emb = {"paper": hs, "author": h_t}
+    m.before_step(emb, batch, nn.Identity())  # step 0: c = 0, the encoder gets nothing yet
+    assert float(torch.autograd.grad(m.loss(emb, batch, nn.Identity()), hs)[0].abs().sum()) == 0.0
+    for _ in range(49):
+        m.before_step(emb, batch, nn.Identity())
+    assert m.current == pytest.approx(warm_up(0.49)) and m.state_dict()["_extra_state"]["counters"] == {"steps": 50}
+    constant = DANN(zs, 3, OmegaConf.create({"lambda": 1.0, "disc_hidden": 8, "schedule_steps": 0}))
+    constant.plan(100)
+    constant.before_step(emb, batch, nn.Identity())
+    assert constant.current == 1.0
 
 
 def test_wdgrl_critic_gradient_penalty_and_distance_by_hand():

@@ -121,6 +121,7 @@ SCHEMA: dict[str, Spec] = {
     "transfer.alpha": PROBABILITY, "transfer.critic_lr": LEARNING_RATE, "transfer.critic_steps": _count(1, 1000),
     "transfer.gamma": NON_NEGATIVE, "transfer.layers": _count(1, 1000),
     "transfer.paths": Spec(str, each=True, words=("all",)),
+    "transfer.schedule_steps": Spec(int, 0, INT32_MAX, optional=True),
     "transfer.path_weighting": Spec(str, choices=WEIGHTINGS), "transfer.maps": Spec(str, choices=KTN_MAPS),
     "zeroshot.select": Spec(str, choices=("ndcg", "mrr", "f1_micro", "f1_macro", "loss")),
     "zeroshot.source_split": TRAIN_VAL,

@@ -13,11 +13,18 @@ embeddings, ``p = softmax(f(h))`` the classifier's predictions. Each loss enters
   source medians of each layer).
 * ``dann`` (Ganin et al. 2016): a domain discriminator ``D`` behind a gradient reversal layer,
   ``L = BCE(D(R(h_s)), 1) + BCE(D(R(h_t)), 0)`` (means over each domain); ``D`` learns to tell
-  the domains apart while the reversed gradient trains the encoder to confuse it.
+  the domains apart while the reversed gradient trains the encoder to confuse it. ``R`` is the
+  identity forward and multiplies the gradient by ``-c`` backward, with the paper's warm-up
+  ``c = 2 / (1 + exp(-10 q)) - 1``, ``q`` the training progress from 0 to 1 (step over
+  ``transfer.schedule_steps``; null: the run's total steps; 0: ``c = 1`` throughout).
 * ``cdan`` (Long et al. 2018): the discriminator sees the multilinear map ``h (x) p`` (outer
-  product, flattened); ``p`` is detached as in the authors' code, so the adversarial gradient
-  reaches the encoder through ``h``. ``cdan_e``: each example's BCE is weighted by
-  ``w = 1 + exp(-H(p))`` (``H`` the entropy), normalised to sum to 1 within each domain.
+  product, flattened); ``p`` is detached there as in the authors' code, so the adversarial
+  gradient reaches the encoder through ``h``; the same reversal and warm-up. ``cdan_e``: each
+  example's BCE is weighted by ``w = 1 + exp(-H(p))``, ``H(p) = -sum p log(p + 1e-5)``,
+  normalised by the detached sum within each domain; as in the authors' code the entropy keeps
+  its gradient, reversed and scaled by ``c`` as the features' (``H`` passes through ``R``), so
+  the encoder and classifier are also pushed towards confident predictions on the examples the
+  discriminator finds hard.
 * ``wdgrl`` (Shen et al. 2018): a critic ``c`` estimates the Wasserstein-1 distance
   ``W = mean c(h_s) - mean c(h_t)``; before each model step it takes ``transfer.critic_steps``
   Adam steps maximising ``W - gamma * GP`` on the step's detached embeddings, with
@@ -26,6 +33,8 @@ embeddings, ``p = softmax(f(h))`` the classifier's predictions. Each loss enters
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -60,19 +69,26 @@ def joint_mmd(layers_s: list[Tensor], layers_t: list[Tensor]) -> Tensor:
 
 
 class _Reverse(torch.autograd.Function):
-    """Gradient reversal: identity forward, ``-grad`` backward."""
+    """Gradient reversal: identity forward, ``-coefficient * grad`` backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, coefficient: float) -> Tensor:  # type: ignore[override]
+        ctx.coefficient = coefficient
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        return -grad
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return -ctx.coefficient * grad, None
 
 
-def reverse_gradient(x: Tensor) -> Tensor:
-    return _Reverse.apply(x)
+def reverse_gradient(x: Tensor, coefficient: float = 1.0) -> Tensor:
+    return _Reverse.apply(x, coefficient)
+
+
+def warm_up(progress: float) -> float:
+    """DANN's reversal coefficient ``2 / (1 + exp(-10 q)) - 1`` at progress ``q`` (clamped to [0, 1])."""
+    q = min(max(progress, 0.0), 1.0)
+    return 2.0 / (1.0 + math.exp(-10.0 * q)) - 1.0
 
 
 def _mlp(inp: int, hidden: int) -> nn.Sequential:
@@ -110,10 +126,29 @@ def domain_bce(d_s: Tensor, d_t: Tensor, w_s: Tensor | None = None, w_t: Tensor 
 
 class DANN(Transfer):
     name = "dann"
+    counters = ("steps",)  # the warm-up's position, restored with a checkpoint
 
     def __init__(self, zs: ZeroShotData, hidden: int, cfg) -> None:
         super().__init__(zs, hidden, cfg)
         self.discriminator = _mlp(self.input_dim(hidden, zs.num_classes), int(cfg.get("disc_hidden", hidden)))
+        given = cfg.get("schedule_steps")
+        self.schedule_steps: int | None = None if given is None else int(given)  # None: the run's (plan)
+        self.steps = 0
+
+    def plan(self, total_steps: int) -> None:
+        """The run's number of training steps: the warm-up's length unless ``schedule_steps`` is set."""
+        if self.schedule_steps is None:
+            self.schedule_steps = max(1, int(total_steps))
+
+    def coefficient(self) -> float:
+        """The reversal coefficient ``c`` of this step (module docstring)."""
+        if not self.schedule_steps:
+            return 1.0
+        return warm_up(self.steps / self.schedule_steps)
+
+    def before_step(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> None:
+        self.current = self.coefficient()
+        self.steps += 1
 
     def input_dim(self, hidden: int, num_classes: int) -> int:
         return hidden
@@ -125,15 +160,16 @@ class DANN(Transfer):
     def features(self, h: Tensor, p: Tensor | None) -> Tensor:
         return h
 
-    def weights(self, p_s: Tensor | None, p_t: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    def weights(self, p_s: Tensor | None, p_t: Tensor | None, c: float) -> tuple[Tensor | None, Tensor | None]:
         return None, None
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
+        c = getattr(self, "current", self.coefficient())  # set by before_step; a loss outside a step: now's
         h_s, h_t = self.domains(emb, batch)
         p_s, p_t = self.predictions(h_s, classifier), self.predictions(h_t, classifier)
-        d_s = self.discriminator(reverse_gradient(self.features(h_s, p_s))).squeeze(1)
-        d_t = self.discriminator(reverse_gradient(self.features(h_t, p_t))).squeeze(1)
-        return domain_bce(d_s, d_t, *self.weights(p_s, p_t))
+        d_s = self.discriminator(reverse_gradient(self.features(h_s, p_s), c)).squeeze(1)
+        d_t = self.discriminator(reverse_gradient(self.features(h_t, p_t), c)).squeeze(1)
+        return domain_bce(d_s, d_t, *self.weights(p_s, p_t, c))
 
 
 def multilinear(h: Tensor, p: Tensor) -> Tensor:
@@ -141,12 +177,13 @@ def multilinear(h: Tensor, p: Tensor) -> Tensor:
     return (p[:, :, None] * h[:, None, :]).flatten(1)
 
 
-def entropy_weights(p: Tensor) -> Tensor:
-    """``w = 1 + exp(-H(p))`` per row, normalised to sum to 1 (no gradient)."""
-    p = p.detach()
-    h = -(p * torch.log(p.clamp_min(1e-12))).sum(1)
+def entropy_weights(p: Tensor, coefficient: float = 1.0) -> Tensor:
+    """``w = 1 + exp(-H(p))`` per row, ``H(p) = -sum p log(p + 1e-5)``, divided by the detached sum
+    of the rows; ``H`` passes through the gradient reversal (``coefficient``), as in the authors'
+    code, so ``w`` carries a reversed gradient into ``p``."""
+    h = reverse_gradient(-(p * torch.log(p + 1e-5)).sum(1), coefficient)
     w = 1 + torch.exp(-h)
-    return w / w.sum()
+    return w / w.sum().detach()
 
 
 class CDAN(DANN):
@@ -157,17 +194,17 @@ class CDAN(DANN):
         return hidden * num_classes
 
     def predictions(self, h: Tensor, classifier: nn.Module) -> Tensor:
-        """``softmax(f(h))``, detached (computed once per domain and step)."""
-        return classifier(h).softmax(1).detach()
+        """``softmax(f(h))`` (computed once per domain and step)."""
+        return classifier(h).softmax(1)
 
     def features(self, h: Tensor, p: Tensor | None) -> Tensor:
         assert p is not None
-        return multilinear(h, p)
+        return multilinear(h, p.detach())  # the multilinear map sees p without its gradient
 
-    def weights(self, p_s: Tensor | None, p_t: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    def weights(self, p_s: Tensor | None, p_t: Tensor | None, c: float) -> tuple[Tensor | None, Tensor | None]:
         if not self.entropy or p_s is None or p_t is None:
             return None, None
-        return entropy_weights(p_s), entropy_weights(p_t)
+        return entropy_weights(p_s, c), entropy_weights(p_t, c)
 
 
 class CDANE(CDAN):

@@ -183,6 +183,8 @@ class ZeroShotJob:
         self.max_epochs = int(trainer.max_epochs) if method.trains else 0
         self.name = f"zeroshot {method.name}"
         self.train_nodes = p.zs.source_split["train"]
+        if hasattr(method, "plan"):  # a method with a schedule over the run (DANN's reversal warm-up)
+            method.plan(self.max_epochs * math.ceil(len(self.train_nodes) / int(trainer.batch_size)))
 
     def new_epoch(self) -> EpochPlan:
         return EpochPlan(torch.randperm(len(self.train_nodes), generator=self.gen))
