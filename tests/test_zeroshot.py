@@ -182,15 +182,19 @@ def test_ktn_paths_subset_and_errors():
         ktn_on_tiny(paths=["cites"])
 
 
-def skada_kernel_mmd(x: np.ndarray, y: np.ndarray) -> float:
-    """skada's DAN estimator written out: sum of 33 exp(-d / sigma_u) kernels, sigma_u =
-    2^(-8 + u/2) * median source distance (+1e-7), biased MMD^2."""
-    def dist(a, b):
-        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    med = np.median(dist(x, x)) + 1e-7
+def dan_mmd(x: np.ndarray, y: np.ndarray) -> float:
+    """DAN's MK-MMD^2 written out in numpy: the mean of 33 Gaussian kernels exp(-d^2 / gamma_u),
+    gamma_u = 2^((u - 16) / 2) * gamma, gamma the median squared distance between distinct
+    source rows; the biased estimate."""
+    def sq(a, b):
+        return ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+
+    d = sq(x, x)
+    gamma = np.median(d[~np.eye(len(x), dtype=bool)]) + 1e-7
+
     def k(a, b):
-        d = dist(a, b)
-        return sum(np.exp(-d / (2 ** (-8 + u / 2) * med)) for u in range(33))
+        return np.mean([np.exp(-sq(a, b) / (2 ** ((u - 16) / 2) * gamma)) for u in range(33)], axis=0)
+
     return float(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
 
 
@@ -200,20 +204,37 @@ def da_inputs(n=5, d=3, c=2):
     return h_s, h_t
 
 
-def test_dan_is_skadas_multi_kernel_mmd_and_jan_its_joint_version():
-    h_s, h_t = da_inputs(5)
+def test_dan_is_the_papers_gaussian_multi_kernel_mmd_with_a_fixed_bandwidth_and_jan_its_joint_version():
+    h_s, h_t = da_inputs(6)  # 15 pairs of source rows: an odd count, one middle value for numpy and torch
     zs = prepare_zs(tiny_graph(3), zs_cfg(), seed=0)
     dan = build(OmegaConf.create({"name": "dan", "lambda": 1.0}), zs, hidden=3)
-    emb, batch = {"paper": h_s, "author": h_t}, StepBatch(torch.arange(5), torch.arange(5))
-    # torch.median of an even count is the lower middle value, numpy's the mean of the two:
-    # with 25 distances (odd) they agree
-    assert float(dan.loss(emb, batch, nn.Identity())) == pytest.approx(skada_kernel_mmd(h_s.numpy(), h_t.numpy()),
-                                                                       rel=1e-4)
-    # JMMD with constant predictions: the prediction kernel is 33 everywhere, so JMMD = 33 MMD
-    p = torch.full((5, 2), 0.5)
-    assert float(joint_mmd([h_s, p], [h_t, p])) == pytest.approx(33 * skada_kernel_mmd(h_s.numpy(), h_t.numpy()),
-                                                                 rel=1e-4)
-    # identical domains: zero
+    batch = StepBatch(torch.arange(6), torch.arange(6))
+    assert float(dan.loss({"paper": h_s, "author": h_t}, batch, nn.Identity())) == pytest.approx(
+        dan_mmd(h_s.numpy(), h_t.numpy()), rel=1e-4)
+    # the gradient: the bandwidth is a constant of the step, as in the paper
+    hs = h_s.clone().requires_grad_(True)
+    ours = torch.autograd.grad(dan.loss({"paper": hs, "author": h_t}, batch, nn.Identity()), hs)[0]
+    gamma = float(np.median(((h_s[:, None] - h_s[None]) ** 2).sum(-1).numpy()[np.triu_indices(6, 1)])) + 1e-7
+    hs2 = h_s.clone().requires_grad_(True)
+
+    def k(a, b):
+        return torch.stack([torch.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 ** ((u - 16) / 2) * gamma))
+                            for u in range(33)]).mean(0)
+
+    fixed = torch.autograd.grad(k(hs2, hs2).mean() + k(h_t, h_t).mean() - 2 * k(hs2, h_t).mean(), hs2)[0]
+    assert torch.allclose(ours, fixed, atol=1e-6)
+    # skada's form (Laplacian kernels, the gradient through the median distance): far from it
+    hs3 = h_s.clone().requires_grad_(True)
+    sigma = torch.median(torch.cdist(hs3, hs3)) + 1e-7
+
+    def lap(a, b):
+        return sum(torch.exp(-torch.cdist(a, b) / (2 ** (-8 + u / 2) * sigma)) for u in range(33))
+
+    skada = torch.autograd.grad(lap(hs3, hs3).mean() + lap(h_t, h_t).mean() - 2 * lap(hs3, h_t).mean(), hs3)[0]
+    assert float((skada / 33 - ours).norm() / ours.norm()) > 0.5
+    # JMMD with constant predictions: their kernel is 1 everywhere, so JMMD = MMD; equal domains: 0
+    p = torch.full((6, 2), 0.5)
+    assert float(joint_mmd([h_s, p], [h_t, p])) == pytest.approx(dan_mmd(h_s.numpy(), h_t.numpy()), rel=1e-4)
     assert float(joint_mmd([h_s, p], [h_s, p])) == pytest.approx(0.0, abs=1e-6)
 
 

@@ -6,11 +6,19 @@ embeddings, ``p = softmax(f(h))`` the classifier's predictions. Each loss enters
 ``L_cls + lambda * L``.
 
 * ``dan`` (Long et al. 2015): multi-kernel MMD, ``MMD^2 = mean k(h_s, h_s') + mean k(h_t, h_t')
-  - 2 mean k(h_s, h_t)`` with skada's kernel sum ``k(x, y) = sum_u exp(-||x - y|| / sigma_u)``,
-  33 bandwidths ``sigma_u = 2^{-8 + u/2} * median ||h_s - h_s'||`` (``skada.deep.losses.dan_loss``).
+  - 2 mean k(h_s, h_t)``, with the paper's family of Gaussian kernels: ``k = mean_u k_u``,
+  ``k_u(x, y) = exp(-||x - y||^2 / gamma_u)``, 33 bandwidths ``gamma_u = 2^{(u - 16) / 2} gamma``
+  from ``2^-8 gamma`` to ``2^8 gamma`` by factors of ``2^{1/2}``, ``gamma`` the median squared
+  distance between the batch's source embeddings, held fixed (no gradient flows through it).
+  Two simplifications, as in most reproductions: the kernel weights are uniform (the paper
+  learns them by a quadratic program that maximises the test power) and the estimator is the
+  biased quadratic one over the batch (the paper's is the linear-time unbiased one).
+  skada's ``dan_loss`` is not used: it sums Laplacian kernels ``exp(-||x - y|| / sigma_u)`` and
+  lets the gradient flow through the median bandwidth, which moves the embeddings' gradient
+  far from DAN's (tested).
 * ``jan`` (Long et al. 2017): joint MMD over features and predictions, the same estimator with
-  the product kernel ``k_h(h, h') * k_p(p, p')`` (both of skada's form, bandwidths from the
-  source medians of each layer).
+  the product kernel ``k_h(h, h') * k_p(p, p')``, each layer's kernel the Gaussian family above
+  with its own median bandwidth.
 * ``dann`` (Ganin et al. 2016): a domain discriminator ``D`` behind a gradient reversal layer,
   ``L = BCE(D(R(h_s)), 1) + BCE(D(R(h_t)), 0)`` (means over each domain); ``D`` learns to tell
   the domains apart while the reversed gradient trains the encoder to confuse it. ``R`` is the
@@ -43,26 +51,35 @@ from torch import Tensor, nn
 from .base import Embeddings, StepBatch, Transfer
 from .data import ZeroShotData
 
-BANDWIDTHS = torch.tensor([2 ** (-8 + u / 2) for u in range(33)])  # skada's, times the median distance
+BANDWIDTHS = torch.tensor([2 ** ((u - 16) / 2) for u in range(33)])  # DAN's: 2^-8 .. 2^8 by 2^(1/2), times gamma
 
 
-def multi_kernel(x: Tensor, y: Tensor, scale: Tensor) -> Tensor:
-    """``k(x_i, y_j) = sum_u exp(-||x_i - y_j|| / (b_u * scale))``, the kernel of skada's DAN loss."""
-    sigmas = BANDWIDTHS.to(x) * scale
-    return torch.exp(-torch.cdist(x, y)[None] / sigmas[:, None, None]).sum(0)
+def squared_distances(x: Tensor, y: Tensor) -> Tensor:
+    """``||x_i - y_j||^2`` for every pair of rows."""
+    return (x[:, None, :] - y[None, :, :]).pow(2).sum(-1)
 
 
-def median_distance(x: Tensor, eps: float = 1e-7) -> Tensor:
-    return torch.median(torch.cdist(x, x)).detach() + eps
+def multi_kernel(x: Tensor, y: Tensor, gamma: Tensor) -> Tensor:
+    """``k(x_i, y_j) = mean_u exp(-||x_i - y_j||^2 / (b_u gamma))``, DAN's Gaussian family."""
+    gammas = BANDWIDTHS.to(x) * gamma
+    return torch.exp(-squared_distances(x, y)[None] / gammas[:, None, None]).mean(0)
+
+
+def median_bandwidth(x: Tensor, eps: float = 1e-7) -> Tensor:
+    """``gamma``: the median squared distance over the pairs of distinct rows of ``x`` (the lower
+    of the two middle values for an even count), without gradient."""
+    i, j = torch.triu_indices(len(x), len(x), 1, device=x.device)
+    pairs = (x[i] - x[j]).detach().pow(2).sum(-1)
+    return (torch.median(pairs) if pairs.numel() else x.new_ones(())) + eps
 
 
 def joint_mmd(layers_s: list[Tensor], layers_t: list[Tensor]) -> Tensor:
-    """Biased JMMD estimate with the product over layers of :func:`multi_kernel` (bandwidth
-    scale per layer: the median pairwise source distance)."""
+    """Biased (J)MMD estimate with the product over layers of :func:`multi_kernel`, each layer
+    with its own bandwidth (the median squared source distance); one layer is DAN's MK-MMD."""
     kss = kst = ktt = None
     for s, t in zip(layers_s, layers_t):
-        scale = median_distance(s)
-        k = (multi_kernel(s, s, scale), multi_kernel(s, t, scale), multi_kernel(t, t, scale))
+        gamma = median_bandwidth(s)
+        k = (multi_kernel(s, s, gamma), multi_kernel(s, t, gamma), multi_kernel(t, t, gamma))
         kss, kst, ktt = k if kss is None else (kss * k[0], kst * k[1], ktt * k[2])
     assert kss is not None and kst is not None and ktt is not None
     return kss.mean() + ktt.mean() - 2 * kst.mean()
@@ -99,10 +116,8 @@ class DAN(Transfer):
     name = "dan"
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
-        from skada.deep.losses import dan_loss  # imported on use: skada pulls in scikit-learn and POT
-
         h_s, h_t = self.domains(emb, batch)
-        return dan_loss(h_s, h_t)
+        return joint_mmd([h_s], [h_t])
 
 
 class JAN(Transfer):
