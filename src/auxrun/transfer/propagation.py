@@ -7,8 +7,10 @@
   target node's scores are its propagated row.
 * ``ep`` (embedding propagation): trained as ``direct``; at test time target node ``t`` takes
   the mean over the meta-paths ``q`` from target to source (up to ``transfer.hops``) of its
-  source-type neighbours' embeddings along ``q``, ``mean_q (A_q H_S)[t]`` (``A_q`` row-
-  normalised), over the paths where ``t`` has an instance; a target without any keeps ``h_t``.
+  source-type neighbours' embeddings along ``q``, ``mean_q (A_q H_S)[t]`` (``A_q`` the row-
+  normalised product of the path's adjacencies: each path instance counts alike, KTN's
+  ``transfer.path_weighting=instances``), over the paths where ``t`` has an instance; a target
+  without any keeps ``h_t``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class EP(Transfer):
                               f"transfer.hops={int(cfg.hops)} relations; raise transfer.hops")
         counts = {t: g.num_nodes(t) for t in g.node_types}
         self.paths = paths
-        self.adjacency = [path_adjacency(p, g.edge_index, counts) for p in paths]
+        self.adjacency = [path_adjacency(p, g.edge_index, counts, "instances") for p in paths]
 
     def target_embeddings(self, emb: Embeddings) -> Tensor:
         h_s, h_t = emb[self.source], emb[self.target]
