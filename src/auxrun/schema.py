@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import AuxrunError
 from .specs import INT32_MAX, Spec
-from .data import REGISTRY
+from .data import REGISTRY, loader_name
 from .data.neighbors import BACKENDS
 from .data.step_inputs import SAMPLING
 from .models.molecular import POOLING
@@ -202,7 +202,7 @@ def check_dataset_kind(cfg: DictConfig) -> None:
     unknown loader is left to ``dataset.loader``'s check."""
     from .data import datasets_of
 
-    loader = REGISTRY.get(str(cfg.dataset.get("loader", cfg.dataset.name)))
+    loader = REGISTRY.get(loader_name(cfg.dataset))
     kinds = COMMAND_KINDS.get(str(cfg.get("command")), ())
     if loader is None or not kinds or set(kinds) & set(loader.kinds):
         return

@@ -12,7 +12,7 @@ from ..errors import AuxrunError
 from .checks import check_dataset
 from .graph import EdgeType, GraphData, NodeLabels, PairLabels, TargetSpec
 from .molecules import MolData
-from .registry import KINDS, REGISTRY, Loader, datasets_of, fits_layout, loader, loader_of
+from .registry import KINDS, REGISTRY, Loader, datasets_of, fits_layout, loader, loader_name, loader_of
 
 for _module in pkgutil.iter_modules(__path__):  # each loader module registers its loaders
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -25,7 +25,7 @@ def read(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
     (splits), with each file checked as it is read but the whole not yet checked (tests of a
     loader's parsing read tiny files this way); loaders that build slowly keep what they built
     under ``cache_dir``."""
-    name = str(cfg.get("loader", cfg.name))
+    name = loader_name(cfg)
     try:
         found = REGISTRY[name]
     except KeyError:
@@ -43,4 +43,4 @@ def load(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> GraphData 
 
 
 __all__ = ["EdgeType", "GraphData", "NodeLabels", "MolData", "PairLabels", "TargetSpec", "KINDS", "REGISTRY", "Loader",
-           "MOLECULAR_LOADERS", "datasets_of", "fits_layout", "load", "loader", "loader_of", "read"]
+           "MOLECULAR_LOADERS", "datasets_of", "fits_layout", "load", "loader", "loader_name", "loader_of", "read"]

@@ -47,6 +47,11 @@ def loader(name: str, *, kinds: tuple[str, ...] = ("graph",), layouts: tuple[str
     return register
 
 
+def loader_name(dataset_cfg) -> str:
+    """The loader a composed ``dataset`` config names: its ``loader``, else its ``name``."""
+    return str(dataset_cfg.get("loader", dataset_cfg.name))
+
+
 def loader_of(dataset: str) -> Loader | None:
     """The loader a ``dataset=`` option uses (its ``dataset.loader``, else its name); ``None`` for a
     name no config file or loader knows (a result of an option that was since removed)."""

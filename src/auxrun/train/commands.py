@@ -56,7 +56,7 @@ def _validate(cfg: DictConfig) -> None:
     if cfg.command not in COMMANDS:
         raise AuxrunError(f"unknown command {cfg.command!r}; use one of {', '.join(COMMANDS)}")
     check_logger(cfg)
-    loader = str(cfg.dataset.get("loader", cfg.dataset.name))
+    loader = datasets.loader_name(cfg.dataset)
     check_sampling(cfg.trainer, molecular=loader in datasets.MOLECULAR_LOADERS, layers=int(cfg.backbone.num_layers))
     if cfg.command == "pretrain":
         if not cfg.aux.tasks:
@@ -185,20 +185,19 @@ class TaskScheme:
     def build(self, cfg: DictConfig) -> tuple[TaskJob, dict]:
         p = task_parts(cfg)
         target = p.target
-        self.encoder, self.schema = p.encoder, p.data.schema()
         job = TaskJob(p.data, p.encoder, target, p.aux, p.strategy, cfg.trainer, p.gen)
         base = {
             "command": str(cfg.command), "dataset": str(cfg.dataset.name), "backbone": str(cfg.backbone.name),
             "aux": str(cfg.aux.name), "weighting": str(cfg.weighting.name), "seed": int(cfg.seed),
             "primary_metric": target.primary_metric if target else None,
             "higher_is_better": target.higher_is_better if target else None,
-            "device": str(p.device), "data_schema": self.schema, "data_info": p.data.info, **p.extra,
+            "device": str(p.device), "data_schema": p.data.schema(), "data_info": p.data.info, **p.extra,
         }
         return job, base
 
-    def completed(self, job: TaskJob, cfg: DictConfig, run_dir: Path) -> None:
+    def completed(self, job: TaskJob, cfg: DictConfig, run_dir: Path, base: dict) -> None:
         if cfg.command == "pretrain":
-            save_encoder(RunFolder(run_dir).encoder, self.encoder, cfg.backbone, self.schema)
+            save_encoder(RunFolder(run_dir).encoder, job.model.encoder, cfg.backbone, base["data_schema"])
 
     def summary(self, result: dict, job: TaskJob) -> str:
         test = result["metrics"]["test"]

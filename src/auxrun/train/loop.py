@@ -276,16 +276,15 @@ class Loop:
     def finish(self, signum: int | None) -> FitResult:
         """Write the trace; unless interrupted, restore the kept epoch and evaluate it."""
         state = self.state
+        tolerant(lambda: write_trace(self.folder.trace, state.trace), "trace.csv")
         if state.status == "interrupted":
             assert signum is not None
             state.message = (f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step {state.step}"
                              + ("; the checkpoint is kept to resume from" if self.keep else
                                 " (trainer.checkpoint=false: nothing to resume from)"))
-            tolerant(lambda: write_trace(self.folder.trace, state.trace), "trace.csv")
             return FitResult(state=state, val={}, test={}, signum=signum)
         self.job.model.load_state_dict(self.best)
         val, test = self.job.final()
-        tolerant(lambda: write_trace(self.folder.trace, state.trace), "trace.csv")
         return FitResult(state=state, val=val, test=test)
 
 

@@ -32,7 +32,6 @@ from .lookahead import frozen_norm_stats, lookahead_names, make_lookahead, repla
 from .loop import Diverged, EpochPlan
 
 
-
 class TaskModel(nn.Module):
     """The shared encoder and every task (whose heads are the only parameters tasks own).
 

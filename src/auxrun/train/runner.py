@@ -50,8 +50,9 @@ class Scheme(Protocol):
         """The job, and the fields ``result.json`` records about it (command, dataset, device, ...;
         the run's thread count and resolved config are added)."""
 
-    def completed(self, job: Job, cfg: DictConfig, run_dir: Path) -> None:
-        """What a completed run writes beside its result (nothing, or pre-training's encoder)."""
+    def completed(self, job: Job, cfg: DictConfig, run_dir: Path, base: dict[str, Any]) -> None:
+        """What a completed run writes beside its result (nothing, or pre-training's encoder);
+        ``base`` is what :meth:`build` recorded about the job."""
 
     def summary(self, result: dict[str, Any], job: Job) -> str:
         """The run's one line for the console (the run folder follows it)."""
@@ -83,7 +84,7 @@ def run_job(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) ->
                                "runtime_s": round(time.time() - start, 3)})
         raise Interrupted(out.signum, f"{run_dir}: {state.message}")
     if state.status == "completed":
-        scheme.completed(job, cfg, run_dir)
+        scheme.completed(job, cfg, run_dir, base)
     result = _write(run_dir, out, {**record, "metrics": {"val": out.val, "test": out.test},
                                    "best_epoch": state.best_epoch, "seconds_per_step": out.seconds_per_step,
                                    "runtime_s": round(time.time() - start, 3)}, base, start)

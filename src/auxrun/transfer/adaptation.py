@@ -149,11 +149,13 @@ class DANN(Transfer):
         given = cfg.get("schedule_steps")
         self.schedule_steps: int | None = None if given is None else int(given)  # None: the run's (plan)
         self.steps = 0
+        self.current = self.coefficient()  # this step's coefficient, set by before_step
 
     def plan(self, total_steps: int) -> None:
         """The run's number of training steps: the warm-up's length unless ``schedule_steps`` is set."""
         if self.schedule_steps is None:
             self.schedule_steps = max(1, int(total_steps))
+            self.current = self.coefficient()
 
     def coefficient(self) -> float:
         """The reversal coefficient ``c`` of this step (module docstring)."""
@@ -179,7 +181,7 @@ class DANN(Transfer):
         return None, None
 
     def loss(self, emb: Embeddings, batch: StepBatch, classifier: nn.Module) -> Tensor:
-        c = getattr(self, "current", self.coefficient())  # set by before_step; a loss outside a step: now's
+        c = self.current
         h_s, h_t = self.domains(emb, batch)
         p_s, p_t = self.predictions(h_s, classifier), self.predictions(h_t, classifier)
         d_s = self.discriminator(reverse_gradient(self.features(h_s, p_s), c)).squeeze(1)

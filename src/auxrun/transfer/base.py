@@ -80,6 +80,10 @@ class Transfer(ResumableState, nn.Module):
         """Updates of the method's own players before the model's step, on detached
         embeddings (WDGRL's critic)."""
 
+    def plan(self, total_steps: int) -> None:
+        """Told once, before training, how many steps the run takes (DANN's reversal warm-up
+        spans them); most methods ignore it."""
+
     def own_parameters(self) -> list[nn.Parameter]:
         """Parameters this method updates itself (excluded from the model's optimiser)."""
         return []

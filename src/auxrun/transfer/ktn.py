@@ -81,10 +81,9 @@ class KTN(Transfer):
         when every path has maps of its own)."""
         return (f"p{index}__" if self.per_path else "") + relation_key(rel)
 
-    def map_path(self, h: Tensor, path: MetaPath) -> Tensor:
-        """``T_p h`` for rows ``h`` (the relation next to the target first)."""
-        index = self.paths.index(path)
-        for rel in reversed(path.relations):
+    def map_path(self, h: Tensor, index: int) -> Tensor:
+        """``T_p h`` of the ``index``-th path for rows ``h`` (the relation next to the target first)."""
+        for rel in reversed(self.paths[index].relations):
             h = self.maps[self.map_key(index, rel)](h)
         return h
 
@@ -95,8 +94,8 @@ class KTN(Transfer):
             return self._batch_matching_loss(emb, batch)
         h_s, h_t = emb[self.source], emb[self.target]
         total = h_s.new_zeros(())
-        for path, adj, rows in zip(self.paths, self.adjacency, self.rows):
-            mapped = torch.sparse.mm(adj, self.map_path(h_t, path))
+        for index, (adj, rows) in enumerate(zip(self.adjacency, self.rows)):
+            mapped = torch.sparse.mm(adj, self.map_path(h_t, index))
             total = total + (h_s[rows] - mapped[rows]).pow(2).sum() / rows.sum().clamp_min(1)
         return total
 
@@ -121,13 +120,13 @@ class KTN(Transfer):
         assert batch.source_ids is not None and batch.localize is not None
         h_s, h_t = emb[self.source][batch.source], emb[self.target]
         total = h_s.new_zeros(())
-        for path, adj, ptr in zip(self.paths, self.adjacency, self.row_ptr):
+        for index, (adj, ptr) in enumerate(zip(self.adjacency, self.row_ptr)):
             rows = self._batch_rows(adj, ptr, batch.source_ids)
             i, j = rows.indices()
             local = torch.sparse_coo_tensor(torch.stack([i, batch.localize(self.target, j)]), rows.values(),
                                             (len(batch.source_ids), len(h_t)))
             has = has_instance(rows)
-            mapped = torch.sparse.mm(local, self.map_path(h_t, path))
+            mapped = torch.sparse.mm(local, self.map_path(h_t, index))
             total = total + (h_s[has] - mapped[has]).pow(2).sum() / has.sum().clamp_min(1)
         return total
 
@@ -137,4 +136,4 @@ class KTN(Transfer):
     def target_embeddings(self, emb: Embeddings) -> Tensor:
         """``mean_p T_p h_t``."""
         h_t = emb[self.target]
-        return torch.stack([self.map_path(h_t, p) for p in self.paths]).mean(0)
+        return torch.stack([self.map_path(h_t, i) for i in range(len(self.paths))]).mean(0)

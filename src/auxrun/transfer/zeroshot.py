@@ -183,8 +183,7 @@ class ZeroShotJob:
         self.max_epochs = int(trainer.max_epochs) if method.trains else 0
         self.name = f"zeroshot {method.name}"
         self.train_nodes = p.zs.source_split["train"]
-        if hasattr(method, "plan"):  # a method with a schedule over the run (DANN's reversal warm-up)
-            method.plan(self.max_epochs * math.ceil(len(self.train_nodes) / int(trainer.batch_size)))
+        method.plan(self.max_epochs * math.ceil(len(self.train_nodes) / int(trainer.batch_size)))
 
     def new_epoch(self) -> EpochPlan:
         return EpochPlan(torch.randperm(len(self.train_nodes), generator=self.gen))
@@ -252,7 +251,7 @@ class ZeroShotScheme:
                 **({"pretrained": p.pretrained} if p.pretrained else {})}
         return ZeroShotJob(p, cfg.trainer, str(cfg.zeroshot.select)), base
 
-    def completed(self, job: ZeroShotJob, cfg: DictConfig, run_dir: Path) -> None:
+    def completed(self, job: ZeroShotJob, cfg: DictConfig, run_dir: Path, base: dict[str, Any]) -> None:
         pass
 
     def summary(self, result: dict[str, Any], job: ZeroShotJob) -> str:
