@@ -34,7 +34,7 @@ from rich.markup import escape
 from ..errors import StorageError
 from ..report.results import start_run, write_failure, write_result
 from .loggers import make_logger
-from .loop import FitResult, Job, fit
+from .loop import Job, fit
 from .resume import Interrupted
 
 log = logging.getLogger(__name__)
@@ -85,24 +85,23 @@ def run_job(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) ->
         raise Interrupted(out.signum, f"{run_dir}: {state.message}")
     if state.status == "completed":
         scheme.completed(job, cfg, run_dir, base)
-    result = _write(run_dir, out, {**record, "metrics": {"val": out.val, "test": out.test},
-                                   "best_epoch": state.best_epoch, "seconds_per_step": out.seconds_per_step,
-                                   "runtime_s": round(time.time() - start, 3)}, base, start)
+    result = _write(run_dir, state.status, {**record, "metrics": {"val": out.val, "test": out.test},
+                                            "best_epoch": state.best_epoch, "seconds_per_step": out.seconds_per_step,
+                                            "runtime_s": round(time.time() - start, 3)})
     console.print(f"{scheme.summary(result, job)} -> {escape(str(run_dir))}", soft_wrap=True)  # the run
     # folder stays on one line a log reader can copy
     return result
 
 
-def _write(run_dir: Path, out: FitResult, result: dict[str, Any], base: dict[str, Any],
-           start: float) -> dict[str, Any]:
-    """Write ``result``; on a storage error its metrics go to the log and :class:`StorageError` is raised."""
+def _write(run_dir: Path, status: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result``; on a storage error its metrics go to the log and :class:`StorageError` is
+    raised. No failure record is written then: it would go to the same full disk, and where it
+    fits (the failed write's temporary file freed its space) it would replace the finished
+    result of an earlier run of the folder."""
     try:
         return write_result(run_dir, result)
     except OSError as exc:  # a full disk: the metrics still reach the log, and the old files stay intact
-        status = out.state.status
         log.error("%s: the run %s but result.json could not be written (%s); its metrics: %s", run_dir,
                   status, exc, json.dumps(result["metrics"]))
-        with contextlib.suppress(OSError):
-            write_failure(run_dir, base, exc, start)
         raise StorageError(f"{run_dir}: the run {status} but its result could not be written "
                            f"({exc.strerror or exc}); its metrics are in the log line above") from None
