@@ -73,7 +73,7 @@ def test_same_seed_gives_identical_metrics(one_run, tmp_path):
 def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
-    for text in ("Config groups", "weighting", "arml, auxilearn, auxinash, auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, gradnorm, jd, metabalance, none, pcgrad, rcgrad, scalarize, selar", "backbone", "gat, gcn, gin, han, hgt, rgcn, sage",
+    for text in ("Config groups", "weighting", "arml, auxilearn, auxinash, auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, gradnorm, jd, metabalance, none, pcgrad, rcgrad, scalarize, selar", "backbone", "gat, gcn, gin, han, hgt, hmpnn, magnn, mpnn, rgcn, sage",
                  "dataset", "movielens, oag_cs, ogbn_mag, reddit, synthetic", "experiment", "table2, table3", "aux", "trainer",
                  "-m"):
         assert text in proc.stdout, text

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from auxrun.errors import AuxrunError
 from auxrun.report.compare import compare
-from auxrun.report.render import render
+from auxrun.report.render import extra_table, render, render_extra
 from auxrun.report.results import write_result
 
 
@@ -295,6 +295,33 @@ def test_ktn_layout_rows_methods_gain_over_direct_and_published_figures(tmp_path
     assert rows["ktn"][-1] == f"{((0.92 - 0.55) / 0.55 * 100 + 100) / 2:+.2f}%"
     # the strategies layout compares zero-shot cells with direct, not with none
     assert c.gains["ktn"] == pytest.approx(((0.92 - 0.55) / 0.55 * 100 + 100) / 2)
+
+
+def test_ktn_layout_adds_the_table_of_hgnns_with_ktns_gain_over_each(tmp_path):
+    values = {"rgcn": (0.5, 0.9), "magnn": (0.6, 0.66), "hmpnn": (0.8, 0.7)}
+    for b, (d, k) in values.items():
+        for seed in (0, 1):
+            put_zeroshot(tmp_path, f"{b}d{seed}", "direct", seed, d + seed * 0.01, backbone=b)
+            put_zeroshot(tmp_path, f"{b}k{seed}", "ktn", seed, k + seed * 0.01, backbone=b)
+    put_zeroshot(tmp_path, "han", "lp", 0, 0.7, backbone="han")  # no direct / ktn pair: not a row
+    c = compare(tmp_path)
+    heading, grid, caption = extra_table(c, "ktn")
+    assert heading == "KTN on each HGNN" and "six HGNNs" in caption
+    s = "synthetic_zeroshot paper -> author"
+    assert grid[0] == ["HGNN", f"{s}: direct", f"{s}: ktn", f"{s}: ktn vs direct"]
+    assert [r[0] for r in grid[1:]] == ["RGCN", "HMPNN", "MAGNN"]  # the backbones' order
+    for line in grid[1:]:
+        d, k = values[line[0].lower()]
+        assert line[1].startswith(f"{d + 0.005:.4f} ± ") and line[2].startswith(f"{k + 0.005:.4f} ± ")
+        assert line[3] == f"{(k - d) / (d + 0.005) * 100:+.2f}%"
+    md = render_extra(c, "md", "ktn")
+    assert "| HMPNN | **0.8050 ± 0.0071 (2)** | 0.7050 ± 0.0071 (2) |" in md  # bold: its column's best
+
+
+def test_the_table_of_hgnns_needs_two_of_them(tmp_path):
+    for t in ("direct", "ktn"):
+        put_zeroshot(tmp_path, t, t, 0, 0.5)
+    assert extra_table(compare(tmp_path), "ktn") is None
 
 
 def test_ktn_layout_without_zeroshot_runs_is_a_user_error(tmp_path):

@@ -591,3 +591,30 @@ def test_ktn_beats_each_domain_adaptation_baseline_on_one_seed(make_cfg, tmp_pat
     ktn = planted_ndcg(make_cfg, tmp_path, "rgcn", "ktn", 0)
     scores = {m: planted_ndcg(make_cfg, tmp_path, "rgcn", m, 0) for m in DA}
     assert all(ktn > v for v in scores.values()), (ktn, scores)
+
+
+@pytest.mark.parametrize("backbone", ["mpnn", "hmpnn", "magnn"])
+def test_the_ktn_papers_other_hgnns_run_every_transfer_method(make_cfg, tmp_path, backbone):
+    """MPNN, H-MPNN and MAGNN under every method: each run trains (its source loss falls), and
+    ends with target metrics in range. Their formulas: tests/test_hetero_backbones.py."""
+    from auxrun.transfer import METHODS
+    from auxrun.transfer.zeroshot import target_metrics
+
+    for method in METHODS:
+        cfg = make_cfg("zeroshot", f"backbone={backbone}", f"transfer={method}", "trainer.checkpoint=false",
+                       "dataset.num_papers=120", "dataset.num_authors=80", "trainer.max_epochs=3",
+                       "trainer.patience=3")
+        p = zeroshot_parts(cfg)
+        result = fit(p, cfg.trainer, tmp_path / method)
+        m = target_metrics(p)
+        assert 0.0 < m["ndcg"] <= 1.0 and 0.0 <= m["f1_micro"] <= 1.0, (method, m)
+        if method != "lp":  # label propagation trains nothing
+            losses = [float(r["loss"]) for r in result.state.trace if r["task"] == "source"]
+            assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], (method, losses)
+
+
+@pytest.mark.parametrize("backbone", ["hmpnn", pytest.param("magnn", marks=pytest.mark.slow)])
+def test_ktn_recovers_the_planted_target_on_the_other_typed_hgnns(make_cfg, tmp_path, backbone):
+    ktn = [planted_ndcg(make_cfg, tmp_path, backbone, "ktn", s) for s in range(2)]
+    direct = [planted_ndcg(make_cfg, tmp_path, backbone, "direct", s) for s in range(2)]
+    assert min(ktn) > 0.9 and min(ktn) > max(direct), (ktn, direct)

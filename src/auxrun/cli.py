@@ -336,7 +336,7 @@ def compare(
     not change results): runs of different configurations never share a cell, and rows or
     columns that differ are labelled with the keys that differ."""
     from .report.compare import compare as build
-    from .report.render import FORMATS, render, render_stats
+    from .report.render import FORMATS, render, render_extra, render_stats
 
     if fmt not in FORMATS:
         raise AuxrunError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -366,11 +366,13 @@ def compare(
         layout = fits
         err.print(f"layout: {layout}")
     tables = [render(result, fmt, layout)]
+    if fmt != "csv":
+        tables.append(render_extra(result, fmt, layout))
     if stats and fmt != "csv":
         tables.append(render_stats(result, fmt))
     for table in tables:
         if isinstance(table, str):
-            print(table + ("\n" if len(tables) > 1 else ""))
+            print(table + ("\n" if len([t for t in tables if t is not None]) > 1 else ""))
         elif table is not None:
             out.print(table)
     if plots is not None:

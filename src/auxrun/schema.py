@@ -98,6 +98,8 @@ SCHEMA: dict[str, Spec] = {
     "aux.max_metapath_pairs": _count(1, 10**9), "aux.tasks.*.mask_rate": FRACTION, "aux.tasks.*.context_layers": DEPTH,
     "aux.tasks.*.min_count": _count(1), "backbone.attention_dropout": Spec(float, 0, 1, high_open=True),
     "backbone.num_bases": Spec(int, low=1, high=4096, optional=True),
+    "backbone.aggr": Spec(str, choices=("sum", "mean", "max")), "backbone.metapath_hops": Spec(int, 1, 4),
+    "backbone.max_instances": Spec(int, 1, 4096),
     "backbone.pooling": Spec(str, choices=POOLING), "backbone.norm": Spec(str, choices=("batch", "none")),
     "dataset.negatives_per_positive": _count(1, 1000), "dataset.positive_rating": Spec(float),
     "dataset.size": _count(1, 10**8), "dataset.split_seed": SEED, "dataset.subset_seed": SEED,
@@ -212,16 +214,21 @@ def check_dataset_kind(cfg: DictConfig) -> None:
     raise AuxrunError(f"dataset={cfg.dataset.name} {what}; {cfg.command} runs on {', '.join(fitting)}")
 
 
-ATTENTION = ("gat", "hgt", "han")  # backbones whose heads split the hidden width
-
-
 def check_heads(plain: dict[str, Any]) -> None:
     """An attention backbone's ``backbone.heads`` divide ``backbone.hidden`` (each head gets
-    ``hidden / heads`` units)."""
+    ``hidden / heads`` units); MAGNN's rotation encoder pairs the hidden units into complex
+    coordinates, so its ``hidden`` is even."""
+    from .models.encoders import ATTENTION
+
     backbone = plain.get("backbone") or {}
-    if not isinstance(backbone, dict) or backbone.get("name") not in ATTENTION or "heads" not in backbone:
+    if not isinstance(backbone, dict):
         return
     hidden, heads = backbone.get("hidden"), backbone.get("heads")
+    if backbone.get("name") == "magnn" and isinstance(hidden, int) and hidden % 2:
+        raise AuxrunError(f"backbone.hidden={hidden} is odd; backbone=magnn's rotation encoder pairs hidden units "
+                          "into complex coordinates")
+    if backbone.get("name") not in ATTENTION or "heads" not in backbone:
+        return
     if hidden % heads:
         raise AuxrunError(f"backbone.hidden={hidden} is not divisible by backbone.heads={heads}; backbone="
                           f"{backbone['name']} gives each head hidden/heads units")

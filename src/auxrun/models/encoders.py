@@ -1,4 +1,4 @@
-"""Shared GNN encoders: ``backbone=gcn|gat|gin|sage|rgcn|hgt``.
+"""Shared GNN encoders: ``backbone=gcn|gat|gin|sage|rgcn|mpnn|hgt|han|hmpnn|magnn``.
 
 Every encoder starts with a *typed input projection*: node type ``t`` has its own linear map
 ``h_v^0 = W_t x_v + b_t + e_t (+ z_v)`` into a common ``hidden`` space (``e_t`` is a learned
@@ -24,8 +24,12 @@ whole-graph sum (exact when every edge is kept). Normalising by the subgraph's o
 as a plain ``GCNConv`` would, gives the boundary nodes of a sampled tree degree one and
 biases every sampled step (:func:`gcn_edge_weights`).
 
-``rgcn``, ``hgt`` and ``han`` have type- or relation-specific parameters: the premise of
-zero-shot transfer between node types (``auxrun zeroshot``).
+* ``mpnn``, ``hmpnn`` and ``magnn`` (Gilmer et al.'s MPNN with relation-typed edges, the KTN
+  paper's heterogeneous MPNN, MAGNN): :mod:`auxrun.models.hetero`.
+
+``rgcn``, ``mpnn``, ``hgt``, ``han``, ``hmpnn`` and ``magnn`` (:data:`TYPED`, the KTN paper's
+six HGNNs) have type- or relation-specific parameters: the premise of zero-shot transfer
+between node types (``auxrun zeroshot``).
 
 ``h^{l+1} = dropout(act(conv_l(h^l)))`` between layers; the last layer is linear so the
 embeddings can be scored by dot products.
@@ -41,10 +45,14 @@ from torch_geometric import nn as gnn
 
 from ..errors import AuxrunError
 from ..data.encoder_graph import GraphView
+from .hetero import HMPNNConv, MAGNNConv, MPNNConv
 
-HOMOGENEOUS = ("gcn", "gat", "gin", "sage", "rgcn")
-PER_RELATION = ("hgt", "han")  # run on the per-relation edge_index_dict
+HOMOGENEOUS = ("gcn", "gat", "gin", "sage", "rgcn", "mpnn")
+PER_RELATION = ("hgt", "han", "hmpnn", "magnn")  # run on the per-relation edge_index_dict
 BACKBONES = (*HOMOGENEOUS, *PER_RELATION)
+TYPED = ("rgcn", "mpnn", "hgt", "han", "hmpnn", "magnn")  # type- or relation-specific parameters
+ATTENTION = ("gat", "hgt", "han")  # backbones whose heads split the hidden width
+TIED = ("mpnn",)  # one layer applied num_layers times (Gilmer et al.); its GRU is its own nonlinearity
 
 
 def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.Module:
@@ -67,6 +75,14 @@ def _conv(name: str, hidden: int, cfg: Any, num_relations: int, metadata) -> nn.
         return gnn.HGTConv(hidden, hidden, metadata, heads=heads)
     if name == "han":
         return gnn.HANConv(hidden, hidden, metadata, heads=heads, dropout=float(cfg.get("attention_dropout", 0.0)))
+    if name == "mpnn":
+        return MPNNConv(hidden, num_relations, aggr=str(cfg.get("aggr", "sum")))
+    if name == "hmpnn":
+        return HMPNNConv(hidden, metadata)
+    if name == "magnn":
+        return MAGNNConv(hidden, metadata, heads=heads, metapath_hops=int(cfg.get("metapath_hops", 2)),
+                         max_instances=int(cfg.get("max_instances", 16)),
+                         attention_dropout=float(cfg.get("attention_dropout", 0.0)))
     raise AuxrunError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
 
 
@@ -111,9 +127,12 @@ class Encoder(nn.Module):
         # (MovieLens's film.film.genre): they see the names with "_" instead
         self.safe_names = {rel: (rel[0], rel[1].replace(".", "_"), rel[2]) for rel in relations}
         metadata = (list(feats), list(self.safe_names.values()))
-        self.convs = nn.ModuleList(
-            _conv(self.name, self.hidden, cfg, len(relations), metadata) for _ in range(int(cfg.num_layers))
-        )
+        layers = int(cfg.num_layers)
+        if self.name in TIED:
+            self.convs = nn.ModuleList([_conv(self.name, self.hidden, cfg, len(relations), metadata)] * layers)
+        else:
+            self.convs = nn.ModuleList(_conv(self.name, self.hidden, cfg, len(relations), metadata)
+                                       for _ in range(layers))
         self.act = nn.ReLU()
 
     def last_layer(self) -> list[nn.Parameter]:
@@ -156,9 +175,9 @@ class Encoder(nn.Module):
         """What a homogeneous layer takes after ``h``: GCN its weighted edges, RGCN the edge types."""
         if self.name == "gcn":
             return gcn_edge_weights(graph)
-        if self.name == "rgcn":
+        if self.name in ("rgcn", "mpnn"):
             return graph.edge_index, graph.edge_type
         return (graph.edge_index,)
 
     def _between(self, h: Tensor) -> Tensor:
-        return nn.functional.dropout(self.act(h), self.dropout, self.training)
+        return nn.functional.dropout(h if self.name in TIED else self.act(h), self.dropout, self.training)

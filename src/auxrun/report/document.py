@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import __version__
 from ..atomic import write_text
 from .compare import Comparison
-from .render import render_grid, stats_grid, table_grid
+from .render import extra_table, render_grid, stats_grid, table_grid
 
 # Figure sections: the stem prefix of write_figures' files, a heading, and what they show.
 SECTIONS = [
@@ -104,6 +104,9 @@ def write_report(c: Comparison, out: Path, layout: str, split: str, outputs: Pat
             f"skipped: {skipped}); metric on the {split} split; layout {layout}; auxrun {__version__}; "
             f"written {stamp}.")
     tables = [(f"Results ({layout} layout)", table_grid(c, layout))]
+    extra = extra_table(c, layout)
+    if extra is not None:
+        tables.append((extra[0], (extra[1], extra[2])))
     if layout != "strategies":
         tables.append(("One row per strategy", table_grid(c, "strategies")))
     stats, stats_caption = stats_grid(c)

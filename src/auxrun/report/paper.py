@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 from .compare import Comparison, relative_gain, sort_rows
 
 SCHEMES = {"mtl": "MTL", "finetune": "P&F", "pretrain": "pretrain"}
-BACKBONE_ORDER = ["gcn", "gat", "gin", "sage", "rgcn", "hgt", "han"]
 
 
 @cache
@@ -39,8 +38,11 @@ def block_gains(means: dict[str, dict[str, float]], strategies: list[str], highe
 
 
 def backbone_key(b: str) -> tuple[int, str]:
-    """Sort key of a backbone: the papers' order of GNNs, others after."""
-    return (BACKBONE_ORDER.index(b) if b in BACKBONE_ORDER else len(BACKBONE_ORDER), b)
+    """Sort key of a backbone: the order of :data:`auxrun.models.encoders.BACKBONES`
+    (homogeneous GNNs first, as the papers list them), others after."""
+    from ..models.encoders import BACKBONES
+
+    return (BACKBONES.index(b) if b in BACKBONES else len(BACKBONES), b)
 
 
 SECONDARY = {"ndcg": ["mrr"]}  # Table 2 shows MRR beside NDCG for OAG's Paper-Field ranking (higher is better)

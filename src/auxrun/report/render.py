@@ -60,6 +60,18 @@ def render(c: Comparison, fmt: str, layout: str = "strategies") -> str | Table:
     return render_grid(grid, fmt, f"auxrun compare: {title}", caption)
 
 
+def render_extra(c: Comparison, fmt: str, layout: str) -> str | Table | None:
+    """The layout's second table where the runs hold one (``Layout.extra``), else ``None``."""
+    extra = extra_table(c, layout)
+    return None if extra is None else render_grid(extra[1], fmt, f"auxrun compare: {extra[0]}", extra[2])
+
+
+def extra_table(c: Comparison, layout: str) -> tuple[str, list[list[str]], str] | None:
+    """``(heading, grid, caption)`` of the layout's second table, or ``None``."""
+    found = layouts.get(layouts.auto(c) if layout == layouts.AUTO else layout).extra
+    return None if found is None else found(c)
+
+
 def table_grid(c: Comparison, layout: str) -> tuple[list[list[str]], str]:
     """The header and rows of one layout (not ``auto``), and its caption."""
     return layouts.get(layout).table(c)

@@ -33,6 +33,7 @@ from .. import schema
 from ..errors import AuxrunError
 from ..data.step_inputs import FullGraph, check_sampling, make_view
 from ..models import ClassifierHead, Encoder, build_encoder
+from ..models.encoders import TYPED
 from ..seed import resolve_device, seed_everything
 from ..tasks.metrics import label_ranking
 from ..train.loggers import RunLogger, check_logger
@@ -47,7 +48,6 @@ from .data import ZeroShotData, zeroshot_data
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 PRIMARY = "ndcg"
-HETERO_BACKBONES = ("hgt", "rgcn", "han")
 
 
 class ZeroShotModel(nn.Module):
@@ -72,9 +72,9 @@ def validate(cfg: DictConfig) -> None:
     """Reject bad values before any data loads."""
     schema.validate(cfg)
     schema.check_folders(cfg)
-    if str(cfg.backbone.name) not in HETERO_BACKBONES:
+    if str(cfg.backbone.name) not in TYPED:
         raise AuxrunError(f"zeroshot needs a backbone with type-specific parameters: backbone="
-                          f"{'|'.join(HETERO_BACKBONES)} (got {cfg.backbone.name})")
+                          f"{'|'.join(TYPED)} (got {cfg.backbone.name})")
     check_sampling(cfg.trainer, layers=int(cfg.backbone.num_layers))
     check_logger(cfg)
 

@@ -4,7 +4,8 @@ A layout module registers one :class:`Layout`: its name, a one-line summary (the
 and the docs list the layouts from here), the grid it builds from a
 :class:`~auxrun.report.compare.Comparison` (header, rows and caption, with the published
 figures beside ours), the published table it sets beside (a key of ``published.yaml``), and
-the rule by which ``--layout auto`` picks it (``fits``, tried in ``rank`` order; a dataset
+an optional second table it adds where the runs hold one (``extra``; ``ktn``'s table of
+HGNNs), the rule by which ``--layout auto`` picks it (``fits``, tried in ``rank`` order; a dataset
 says which layouts it fits where it registers its loader, :func:`auxrun.data.loader`). Every
 module of this package is imported here, so a new layout is its module (and its published
 figures in ``published.yaml``) and its tests.
@@ -43,6 +44,8 @@ class Layout:
     rank: int = 100  # auto asks the layouts in this order
     best_note: str | None = BEST_NOTE  # None: the grid's caption is complete
     published: str | None = None  # the published table beside ours (a key of published.yaml)
+    # a second table the layout adds where the runs hold it: (heading, grid, caption) or None
+    extra: Callable[[Comparison], tuple[str, list[list[str]], str] | None] | None = None
 
     def table(self, c: Comparison) -> tuple[list[list[str]], str]:
         """The grid and its whole caption (the marks and the bold explained)."""

@@ -62,6 +62,47 @@ def grid(c: Comparison) -> tuple[list[list[str]], str]:
     return grid, caption
 
 
+def hgnns(c: Comparison) -> tuple[str, list[list[str]], str] | None:
+    """The KTN paper's comparison of HGNNs (its second figure, as a table): one row per
+    backbone, and for each zero-shot setting (dataset, source -> target, other keys) the cells
+    of ``direct`` and of each KTN row with KTN's gain over ``direct``. Only where at least two
+    backbones have both; else ``None``."""
+    from ..compare import sort_rows
+    from ..marks import cell_texts
+    from ..paper import backbone_key
+
+    cells = c.cells[c.cells.scheme == "zeroshot"]
+    ktn_rows = [r for r in sort_rows(cells.row.unique()) if r.split(" ")[0] == "ktn"]
+    paired = cells[cells.row.isin(["direct", *ktn_rows])]
+    both = paired.groupby("column").row.nunique()
+    paired = paired[paired.column.isin(both[both >= 2].index)]
+    if paired.backbone.nunique() < 2:
+        return None
+    paired = paired.assign(setting=[f"{d} {dirn}" + (f" [{k}]" if k else "") for d, dirn, k in
+                                    zip(paired.dataset, paired.direction, paired.column_keys)])
+    settings = sorted(paired.setting.unique())
+    backbones = sorted(paired.backbone.unique(), key=backbone_key)
+    texts = cell_texts(c)
+    header = ["HGNN"]
+    for s in settings:
+        header += [f"{s}: direct", *(f"{s}: {k}" for k in ktn_rows), *(f"{s}: {k} vs direct" for k in ktn_rows)]
+    grid = [header]
+    for b in backbones:
+        line = [b.upper()]
+        for s in settings:
+            here = paired[(paired.backbone == b) & (paired.setting == s)].set_index("row")
+            base = here.at["direct", "mean"] if "direct" in here.index else None
+            line += [texts.get(("direct", here.at["direct", "column"]), "-") if base is not None else "-"]
+            line += [texts.get((k, here.at[k, "column"]), "-") if k in here.index else "-" for k in ktn_rows]
+            line += [f"{(here.at[k, 'mean'] - base) / base * 100:+.2f}%" if k in here.index and base else "-"
+                     for k in ktn_rows]
+        grid.append(line)
+    caption = (f"Target {paired.metric.iloc[0]}, mean ± std (n seeds), the cells of the table above regrouped by "
+               "HGNN: KTN against the same HGNN transferred directly, as the KTN paper's comparison of six "
+               "HGNNs (R-GCN, HAN, HGT, MAGNN, MPNN, H-MPNN; its figures are on OAG and PubMed, not shown).")
+    return "KTN on each HGNN", grid, caption
+
+
 register(Layout("ktn", "zero-shot runs: one row per transfer method, columns dataset / source -> target / "
-                "backbone, published KTN figures beside", grid, fits, "zero-shot runs (auxrun zeroshot) only", rank=10,
-                published="ktn"))
+                "backbone, published KTN figures beside; a table of KTN vs direct per HGNN", grid, fits,
+                "zero-shot runs (auxrun zeroshot) only", rank=10, published="ktn", extra=hgnns))
