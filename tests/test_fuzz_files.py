@@ -3,7 +3,7 @@
 (every split non-empty, indices in range, finite features, the classes each metric needs).
 
 For every loader that reads files (Last-FM and Book-Crossing as published, MovieLens's atomic
-files, Reddit's ``.npz``, ogbn-mag's gzipped CSVs, OAG's pickle, a molecule CSV), a hypothesis
+files, Reddit's ``.npz``, ogbn-mag's gzipped CSVs, OAG's pickle, PubMed's HNE files, a molecule CSV), a hypothesis
 fuzzer writes a small valid set of files in the published layout, damages one file (truncate
 it, flip a byte, drop a column, put ``nan``, ``-1`` or a huge id into a field, empty it, keep
 only its header) and loads it. ``make test`` draws a bounded number of examples; ``-m slow``
@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from auxrun.data import load
 from auxrun.errors import AuxrunError
 from test_fuzz import fuzz  # the same settings: derandomized unless AUXRUN_FUZZ_RANDOM=1
+from test_hne import hne_cfg, write_hne
 from test_kg import ml_cfg
 from test_kgnn_ls import dataset_cfg, write_book, write_lastfm
 from test_molecules import SMILES, csv_cfg
@@ -103,6 +104,11 @@ def ogbn_mag(folder: Path) -> object:
     return mag_cfg(folder)
 
 
+def pubmed_hne(folder: Path) -> object:
+    write_hne(folder)
+    return hne_cfg(folder)
+
+
 def oag(folder: Path) -> object:
     write_oag(folder / "graph_CS.pk")
     return oag_cfg(folder)
@@ -116,7 +122,7 @@ def molecules(folder: Path) -> object:
 
 DATASETS: dict[str, Callable[[Path], object]] = {"lastfm": lastfm, "bookcrossing": bookcrossing,
                                                  "movielens": movielens, "reddit": reddit, "ogbn_mag": ogbn_mag,
-                                                 "oag_cs": oag, "csv": molecules}
+                                                 "oag_cs": oag, "pubmed_hne": pubmed_hne, "csv": molecules}
 DAMAGE = ("truncate", "flip", "drop_column", "nan", "negative", "huge", "empty", "header_only")
 NUMBER = re.compile(rb"(?<![\w.])\d+(\.\d+)?(?![\w.])")
 

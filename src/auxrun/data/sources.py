@@ -94,6 +94,13 @@ SOURCES: dict[str, Source] = {
         needs=("graph_CS.pk",),
         how="GPT-GNN's README links graph_CS.pk from a Google Drive folder, which no download library can "
             "follow: download it in a browser and put it in the dataset's folder"),
+    "pubmed_hne": Source(
+        "manual", "the HNE benchmark's PubMed graph (Yang et al., TKDE 2020; github.com/yangji9181/HNE, Data/)",
+        "not stated by the HNE repository (annotations derived from PubMed abstracts)",
+        needs=("node.dat", "link.dat", "label.dat"),
+        how="HNE's Data/README.md links its four datasets from a Google Drive folder, which no download library "
+            "can follow: download it in a browser, unzip it, and put the files of its PubMed/ folder (node.dat, "
+            "link.dat, label.dat, label.dat.test, info.dat) in the dataset's folder"),
     "movielens": Source("package", "MovieLens-100k (GroupLens) with RecBole's Freebase KG links, recbole==1.2.1",
                         "GroupLens's terms: non-commercial research, cite Harper & Konstan 2015", package="recbole"),
     "moses": Source("package", "MOSES's ZINC training set (1.58M SMILES), molsets==0.3.1", "MIT (MOSES)",
