@@ -142,8 +142,12 @@ def test_mpnn_layer_is_gilmers_edge_network_and_gru_node_by_node(aggr):
         assert np.allclose(out[v], (1 - update) * new + update * xn[v])
 
 
-def test_magnn_layer_is_the_papers_rotation_encoder_and_two_attentions_node_by_node():
+@pytest.mark.parametrize("empty", [None, RELATIONS[2]])
+def test_magnn_layer_is_the_papers_rotation_encoder_and_two_attentions_node_by_node(empty):
+    """Also with a relation without edges: its metapaths have no instance anywhere."""
     counts, edges, h = hand_graph()
+    if empty is not None:
+        edges[empty] = torch.zeros(2, 0, dtype=torch.long)
     conv = MAGNNConv(6, (TYPES, RELATIONS), heads=2, metapath_hops=2, max_instances=100).double()
     out = conv(h, edges)
     hn = {t: v.detach().numpy() for t, v in h.items()}

@@ -31,7 +31,8 @@ biases every sampled step (:func:`gcn_edge_weights`).
 six HGNNs) have type- or relation-specific parameters: the premise of zero-shot transfer
 between node types (``auxrun zeroshot``).
 
-``h^{l+1} = dropout(act(conv_l(h^l)))`` between layers; the last layer is linear so the
+``h^{l+1} = dropout(act(conv_l(h^l)))`` between layers (``mpnn``: ``dropout(conv(h^l))``, its GRU
+being its own nonlinearity, and one ``conv`` for every layer); the last layer is linear so the
 embeddings can be scored by dot products.
 """
 

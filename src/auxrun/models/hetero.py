@@ -181,14 +181,14 @@ class MAGNNConv(nn.Module):
     def encode(self, h: dict[str, Tensor], path: tuple[int, ...], inst: Instances) -> Tensor:
         """``h_P(v, p) = o_n / (n + 1)``, ``o_i = h_{p_i} + o_{i-1} * rho_{r_i}`` in complex coordinates."""
         def cplx(t: str, ids: Tensor) -> Tensor:
-            return torch.view_as_complex(h[t][ids].reshape(len(ids), -1, 2).contiguous())
+            return torch.view_as_complex(h[t][ids].reshape(len(ids), self.hidden // 2, 2).contiguous())
 
         rels = [self.relations[i] for i in path]
         o = cplx(rels[0][0], inst.nodes[0])
         for step, (i, r) in enumerate(zip(path, rels), start=1):
             rho = torch.polar(torch.ones_like(self.angle[i]), self.angle[i])
             o = cplx(r[2], inst.nodes[step]) + o * rho
-        return torch.view_as_real(o).reshape(len(inst.at), -1) / (len(path) + 1)
+        return torch.view_as_real(o).reshape(len(inst.at), self.hidden) / (len(path) + 1)
 
     def forward(self, h: dict[str, Tensor], edges: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
         counts = {t: v.shape[0] for t, v in h.items()}
@@ -206,7 +206,7 @@ class MAGNNConv(nn.Module):
                 alpha = softmax(e, inst.at, num_nodes=counts[t])
                 alpha = nn.functional.dropout(alpha, self.attention_dropout, self.training)
                 agg = scatter(alpha.unsqueeze(-1) * h_p.unsqueeze(1), inst.at, dim=0, dim_size=counts[t], reduce="sum")
-                per_path.append(nn.functional.elu(agg).reshape(counts[t], -1))
+                per_path.append(nn.functional.elu(agg).reshape(counts[t], self.heads * self.hidden))
             stacked = torch.stack(per_path)  # (paths, nodes, heads * hidden)
             score = torch.tanh(self.semantic[t](stacked)).mean(1) @ self.query[t]
             beta = torch.softmax(score, 0)
