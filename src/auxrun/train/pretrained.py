@@ -20,6 +20,7 @@ from ..atomic import save_torch
 from ..models import Encoder, build_encoder
 from ..report.results import find_results
 from ..run_folder import ENCODER
+from .published_gin import is_published_gin, published_gin_state
 
 FORMAT, VERSION = "auxrun-encoder", 1
 FILENAME = ENCODER  # a run folder's encoder file (auxrun.run_folder)
@@ -38,7 +39,8 @@ def save_encoder(path: Path, encoder: Encoder, backbone_cfg: Any, schema: dict) 
 
 def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.device) -> Encoder:
     """Rebuild the encoder saved at ``path`` (a file or a pretrain run folder) and check that
-    it fits this run's backbone and data."""
+    it fits this run's backbone and data. ``path`` may also be one of Hu et al.'s published
+    GIN checkpoints (:mod:`auxrun.train.published_gin`)."""
     file = path / FILENAME if path.is_dir() else path
     if not file.exists():
         raise AuxrunError(
@@ -49,11 +51,20 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unpickling/zip error means the same thing to the user
         raise AuxrunError(
-            f"cannot read pretrained checkpoint {file}: not a PyTorch file written by `auxrun pretrain` "
+            f"cannot read pretrained checkpoint {file}: not a PyTorch file written by `auxrun pretrain` or one of Hu "
+            f"et al.'s GIN checkpoints "
             f"({type(exc).__name__}: {exc})"
         ) from None
+    if is_published_gin(ckpt):
+        if schema.get("kind") != "molecules":
+            raise AuxrunError(f"{file} is one of Hu et al.'s molecular GINs; this run's data is not molecules")
+        state = published_gin_state(ckpt, backbone_cfg, file)
+        encoder = build_encoder(backbone_cfg, schema)
+        encoder.load_state_dict(state)
+        return encoder.to(device)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise AuxrunError(f"{file} is not an auxrun encoder checkpoint (written by `auxrun pretrain`)")
+        raise AuxrunError(f"{file} is not an auxrun encoder checkpoint (written by `auxrun pretrain`) nor one of Hu "
+                          f"et al.'s published GIN checkpoints")
     wanted = _plain(backbone_cfg)
     if ckpt["backbone"] != wanted:
         raise AuxrunError(
