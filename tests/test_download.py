@@ -214,8 +214,9 @@ def test_every_dataset_option_says_where_it_comes_from():
     for name, src in sources.SOURCES.items():
         assert src.kind in ("download", "manual", "package", "generated") and src.origin and src.licence
         if src.kind == "download":
-            assert src.files and all(f.sha256 or f.git_blob for f in src.files), name
-            assert all(len(f.sha256 or "") in (0, 64) and len(f.git_blob or "") in (0, 40) for f in src.files)
+            assert src.files and all(f.sha256 or f.git_blob or f.md5 for f in src.files), name
+            assert all(len(f.sha256 or "") in (0, 64) and len(f.git_blob or "") in (0, 40)
+                       and len(f.md5 or "") in (0, 32) for f in src.files)
     with pytest.raises(AuxrunError, match="cannot be downloaded automatically.*Google Drive.*graph_CS.pk"):
         download("oag_cs", Path("unused"))
     with pytest.raises(AuxrunError, match="needs no download"):

