@@ -123,3 +123,18 @@ def test_a_missing_published_file_names_the_download_command(tmp_path):
     with pytest.raises(AuxrunError, match=r"muv.csv.gz not found in .*chem_dataset layout.*auxrun data download muv"):
         read(cfg("muv", tmp_path / "muv"), seed=0)
 
+
+
+def test_experiment_rcgrad_is_the_papers_grid_at_its_batch_size(make_cfg):
+    from auxrun.cli import check_single_job
+    from auxrun.configs import sweep_params
+
+    grid = sweep_params("experiment", "rcgrad")
+    assert set(grid["dataset"].split(",")) == set(MOLECULENET_FILES)
+    assert grid["weighting"].split(",") == ["none", "fixed", "gcs", "gns", "pcgrad", "rcgrad", "blo", "blo_rcgrad"]
+    assert len(grid["seed"].split(",")) == 10
+    cfg = make_cfg("finetune", "experiment=rcgrad", "dataset=tox21", "weighting=rcgrad", "seed=3")
+    assert cfg.trainer.batch_size == 256 and cfg.trainer.max_epochs == 100 and cfg.dataset.split == "scaffold"
+    assert cfg.backbone.hidden == 300 and cfg.backbone.num_layers == 5 and cfg.aux.name == "mol_ssl"
+    with pytest.raises(AuxrunError, match="sweep of 640 jobs"):
+        check_single_job("finetune", ["experiment=rcgrad"])
