@@ -485,7 +485,7 @@ def test_a_dataset_whose_loader_serves_no_zero_shot_is_refused_before_it_loads(m
     from auxrun.schema import validate
 
     with pytest.raises(AuxrunError, match="dataset=synthetic is not a graph with labelled node types; zeroshot runs "
-                                          "on movielens, ogbn_mag, synthetic_zeroshot$"):
+                                          "on movielens, ogbn_mag, pubmed_hne, synthetic_zeroshot$"):
         validate(make_cfg("zeroshot", "dataset=synthetic", "backbone=rgcn"))
     with pytest.raises(AuxrunError, match="dataset=ogbn_mag serves zero-shot transfer only; mtl runs on bace, "):
         validate(make_cfg("mtl", "dataset=ogbn_mag"))
