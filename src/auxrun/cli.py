@@ -57,20 +57,14 @@ def _job(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .threads import configure
     from .train.resume import Interrupted
-
-    if cfg.command == "zeroshot":
-        from .transfer.zeroshot import run
-    else:
-        from .train.commands import run
+    from .train.runner import run_command
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     start = time.time()
     try:
-        configure(cfg.get("threads", "auto"))
-        result = run(cfg, run_dir)
+        result = run_command(cfg, run_dir)
     except Interrupted as exc:
         err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
         err.print(f"resume it with: {escape(resume_command(cfg, run_dir))}", soft_wrap=True)

@@ -95,16 +95,18 @@ def unfinished_runs(root: Path) -> list[tuple[str, str, str]]:
             if p.parent.name != ".hydra" and not RunFolder(p.parent).result.exists()]
 
 
-def collect(root: Path, split: str = "test") -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
-    """One record per completed or diverged run below ``root`` with its primary metric on
-    ``split`` (``nan`` for diverged runs) and its grouping key; and the runs not counted, as
-    ``(status, run folder, why)``: failed (with the error), interrupted
-    (:func:`unfinished_runs`) and completed without the metric."""
-    if not root.exists():
+def collect(root: Path, split: str = "test",
+            found: list[tuple[Path, dict[str, Any]]] | None = None) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+    """One record per completed or diverged run below ``root`` (or of ``found``, pairs of run
+    folder and result record already read) with its primary metric on ``split`` (``nan`` for
+    diverged runs) and its grouping key; and the runs not counted, as ``(status, run folder,
+    why)``: failed (with the error), interrupted (:func:`unfinished_runs`, below ``root`` only)
+    and completed without the metric."""
+    if found is None and not root.exists():
         raise AuxrunError(f"outputs folder {root} does not exist; run e.g. `auxrun mtl` first or pass --outputs DIR")
     records: list[dict] = []
-    unfinished = unfinished_runs(root)
-    for run_dir, r in find_results(root):
+    unfinished = unfinished_runs(root) if found is None else []
+    for run_dir, r in (find_results(root) if found is None else found):
         if r["command"] == "pretrain":
             continue
         metric = r.get("primary_metric")
@@ -217,8 +219,9 @@ def _std(v: pd.Series) -> float:
     return float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def compare(root: Path, split: str = "test") -> Comparison:
-    records, unfinished = collect(root, split)
+def compare(root: Path, split: str = "test", found: list[tuple[Path, dict[str, Any]]] | None = None) -> Comparison:
+    """The comparison of the runs below ``root`` (or of ``found``: see :func:`collect`)."""
+    records, unfinished = collect(root, split, found)
     df = _newest_per_seed(_identify(records))
     row_label, row_keys, row_unscaled = _row_labels(df)
     col_label, col_keys = _column_labels(df)

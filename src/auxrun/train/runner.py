@@ -105,3 +105,17 @@ def _write(run_dir: Path, status: str, result: dict[str, Any]) -> dict[str, Any]
                   status, exc, json.dumps(result["metrics"]))
         raise StorageError(f"{run_dir}: the run {status} but its result could not be written "
                            f"({exc.strerror or exc}); its metrics are in the log line above") from None
+
+
+def run_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """One job of ``cfg.command`` in ``run_dir`` with the job's thread settings: the run the
+    CLI's Hydra task and :func:`auxrun.api.run` both start. ``zeroshot`` runs the zero-shot
+    scheme, every other command the task scheme."""
+    from ..threads import configure
+
+    if cfg.command == "zeroshot":
+        from ..transfer.zeroshot import run
+    else:
+        from .commands import run
+    configure(cfg.get("threads", "auto"))
+    return run(cfg, run_dir)
