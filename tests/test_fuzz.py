@@ -2,7 +2,7 @@
 (exit 2, :class:`~auxrun.errors.AuxrunError`) or finishes the run with finite metrics (or
 records that it diverged). A hypothesis fuzzer draws a command, a key of that command's
 composed config and a value from a pool of bad ones, and checks exactly that, in-process: the
-config is composed and checked as the CLI does (:func:`auxrun.cli.precompose`), then run.
+config is composed and checked as the CLI does (:func:`auxrun.overrides.precompose`), then run.
 ``make test`` draws a bounded number of examples; ``-m slow`` many more."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from auxrun.cli import precompose
+from auxrun.overrides import precompose
 from auxrun.configs import group_options
 from auxrun.errors import AuxrunError
 from auxrun.report.groups import flatten

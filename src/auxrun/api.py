@@ -105,7 +105,7 @@ def table(c: Comparison, layout: str = "strategies", fmt: str = "md") -> str:
 def compose(command: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The config of ``auxrun COMMAND OVERRIDES...`` (one job: no sweep lists), checked as the
     CLI checks it before a run: unknown options and keys, values out of range, folders."""
-    from .cli import check_group_overrides, precompose
+    from .overrides import check_group_overrides, precompose
     from .errors import AuxrunError
 
     commands = ("mtl", "pretrain", "finetune", "zeroshot")
