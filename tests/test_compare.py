@@ -672,6 +672,6 @@ def test_layouts_come_from_their_registry_and_a_new_one_needs_no_other_file(tmp_
     help_text = CliRunner().invoke(app, ["compare", "--help"], env={"COLUMNS": "400"}).output
     for name in layouts.names():
         assert name in help_text
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
     synopsis = re.search(r"\[--layout ([a-z0-9_|]+)\]", readme).group(1)
-    assert set(synopsis.split("|")) == set(layouts.names())  # the README's synopsis lists the registry
+    assert set(synopsis.split("|")) == set(layouts.names())  # the docs' synopsis lists the registry

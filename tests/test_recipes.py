@@ -1,6 +1,6 @@
-"""The contributor recipes of docs/CONTRIBUTING.md, run as printed on a copy of the package.
+"""The contributor recipes of docs/contributing.md, run as printed on a copy of the package.
 
-Each recipe's files (the fenced blocks with ``file=PATH``) are written into a copy of
+Each recipe's files (the fenced blocks titled with their path, ``title="PATH"``) are written into a copy of
 ``src/auxrun`` and ``conf``, and nothing else is changed: the new strategy, loader and layout
 must then be found through their registries, the recipes' own tests must pass, and the
 commands the page prints must do what it says. This is the proof that a new strategy, dataset
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "docs" / "CONTRIBUTING.md"
-FENCE = re.compile(r"^```(\w+)(?: file=(\S+))?\n(.*?)^```$", re.M | re.S)
+PAGE = ROOT / "docs" / "contributing.md"
+FENCE = re.compile(r"^```(\w+)(?: title=\"(\S+)\")?\n(.*?)^```$", re.M | re.S)
 SECTIONS = {"A weighting strategy": 3, "A dataset": 3, "A comparison layout": 2}
 
 

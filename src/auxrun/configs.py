@@ -48,25 +48,29 @@ def option_settings(group: str, option: str) -> dict:
     return (tree.get(group) or {}) if is_global else tree
 
 
-def option_value(group: str, option: str, key: str, default: object = None) -> object:
-    """The value ``<group>/<option>.yaml`` sets for ``key`` under the group, itself or through the
-    files of the same group in its defaults list (``bbbp`` gets ``loader`` from ``_molecules``,
-    ``synthetic_xl`` from ``/dataset/synthetic@dataset``); ``default`` where none does."""
-    settings = option_settings(group, option)
-    if key in settings:
-        return settings[key]
+def composed_settings(group: str, option: str) -> dict:
+    """What ``<group>/<option>.yaml`` sets under the group once the files of the same group in
+    its defaults list are merged beneath it (``selar`` gets ``lr`` from ``_meta``, ``bbbp`` gets
+    ``loader`` from ``_molecules``, ``synthetic_xl`` from ``/dataset/synthetic@dataset``)."""
+    from omegaconf import OmegaConf
+
     tree, _ = option_file(group, option)
+    merged = OmegaConf.create()
     for entry in tree.get("defaults") or []:
         name = str(entry).split("@")[0] if isinstance(entry, str) else ""
         name = name.removeprefix(f"/{group}/")
         if name and name != "_self_" and "/" not in name and (CONF_DIR / group / f"{name}.yaml").is_file():
-            found = option_value(group, name, key, _MISSING)
-            if found is not _MISSING:
-                return found
-    return default
+            merged = OmegaConf.merge(merged, composed_settings(group, name))
+    merged = OmegaConf.merge(merged, {k: v for k, v in option_settings(group, option).items() if k != "defaults"})
+    return OmegaConf.to_container(merged)  # type: ignore[return-value]
 
 
-_MISSING = object()
+def option_value(group: str, option: str, key: str, default: object = None) -> object:
+    """The value ``<group>/<option>.yaml`` sets for ``key`` under the group, itself or through the
+    files of the same group in its defaults list (:func:`composed_settings`); ``default`` where
+    none does."""
+    return composed_settings(group, option).get(key, default)
+
 
 
 @cache
