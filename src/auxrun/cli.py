@@ -194,6 +194,62 @@ def zeroshot(ctx: typer.Context) -> None:
     _hydra("zeroshot", ctx.args)
 
 
+TUNE_EPILOG = ("Example: auxrun tune mtl weighting=none,fixed,auxts aux=mixed --trials 10 --seeds 3 --out "
+               "outputs/tune/planted. Each strategy's search space is its config's weighting.search plus the "
+               "shared trainer.search (see the docs' config reference); every strategy gets the same number of "
+               "trials, scored on validation only; then its best configuration and its defaults run on fresh "
+               "seeds under OUT/final, which auxrun compare --outputs OUT/final compares.")
+
+
+@app.command(context_settings=RUN, epilog=TUNE_EPILOG)
+def tune(
+    ctx: typer.Context,
+    command: str = typer.Argument(..., help="the run command whose strategies are tuned: mtl or finetune"),
+    trials: int = typer.Option(20, "--trials", min=1, max=100_000, help="finished trials per strategy (the same "
+                               "budget for each; a pruned or diverged trial counts)"),
+    seeds: int = typer.Option(3, "--seeds", min=1, max=1000, help="fresh seeds for each strategy's best configuration "
+                              "and its defaults"),
+    out: Path = typer.Option(Path("outputs/tune"), "--out", help="the tuning's folder: studies/ (SQLite, resumable), "
+                             "trials/, final/"),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=256, help="strategies tuned at once, each in its own process "
+                             "with its share of the cores"),
+    tune_seed: int = typer.Option(0, "--tune-seed", min=0, max=2**32 - 1 - 1000, help="the seed of every trial and "
+                                  "of the sampler; the final runs take the next --seeds seeds"),
+) -> None:
+    """Tune every strategy of weighting=a,b,... with the same budget on validation, then test the winners."""
+    from .schema import check_folder
+    from .tuning.study import Plan
+    from .tuning.study import tune as run_tuning
+
+    if command not in ("mtl", "finetune"):
+        raise AuxrunError(f"auxrun tune tunes the weighting strategies of mtl or finetune, not {command!r}")
+    args = list(ctx.args)
+    if any(a.startswith("-") for a in args):
+        raise AuxrunError(f"{next(a for a in args if a.startswith('-'))}: auxrun tune takes overrides and its own "
+                          "options (--trials, --seeds, --out, --jobs, --tune-seed); it runs its trials itself, "
+                          "without Hydra's -m or launchers")
+    picked = [a for a in args if a.split("=", 1)[0] == "weighting"]
+    if len(picked) != 1:
+        raise AuxrunError("name the strategies to tune once, as weighting=a,b,... (e.g. weighting=none,fixed,auxts)")
+    strategies = tuple(dict.fromkeys(s for s in picked[0].split("=", 1)[1].split(",") if s))
+    base = tuple(a for a in args if a not in picked)
+    check_group_overrides([*base, picked[0]])
+    for arg in base:
+        if "," in arg.split("=", 1)[-1] and not any(c in arg for c in "[]{}()"):
+            raise AuxrunError(f"{arg}: auxrun tune sweeps the strategies only; give every other key one value")
+    check_folder("--out", out)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    outcomes = run_tuning(Plan(command, base, strategies, trials, seeds, out, tune_seed, jobs))
+    for o in outcomes:
+        states = ", ".join(f"{n} {s}" for s, n in sorted({t["state"]: sum(x["state"] == t["state"] for x in o.trials)
+                                                          for t in o.trials}.items()))
+        best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (o.best or {}).items())
+        err.print(f"[bold]{o.strategy}[/]: {len(o.trials)} trials ({states}); best validation score "
+                  f"{o.best_value:.4f} with {escape(best) or 'no searched key'}", soft_wrap=True)
+    compare(outputs=out / "final", fmt="rich", split="test", layout="strategies", stats=True, plots=None,
+            report=None)
+
+
 @app.command()
 def compare(
     outputs: Path = typer.Option(Path("outputs"), "--outputs", "-o", help="folder searched for result.json files"),

@@ -12,6 +12,7 @@ is what the code has on the day the site is built:
   option, shortened where many options agree;
 - ``family NAME``: the strategies of one family (``Weighting.family``), their ``weighting=``
   options (presets included) and their own keys with defaults;
+- ``search``: the shared search space of ``auxrun tune`` (``trainer.search`` of each trainer);
 - ``datasets``: every ``dataset=`` option, how auxrun gets it, who publishes it and its licence
   (:data:`auxrun.data.sources.SOURCES`).
 
@@ -124,7 +125,8 @@ def keys_table(group: str) -> str:
         for key, value in _flat(composed_settings(group, option)).items():
             values[key][option] = value
     rows = ["| key | allowed | value per option |", "|---|---|---|"]
-    for key in sorted(set(values) - {"name"}):  # the option itself names the run
+    # the option itself names the run; search spaces are listed with the strategies (family tables)
+    for key in sorted(k for k in values if k != "name" and not k.startswith("search.")):
         spec = spec_of(f"{group}.{key}")
         allowed = spec.describe() if spec else "free (checked where it is read)"
         rows.append(f"| `{group}.{key}` | {_cell(allowed)} | {_cell(_values(values[key]))} |")
@@ -138,7 +140,9 @@ def family_table(family: str) -> str:
 
     if family not in FAMILIES:
         raise AuxrunError(f"docs marker: no strategy family {family!r}; families: {', '.join(FAMILIES)}")
-    rows = [f"*{FAMILIES[family]}.*", "", "| `weighting=` | class | its keys (default; allowed) |", "|---|---|---|"]
+    rows = [f"*{FAMILIES[family]}.*", "",
+            "| `weighting=` | class | its keys (default; allowed) | searched by `auxrun tune` (with `trainer.search`) |",
+            "|---|---|---|---|"]
     for option in display_order():
         settings = composed_settings("weighting", option)
         strategy = str(settings.get("strategy", option))
@@ -146,11 +150,31 @@ def family_table(family: str) -> str:
             continue
         keys = []
         for key, value in sorted(_flat(settings).items()):
-            if key in ("name", "strategy"):
+            if key in ("name", "strategy") or key.startswith("search."):
                 continue
             spec = spec_of(f"weighting.{key}")
             keys.append(f"`{key}={value}`" + (f" ({_cell(spec.describe())})" if spec else ""))
-        rows.append(f"| `{option}` | `{REGISTRY[strategy].__name__}` | {'<br>'.join(keys) or '-'} |")
+        searched = [f"`{_dim_text(name, entry)}`" for name, entry in (settings.get("search") or {}).items()]
+        rows.append(f"| `{option}` | `{REGISTRY[strategy].__name__}` | {'<br>'.join(keys) or '-'} | "
+                    f"{'<br>'.join(searched) or '-'} |")
+    return "\n".join(rows)
+
+
+def _dim_text(name: str, entry: dict) -> str:
+    from .tuning.space import _dim
+
+    return _cell(_dim(f"weighting.{name}", entry).describe())
+
+
+def search_table() -> str:
+    """The shared search space, ``trainer.search``, of every trainer option."""
+    from .tuning.space import _dim
+
+    rows = ["| `trainer=` | searched by `auxrun tune` for every strategy |", "|---|---|"]
+    for option in group_options("trainer"):
+        entries = composed_settings("trainer", option).get("search") or {}
+        dims = [f"`{_cell(_dim(f'trainer.{k}', v).describe())}`" for k, v in entries.items()]
+        rows.append(f"| `{option}` | {'<br>'.join(dims) or '-'} |")
     return "\n".join(rows)
 
 
@@ -172,7 +196,7 @@ def datasets_table() -> str:
 
 def render(name: str, arg: str | None = None) -> str:
     """The Markdown of marker ``<!-- auxrun:NAME ARG -->``."""
-    simple = {"commands": commands_table, "groups": groups_table, "datasets": datasets_table}
+    simple = {"commands": commands_table, "groups": groups_table, "datasets": datasets_table, "search": search_table}
     if name in simple and arg is None:
         return simple[name]()
     if name == "keys" and arg:

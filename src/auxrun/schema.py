@@ -73,7 +73,7 @@ SCHEMA: dict[str, Spec] = {
     "trainer.aux_batch_size": _count(), "trainer.eval_batch_size": _count(), "trainer.pretrain_steps_per_epoch": _count(),
     "trainer.lr": LEARNING_RATE, "trainer.weight_decay": Spec(float, 0, 10), "trainer.grad_clip": Spec(float, 0, low_open=True,
                                                                                                optional=True),
-    "trainer.checkpoint": FLAG, "trainer.progress": FLAG,
+    "trainer.checkpoint": FLAG, "trainer.progress": FLAG, "trainer.tuned_trials": _count(0),
     "trainer.sampling": Spec(str, choices=SAMPLING), "trainer.precision": Spec(str, choices=("32", "bf16")),
     "trainer.sampler": Spec(str, choices=BACKENDS), "trainer.task_grads": Spec(str, choices=("loop", "batched")),
     "trainer.fanout": FANOUT, "trainer.eval_fanout": replace(FANOUT, optional=True),
@@ -176,8 +176,9 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 def validate(cfg: DictConfig) -> None:
     """Every ``${...}`` resolves (:func:`resolved`) and every value :data:`SCHEMA` covers has
-    its type and range, and keys that name a task name one of the run's tasks
-    (:func:`check_task_names`), else one error naming key, value and what is allowed. First of
+    its type and range, keys that name a task name one of the run's tasks
+    (:func:`check_task_names`), and the search spaces ``auxrun tune`` would read are valid
+    (:func:`auxrun.tuning.space.space_of`), else one error naming key, value and what is allowed. First of
     all, the dataset serves the command (:func:`check_dataset_kind`)."""
     check_dataset_kind(cfg)
     plain = resolved(cfg)
@@ -191,6 +192,9 @@ def validate(cfg: DictConfig) -> None:
     check_task_names(plain)
     check_option_names(plain)
     check_heads(plain)
+    from .tuning.space import space_of
+
+    space_of(cfg)  # a search space (trainer.search, weighting.search) is checked with the run, not only by tune
 
 
 # the kinds of data (auxrun.data.KINDS) each command trains on

@@ -35,6 +35,9 @@ SECTIONS = [
     ("weights_under_loss_scales__", "Weights under rescaled losses (Fig. 6)",
      "Each task's mean weight per step, one panel per pair of auxiliary loss scales."),
     ("bars__", "Means and their spread", "Mean over seeds with the standard deviation as error bar."),
+    ("tuning_history", "Tuning: best validation score against trial",
+     "auxrun tune's search, one line per strategy, every strategy with the same number of trials; the score is "
+     "the validation metric model selection uses (negated where lower is better). Test metrics were never read."),
     ("critical_difference", "Critical-difference diagram",
      "Mean ranks over the common columns (1 = best); strategies joined by a bar do not differ at alpha 0.05 "
      "(Nemenyi)."),
@@ -89,11 +92,11 @@ def _label(path: Path) -> str:
 def write_report(c: Comparison, out: Path, layout: str, split: str, outputs: Path) -> Report:
     """Figures into ``out/figures``, then ``out/report.md`` and ``out/report.html`` (module
     docstring); ``layout`` is a concrete layout (``auto`` already resolved)."""
-    from .figures import write_figures
+    from .figures import tuning_figures, write_figures
     from .stats import plot_cd, ranking
 
     figures_dir = out / "figures"
-    figures = write_figures(c, figures_dir)
+    figures = write_figures(c, figures_dir) + tuning_figures(outputs, figures_dir)
     figures += [Path(p) for p in plot_cd(ranking(c), str(figures_dir / "critical_difference"))]
     runs = c.runs if c.runs is not None else None
     counted = 0 if runs is None else len(runs)

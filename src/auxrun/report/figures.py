@@ -188,3 +188,34 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
         written += _save(fig, out, f"bars__{_slug(metric)}")
         plt.close(fig)
     return written
+
+
+def tuning_figures(outputs: Path, out: Path) -> list[Path]:
+    """``auxrun tune``'s history, when ``outputs`` holds its ``tuning.json``: the best validation
+    score so far against the trial, one line per strategy (every strategy had the same number
+    of trials; a pruned or failed trial keeps the line flat)."""
+    import json
+    import math
+
+    from ..tuning.study import TUNING
+
+    path = Path(outputs) / TUNING
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy, record in summary["strategies"].items():
+        best, curve = -math.inf, []
+        for trial in record["trials"]:
+            if trial["state"] == "complete" and trial["value"] is not None:
+                best = max(best, float(trial["value"]))
+            curve.append(best if math.isfinite(best) else math.nan)
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=strategy)
+    ax.set(xlabel="trial", ylabel="best validation score so far", title=f"auxrun tune: {summary['trials']} trials per "
+           "strategy")
+    ax.legend(fontsize=7)
+    written = _save(fig, out, "tuning_history")
+    plt.close(fig)
+    return written

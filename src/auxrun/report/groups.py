@@ -29,7 +29,8 @@ from typing import Any
 
 # Keys (or prefixes ending in ".") that never change a run's numbers.
 NON_RESULT_KEYS = ("seed", "rerun", "threads", "paths.", "hydra.", "logger.", "trainer.progress", "trainer.checkpoint",
-                   "dataset.data_dir", "dataset.download", "dataset.published_stats")
+                   "dataset.data_dir", "dataset.download", "dataset.published_stats",
+                   "trainer.search", "trainer.search.", "weighting.search", "weighting.search.")  # search spaces: what auxrun tune may try, not what runs
 COLUMN_PREFIXES = ("command", "pretrained", "dataset.", "backbone.", "zeroshot.")
 STRATEGY_PREFIXES = ("weighting.", "aux.", "transfer.")
 TARGET_READS = ("aux.head_dim", "aux.target_head", "aux.head_hidden")  # aux keys the target reads: settings

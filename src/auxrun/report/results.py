@@ -2,9 +2,9 @@
 
 ``result.json`` (schema 1)::
 
-    {"schema": 1, "status": "completed" | "diverged" | "failed", "command", "dataset",
+    {"schema": 1, "status": "completed" | "diverged" | "pruned" | "failed", "command", "dataset",
      "backbone", "aux", "weighting", "seed", "metrics": {"val": {...}, "test": {...}},
-     "primary_metric", "higher_is_better", "best_epoch", "runtime_s", "device",
+     "primary_metric", "higher_is_better", "best_epoch", "best_score", "runtime_s", "device",
      "finished_at", "config": {...}}
 
 Metric names are lower-case; ``finished_at`` is an ISO 8601 UTC time stamp (``compare``
@@ -26,13 +26,14 @@ from ..atomic import write_json, write_text
 from ..run_folder import RESULT, RunFolder
 
 SCHEMA = 1
-STATUSES = ("completed", "diverged", "failed")
+STATUSES = ("completed", "diverged", "pruned", "failed")  # pruned: stopped by the tuner (auxrun.tuning)
 # Config keys added after runs were recorded, each with the value that gives the behaviour runs
 # recorded without it had: a stored config that lacks one reads as having that value, so a
 # relaunched sweep still skips its finished runs and compare still pools them with new ones.
 # A key that only some choices of a group have names a sibling key those choices have, and is
 # added only where that sibling is (weighting.normalize: the meta weightings, which have meta_grad).
-LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidden": 100, "weighting.normalize": "none"}
+LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidden": 100, "weighting.normalize": "none",
+                                  "trainer.tuned_trials": 0}
 LATER_KEYS_WHERE: dict[str, str] = {"weighting.normalize": "meta_grad"}
 REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weighting", "seed", "metrics")
 log = logging.getLogger(__name__)
@@ -110,11 +111,11 @@ def config_differences(stored: Any, config: dict[str, Any]) -> list[str]:
 
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
-    """The result in ``run_dir`` when it finished (completed, or diverged, which a
-    deterministic rerun would repeat); else ``None``."""
+    """The result in ``run_dir`` when it finished (completed; diverged, which a deterministic
+    rerun would repeat; pruned, which its tuner decided); else ``None``."""
     path = RunFolder(run_dir).result
     result = read_result(path) if path.exists() else None
-    return result if result and result["status"] in ("completed", "diverged") else None
+    return result if result and result["status"] in ("completed", "diverged", "pruned") else None
 
 
 def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:

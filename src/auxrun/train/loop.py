@@ -19,6 +19,9 @@ everything around the steps, once for all of them:
   ``checkpoints/last.pt`` at the end of every epoch and when SIGINT or SIGTERM stops the run
   between two steps (:mod:`auxrun.train.resume`); a run of the same config on the same folder
   continues from there, mid-epoch included, and ends as a run that was never stopped;
+* **observers**: a caller may watch every epoch's validation score through
+  :data:`EPOCH_OBSERVER` (the tuner's pruner, :mod:`auxrun.tuning`); when it answers true, the
+  run stops there with status ``pruned`` and its kept epoch is evaluated as usual;
 * **records**: ``trace.csv`` (one row per step and task), the live logger
   (:mod:`auxrun.train.loggers`), a progress bar on a terminal or one line per epoch in a log.
   Files are written through :func:`tolerant`: a full disk costs a file, never the run.
@@ -27,6 +30,7 @@ everything around the steps, once for all of them:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import csv
 import io
@@ -34,7 +38,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,6 +55,10 @@ from .resume import StopSignals, load_run_state, rng_states, save_run_state, set
 
 log = logging.getLogger(__name__)
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
+# Called with (epoch, validation score, higher is better) after every validation of a run in this
+# context; a true answer stops the run as ``pruned`` (the tuner's pruner: auxrun.tuning).
+EPOCH_OBSERVER: contextvars.ContextVar[Callable[[int, float], bool] | None] = \
+    contextvars.ContextVar("epoch_observer", default=None)
 
 
 class Diverged(Exception):
@@ -243,9 +251,15 @@ class Loop:
                                 job.shown(val)))
         patience = int(self.trainer.patience)
         state.stopped_early = bool(patience and state.bad_epochs >= patience)
+        observer = EPOCH_OBSERVER.get()
+        if observer is not None and not state.stopped_early and observer(epoch, score):
+            state.stopped_early, state.status = True, "pruned"
+            state.message = f"pruned by the tuner after epoch {epoch + 1}"
+            log.info("%s", state.message)
         self.checkpoint()
         if state.stopped_early:
-            log.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, state.best_epoch + 1)
+            if state.status != "pruned":
+                log.info("early stopping after epoch %d (best: epoch %d)", epoch + 1, state.best_epoch + 1)
             return False
         if signals.signum is not None:  # the signal came during the validation: the checkpoint has the epoch
             state.status = "interrupted"

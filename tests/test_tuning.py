@@ -1,0 +1,170 @@
+"""``auxrun tune``: budget-matched search per strategy on validation only (auxrun.tuning)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from auxrun.cli import main
+from auxrun.data import registry
+from auxrun.errors import AuxrunError
+from auxrun.tuning import space as sp
+from auxrun.tuning.study import Plan, tune
+
+# short planted runs: 4 epochs, so that the pruner (3 start-up trials, 2 warm-up epochs) can act
+BASE = ("aux=mixed", "trainer.max_epochs=4", "trainer.patience=0", "trainer.progress=false", "trainer.checkpoint=false")
+
+
+def plan(out: Path, trials: int = 4, seeds: int = 1) -> Plan:
+    return Plan("mtl", (*BASE, f"paths.cache={out}/cache"), ("none", "fixed"), trials, seeds, out)
+
+
+def history(out: Path) -> dict:
+    """Each strategy's trials as the study recorded them: parameters, state and value."""
+    summary = json.loads((out / "final" / "tuning.json").read_text())
+    return {s: [(t["params"], t["state"], t["value"]) for t in r["trials"]] for s, r in summary["strategies"].items()}
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tune")
+    tune(plan(out))
+    return out
+
+
+def test_every_strategy_gets_the_same_number_of_trials_and_its_finals(tuned: Path) -> None:
+    found = history(tuned)
+    assert set(found) == {"none", "fixed"} and all(len(trials) == 4 for trials in found.values())
+    # none searches the shared space only; fixed adds the target's weight
+    assert set(found["none"][0][0]) == {"trainer.lr", "trainer.weight_decay"}
+    assert set(found["fixed"][0][0]) == {"trainer.lr", "trainer.weight_decay", "weighting.weights.target"}
+    for strategy in ("none", "fixed"):
+        for kind in ("default", "tuned"):
+            result = json.loads((tuned / "final" / kind / strategy / "seed_1" / "result.json").read_text())
+            assert result["status"] == "completed" and result["seed"] == 1  # a fresh seed: trials ran at 0
+            assert result["config"]["trainer"]["tuned_trials"] == (4 if kind == "tuned" else 0)
+    summary = json.loads((tuned / "final" / "tuning.json").read_text())
+    best = summary["strategies"]["fixed"]["best"]
+    tuned_cfg = json.loads((tuned / "final" / "tuned" / "fixed" / "seed_1" / "result.json").read_text())["config"]
+    assert tuned_cfg["trainer"]["lr"] == pytest.approx(best["trainer.lr"], rel=1e-3)
+    assert tuned_cfg["weighting"]["weights"]["target"] == pytest.approx(best["weighting.weights.target"], rel=1e-3)
+
+
+def test_the_objective_is_each_trials_best_validation_score(tuned: Path) -> None:
+    summary = json.loads((tuned / "final" / "tuning.json").read_text())
+    for strategy, record in summary["strategies"].items():
+        for trial in record["trials"]:
+            result = json.loads((tuned / "trials" / strategy / trial["folder"] / "result.json").read_text())
+            if trial["state"] == "complete":
+                kept = result["val_history"][result["best_epoch"]]["f1_micro"]
+                assert trial["value"] == pytest.approx(kept) == pytest.approx(result["best_score"])
+        values = [t["value"] for t in record["trials"] if t["state"] == "complete"]
+        assert record["best_value"] == max(values)
+
+
+def test_a_relaunch_runs_nothing_again(tuned: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in tuned.rglob("result.json")}
+    tune(plan(tuned))
+    assert {p: p.stat().st_mtime_ns for p in tuned.rglob("result.json")} == before
+
+
+def test_tuning_cannot_see_test_labels(tuned: Path, tmp_path: Path, monkeypatch) -> None:
+    """The same tuning with the planted target's test labels permuted: an identical trial
+    history (parameters, states, values), so no test metric reached the search."""
+    original = registry.REGISTRY["synthetic"]
+
+    def permuted(cfg, seed, cache_dir=None):
+        data = original.load(cfg, seed, cache_dir)
+        test = data.target.split["test"]
+        labels = data.target.labels.clone()
+        labels[test] = labels[test][torch.randperm(len(test), generator=torch.Generator().manual_seed(7))]
+        labels[test] = (labels[test] + 1) % data.target.num_classes  # every test label changes
+        return dataclasses.replace(data, target=dataclasses.replace(data.target, labels=labels))
+
+    monkeypatch.setitem(registry.REGISTRY, "synthetic", dataclasses.replace(original, load=permuted))
+    tune(plan(tmp_path))
+    assert history(tmp_path) == history(tuned)
+    test_of = lambda out: json.loads((out / "final" / "tuned" / "none" / "seed_1" / "result.json").read_text())[  # noqa: E731
+        "metrics"]["test"]["f1_micro"]
+    assert test_of(tmp_path) != test_of(tuned)  # the permutation did reach the test metric
+
+
+def test_space_entries_are_checked_against_the_schema() -> None:
+    assert sp._dim("trainer.lr", {"low": 1e-4, "high": 1e-2, "log": True}) == sp.Dim("trainer.lr", 1e-4, 1e-2, True)
+    assert sp._dim("backbone.hidden", {"choices": [64, 128]}).choices == (64, 128)
+    assert sp._dim("backbone.num_layers", {"low": 1, "high": 4}).integer
+    for key, entry, why in [("trainer.lr", {"low": 0.0, "high": 1e-2}, "not allowed"),
+                            ("trainer.lr", {"low": 1e-2, "high": 1e-3}, "low < high"),
+                            ("trainer.weight_decay", {"low": 0.0, "high": 1.0, "log": True}, "low > 0"),
+                            ("trainer.lr", {"low": 1e-3}, "numbers"),
+                            ("trainer.sampling", {"choices": ["full", "nope"]}, "nope"),
+                            ("trainer.lr", {"lo": 1, "hi": 2}, "expected"),
+                            ("trainer.no_such_key", {"low": 1, "high": 2}, "not a key")]:
+        with pytest.raises(AuxrunError, match=why):
+            sp._dim(key, entry)
+
+
+def test_every_strategys_declared_space_is_valid() -> None:
+    """Each weighting option's search space composes and passes the schema (what tune reads)."""
+    from auxrun.api import compose
+    from auxrun.configs import group_options
+
+    for option in group_options("weighting"):
+        dims = sp.space_of(compose("mtl", [f"weighting={option}"]))
+        assert {d.key for d in dims} >= {"trainer.lr", "trainer.weight_decay"}, option
+
+
+@pytest.mark.parametrize("args, why", [
+    (["tune", "zeroshot", "transfer=ktn,direct"], "mtl or finetune"),
+    (["tune", "mtl", "aux=mixed"], "weighting=a,b"),
+    (["tune", "mtl", "weighting=none,nope"], "unknown weighting 'nope'"),
+    (["tune", "mtl", "weighting=none", "seed=0,1"], "one value"),
+    (["tune", "mtl", "weighting=none", "-m"], "without Hydra's -m"),
+    (["tune", "mtl", "weighting=none", "--trials", "0"], "trials"),
+])
+def test_bad_tune_commands_are_one_message(args: list[str], why: str, monkeypatch, capsys) -> None:
+    monkeypatch.setattr("sys.argv", ["auxrun", *args])
+    monkeypatch.setenv("COLUMNS", "300")
+    with pytest.raises(SystemExit) as stop:
+        main()
+    output = " ".join((capsys.readouterr().err).split())
+    assert stop.value.code == 2 and why in output, output
+    assert "Traceback" not in output
+
+
+def test_an_observer_that_says_stop_prunes_the_run_which_then_counts_as_finished(tmp_path: Path) -> None:
+    from auxrun.api import compose, run
+    from auxrun.report.compare import compare
+    from auxrun.train.loop import EPOCH_OBSERVER
+
+    seen: list[tuple[int, float]] = []
+
+    def observe(epoch: int, score: float) -> bool:
+        seen.append((epoch, score))
+        return epoch == 1
+
+    cfg = compose("mtl", [*BASE, f"paths.cache={tmp_path}/cache"])
+    token = EPOCH_OBSERVER.set(observe)
+    try:
+        result = run(cfg, tmp_path / "run")
+    finally:
+        EPOCH_OBSERVER.reset(token)
+    assert result["status"] == "pruned" and result["epochs_run"] == 2 and [e for e, _ in seen] == [0, 1]
+    assert [h["f1_micro"] for h in result["val_history"]] == [s for _, s in seen]  # the score the pruner saw
+    assert result["metrics"]["val"]  # the kept epoch is still evaluated
+    assert run(cfg, tmp_path / "run")["finished_at"] == result["finished_at"]  # finished: not run again
+    with pytest.raises(AuxrunError, match="no finished runs"):  # compare never counts a pruned run
+        compare(tmp_path, "test")
+
+
+def test_the_report_draws_the_tuning_history(tuned: Path, tmp_path: Path) -> None:
+    from auxrun.report.compare import compare
+    from auxrun.report.document import write_report
+
+    made = write_report(compare(tuned / "final", "test"), tmp_path, "strategies", "test", tuned / "final")
+    assert any(p.name == "tuning_history.png" for p in made.figures)
+    assert "Tuning: best validation score against trial" in made.markdown.read_text()
