@@ -27,7 +27,19 @@ from yaml import safe_load
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```$", re.M | re.S)
 RUN = ("mtl", "pretrain", "finetune", "zeroshot")
-TUNE_FLAGS = ("--trials", "--seeds", "--out", "--jobs", "--tune-seed")
+
+
+def _tune_flags() -> tuple[str, ...]:
+    """The options of ``auxrun tune`` that take a value (read from the command itself)."""
+    import typer.main
+
+    from auxrun.cli import app
+
+    tune = typer.main.get_group(app).commands["tune"]
+    return tuple(o for p in tune.params if p.param_type_name == "option" and not p.is_flag for o in p.opts)
+
+
+TUNE_FLAGS = _tune_flags()
 # placeholders the pages use for the reader's own files
 PLACEHOLDERS = ("DIR", "PATH", "model_gin/", "assay.tsv")
 

@@ -168,3 +168,20 @@ def test_the_report_draws_the_tuning_history(tuned: Path, tmp_path: Path) -> Non
     made = write_report(compare(tuned / "final", "test"), tmp_path, "strategies", "test", tuned / "final")
     assert any(p.name == "tuning_history.png" for p in made.figures)
     assert "Tuning: best validation score against trial" in made.markdown.read_text()
+
+
+def test_submitit_runs_one_job_per_strategy_as_slurm_would(tmp_path: Path) -> None:
+    """``--launcher local``: the strategies as submitit jobs (the path ``--launcher slurm``
+    takes on a cluster), here as processes; each job's runs use the job's CPUs as threads."""
+    small = Plan("mtl", (*BASE, "trainer.max_epochs=2", f"paths.cache={tmp_path}/cache"), ("none", "gcs"), 1, 1,
+                 tmp_path, jobs=2, launcher="local", cluster=(("timeout_min", 10), ("cpus_per_task", 1)), threads=1)
+    outcomes = tune(small)
+    assert [o.strategy for o in outcomes] == ["none", "gcs"] and all(len(o.trials) == 1 for o in outcomes)
+    result = json.loads((tmp_path / "final" / "tuned" / "gcs" / "seed_1" / "result.json").read_text())
+    assert result["status"] == "completed" and result["config"]["threads"] == 1
+    assert len([p for p in (tmp_path / "submitit").iterdir() if p.name != "%j"]) == 2  # a log folder per job
+
+
+def test_slurm_off_a_cluster_is_one_message(tmp_path: Path) -> None:
+    with pytest.raises(AuxrunError, match="srun.*--launcher joblib runs the strategies here"):
+        tune(Plan("mtl", BASE, ("none",), 1, 1, tmp_path, launcher="slurm"))

@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 from omegaconf import DictConfig, OmegaConf
@@ -215,6 +216,12 @@ def tune(
                              "with its share of the cores"),
     tune_seed: int = typer.Option(0, "--tune-seed", min=0, max=2**32 - 1 - 1000, help="the seed of every trial and "
                                   "of the sampler; the final runs take the next --seeds seeds"),
+    launcher: str = typer.Option("joblib", "--launcher", help="joblib: strategies in processes here | slurm: one "
+                                 "SLURM job per strategy (submitit) | local: the same jobs run here by submitit"),
+    partition: str | None = typer.Option(None, "--partition", help="slurm: the partition"),
+    time_min: int = typer.Option(240, "--time-min", min=1, max=60 * 24 * 30, help="slurm/local: minutes per job"),
+    gpus: int = typer.Option(0, "--gpus", min=0, max=64, help="slurm: GPUs per job"),
+    cpus: int = typer.Option(2, "--cpus", min=1, max=1024, help="slurm/local: CPUs per job (and threads per run)"),
 ) -> None:
     """Tune every strategy of weighting=a,b,... with the same budget on validation, then test the winners."""
     from .schema import check_folder
@@ -238,8 +245,15 @@ def tune(
         if "," in arg.split("=", 1)[-1] and not any(c in arg for c in "[]{}()"):
             raise AuxrunError(f"{arg}: auxrun tune sweeps the strategies only; give every other key one value")
     check_folder("--out", out)
+    if launcher not in ("joblib", "local", "slurm"):
+        raise AuxrunError(f"--launcher {launcher}: use joblib, local or slurm")
+    cluster: dict[str, Any] = {"timeout_min": time_min, "cpus_per_task": cpus}
+    if launcher == "slurm":
+        cluster |= {"slurm_partition": partition, "gpus_per_node": gpus} if partition else {"gpus_per_node": gpus}
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    outcomes = run_tuning(Plan(command, base, strategies, trials, seeds, out, tune_seed, jobs))
+    plan = Plan(command, base, strategies, trials, seeds, out, tune_seed, jobs, launcher,
+                tuple(cluster.items()) if launcher != "joblib" else (), cpus if launcher != "joblib" else None)
+    outcomes = run_tuning(plan)
     for o in outcomes:
         states = ", ".join(f"{n} {s}" for s, n in sorted({t["state"]: sum(x["state"] == t["state"] for x in o.trials)
                                                           for t in o.trials}.items()))

@@ -55,6 +55,9 @@ class Plan:
     out: Path
     tune_seed: int = 0
     jobs: int = 1
+    launcher: str = "joblib"  # joblib | local | slurm (module docstring)
+    cluster: tuple[tuple[str, Any], ...] = ()  # submitit's parameters (slurm_partition, timeout_min, ...)
+    threads: int | None = None  # threads per run; None: the cores over jobs
 
     @property
     def final_seeds(self) -> list[int]:
@@ -91,7 +94,8 @@ def _study(plan: Plan, strategy: str):
 def _compose(plan: Plan, extra: list[str]):
     from ..api import compose
 
-    threads = [f"threads={max(1, (os.cpu_count() or 1) // plan.jobs)}"] if plan.jobs > 1 else []
+    threads = [f"threads={plan.threads}"] if plan.threads else \
+        [f"threads={max(1, (os.cpu_count() or 1) // plan.jobs)}"] if plan.jobs > 1 else []
     return compose(plan.command, [*plan.base, *threads, *extra])
 
 
@@ -190,10 +194,38 @@ def _strategy_job(plan: Plan, strategy: str) -> Outcome:
     return outcome
 
 
+def _submitit(plan: Plan) -> list[Outcome]:
+    """One submitit job per strategy (an array, at most ``plan.jobs`` at once); waits for all."""
+    import submitit
+
+    try:
+        executor = submitit.AutoExecutor(folder=plan.out / "submitit" / "%j", cluster=plan.launcher)
+    except RuntimeError as exc:  # off a cluster: "Could not detect srun"
+        raise AuxrunError(f"--launcher {plan.launcher}: {exc} (submitit needs SLURM's commands, srun and sbatch, "
+                          "on this machine; --launcher joblib runs the strategies here)") from None
+    settings = dict(plan.cluster)
+    if plan.launcher == "slurm":
+        settings.setdefault("slurm_array_parallelism", plan.jobs)
+    executor.update_parameters(name="auxrun-tune", **settings)
+    jobs = executor.map_array(_strategy_job, [plan] * len(plan.strategies), list(plan.strategies))
+    outcomes = []
+    for strategy, job in zip(plan.strategies, jobs):
+        try:
+            outcomes.append(job.result())
+        except Exception as exc:  # noqa: BLE001 - a failed job's error, named with its strategy and logs
+            text = str(exc).strip().splitlines()
+            raise AuxrunError(f"weighting={strategy}: its {plan.launcher} job {job.job_id} failed "
+                              f"({text[-1] if text else type(exc).__name__}); its logs are in "
+                              f"{plan.out / 'submitit' / str(job.job_id)}") from None
+    return outcomes
+
+
 def tune(plan: Plan) -> list[Outcome]:
     """Tune every strategy of ``plan`` (in parallel with ``plan.jobs``), run the finals, and
     write ``OUT/final/tuning.json`` (each strategy's space, trials and best configuration)."""
-    if plan.jobs > 1 and len(plan.strategies) > 1:
+    if plan.launcher in ("local", "slurm"):
+        outcomes = _submitit(plan)
+    elif plan.jobs > 1 and len(plan.strategies) > 1:
         from joblib import Parallel, delayed
 
         outcomes = Parallel(n_jobs=min(plan.jobs, len(plan.strategies)), backend="loky")(
