@@ -77,6 +77,27 @@ def test_a_finished_result_is_never_replaced_by_a_failure_record(tmp_path, make_
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "failed"
 
 
+def test_a_rerun_that_fails_keeps_the_finished_result_it_was_to_replace(tmp_path, make_cfg, monkeypatch):
+    """rerun=true starts the run again; when that attempt fails, the earlier finished result
+    stays (the error is still raised), since no run may lose a finished result."""
+    import auxrun.train.runner as runner
+    from auxrun.train.commands import run
+
+    cfg = make_cfg("mtl", "weighting=fixed")
+    first = run(cfg, tmp_path)
+    assert first["status"] == "completed"
+    before = (tmp_path / "result.json").read_text()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom in the rerun")
+
+    monkeypatch.setattr(runner, "fit", broken)
+    cfg.rerun = True
+    with pytest.raises(RuntimeError, match="boom in the rerun"):
+        run(cfg, tmp_path)
+    assert (tmp_path / "result.json").read_text() == before
+
+
 @pytest.mark.parametrize(("exc", "code", "words"), [
     (AuxrunError("trainer.lr='x': not a number"), 2, "trainer.lr='x'"),
     (OSError(28, "No space left on device", "/full/result.json"), 1, "cannot write /full/result.json"),

@@ -118,12 +118,12 @@ def record_failure(cfg: Any, folder: Path, exc: BaseException, start: float) -> 
     """Record ``status: failed`` with ``exc`` in ``folder/result.json``, unless the folder holds a
     finished result (completed, diverged or pruned), which is never replaced, or the run already
     recorded its failure itself."""
-    from .report.results import read_result, write_failure
+    from .report.results import finished, read_result, write_failure
 
     path = RunFolder(folder).result
     old = read_result(path) if path.exists() else None
-    if old is not None and (old["status"] in ("completed", "diverged", "pruned")
-                            or (old["status"] == "failed" and _timestamp(old.get("finished_at")) >= start)):
+    if finished(Path(folder)) is not None or (old is not None and old["status"] == "failed"
+                                              and _timestamp(old.get("finished_at")) >= start):
         return
     try:
         write_failure(Path(folder), failure_base(cfg), exc, start)

@@ -110,7 +110,7 @@ def config_differences(stored: Any, config: dict[str, Any]) -> list[str]:
     return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def _finished(run_dir: Path) -> dict[str, Any] | None:
+def finished(run_dir: Path) -> dict[str, Any] | None:
     """The result in ``run_dir`` when it finished (completed; diverged, which a deterministic
     rerun would repeat; pruned, which its tuner decided); else ``None``."""
     path = RunFolder(run_dir).result
@@ -119,10 +119,10 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
 
 
 def finished_result(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The finished result already in ``run_dir`` (:func:`_finished`) of this resolved
+    """The finished result already in ``run_dir`` (:func:`finished`) of this resolved
     ``config``, up to keys that never change a run's numbers (:func:`config_differences`);
     else ``None``."""
-    result = _finished(run_dir)
+    result = finished(run_dir)
     return result if result and not config_differences(result.get("config"), config) else None
 
 
@@ -136,7 +136,7 @@ def start_run(cfg: Any, run_dir: Path, console: Any) -> tuple[dict[str, Any], di
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(cfg, resolve=True)
-    if not cfg.get("rerun", False) and (done := _finished(run_dir)) is not None:
+    if not cfg.get("rerun", False) and (done := finished(run_dir)) is not None:
         differ = config_differences(done.get("config"), config)
         if not differ:
             from rich.markup import escape

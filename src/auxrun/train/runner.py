@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import StorageError
-from ..report.results import start_run, write_failure, write_result
+from ..report.results import finished, start_run, write_failure, write_result
 from .loggers import make_logger
 from .loop import Job, fit
 from .resume import Interrupted
@@ -73,7 +73,8 @@ def run_job(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) ->
         out = fit(job, cfg.trainer, run_dir, config, make_logger(cfg, run_dir), console)
     except Exception as exc:
         with contextlib.suppress(OSError):  # a full disk must not hide the error itself
-            write_failure(run_dir, base, exc, start)
+            if finished(run_dir) is None:  # a failed rerun (rerun=true) keeps the result it was to replace
+                write_failure(run_dir, base, exc, start)
         raise
     state = out.state
     record = {**base, "status": state.status, "message": state.message, "epochs_run": state.epochs_run,
