@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-all docs bench clean
+.PHONY: setup demo test test-all test-slurm docs bench clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,15 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-all: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "not slurm"
+
+# Sweeps and tuning on a real SLURM controller: a one-node cluster on this machine (installs
+# Debian's slurm-wlm if missing; needs root), the SLURM tests, then the cluster stopped again.
+SLURM_DIR ?= /tmp/auxrun-slurm
+test-slurm: setup
+	tests/slurm/start.sh $(SLURM_DIR)
+	SLURM_CONF=$(SLURM_DIR)/slurm.conf $(BIN)/python -m pytest -q -m slurm tests/slurm; \
+	  status=$$?; tests/slurm/stop.sh $(SLURM_DIR); exit $$status
 
 # The documentation site (docs/ -> site/), warnings as errors: a broken link, a missing page or
 # a reference table that cannot be generated fails the build.
