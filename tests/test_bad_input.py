@@ -122,9 +122,17 @@ CASES: list[tuple[str, str]] = [
     ("compare --layout nosuch", "unknown layout 'nosuch'"),
     ("compare --split train", "unknown split 'train'"),
 ]
-if shutil.which("sbatch") is None:  # off a SLURM cluster
+def _no_slurm_controller() -> bool:
+    try:
+        return shutil.which("sinfo") is None or subprocess.run(["sinfo", "-h"], capture_output=True,
+                                                                timeout=20).returncode != 0
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+
+
+if _no_slurm_controller():  # off a SLURM cluster, or SLURM's commands without a controller
     CASES.append(("mtl -m seed=0,1 hydra/launcher=slurm hydra.launcher.partition=gpu",
-                  "hydra/launcher=slurm submits each job with sbatch, which this machine does not have"))
+                  "or use hydra/launcher=joblib (parallel jobs on this machine) here"))
 if not torch.cuda.is_available():
     CASES.append(("mtl device=cuda", "device=cuda asks for a CUDA GPU, but none is available here"))
 

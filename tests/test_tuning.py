@@ -182,6 +182,19 @@ def test_submitit_runs_one_job_per_strategy_as_slurm_would(tmp_path: Path) -> No
     assert len([p for p in (tmp_path / "submitit").iterdir() if p.name != "%j"]) == 2  # a log folder per job
 
 
-def test_slurm_off_a_cluster_is_one_message(tmp_path: Path) -> None:
-    with pytest.raises(AuxrunError, match="srun.*--launcher joblib runs the strategies here"):
-        tune(Plan("mtl", BASE, ("none",), 1, 1, tmp_path, launcher="slurm"))
+def test_slurm_off_a_cluster_is_one_message(tmp_path: Path, monkeypatch) -> None:
+    """No SLURM commands, or commands but no controller answering: one message each, before
+    anything is submitted (whatever this machine has installed)."""
+    plan_ = Plan("mtl", BASE, ("none",), 1, 1, tmp_path / "out", launcher="slurm")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(AuxrunError, match="sbatch, which this machine does not have.*--launcher joblib"):
+        tune(plan_)
+    for command in ("sbatch", "sinfo"):  # a client whose controller does not answer
+        script = bin_dir / command
+        script.write_text("#!/bin/sh\necho 'sinfo: error: Could not establish a configuration source' >&2\nexit 1\n")
+        script.chmod(0o755)
+    with pytest.raises(AuxrunError, match="no controller answers .*Could not establish a configuration source"):
+        tune(plan_)
+    assert not (tmp_path / "out" / "submitit").exists()  # nothing was submitted

@@ -109,15 +109,14 @@ SHOWN = 10  # compare: skipped runs listed per status on the terminal
 
 
 def check_launcher(args: list[str]) -> None:
-    """``hydra/launcher=slurm`` submits with ``sbatch``: off a cluster, one line saying so
-    (submitit would fail deep inside the sweep)."""
-    import shutil
+    """``hydra/launcher=slurm`` submits with ``sbatch``: off a cluster, or with no controller
+    answering, one line saying so (:func:`auxrun.slurm.check`; submitit would fail deep inside
+    the sweep)."""
+    from . import slurm
 
     launcher = next((a.split("=", 1)[1] for a in args if a.lstrip("+~").startswith("hydra/launcher=")), None)
-    if launcher == "slurm" and shutil.which("sbatch") is None:
-        raise AuxrunError("hydra/launcher=slurm submits each job with sbatch, which this machine does not have "
-                          "(not a SLURM login node): run the command on the cluster, or use hydra/launcher=joblib "
-                          "(parallel jobs on this machine) here")
+    if launcher == "slurm" and "--cfg" not in args and "-c" not in args:
+        slurm.check("hydra/launcher=slurm", "hydra/launcher=joblib (parallel jobs on this machine)")
 
 
 def check_single_job(command: str, args: list[str]) -> None:

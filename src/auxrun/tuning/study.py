@@ -198,11 +198,11 @@ def _submitit(plan: Plan) -> list[Outcome]:
     """One submitit job per strategy (an array, at most ``plan.jobs`` at once); waits for all."""
     import submitit
 
-    try:
-        executor = submitit.AutoExecutor(folder=plan.out / "submitit" / "%j", cluster=plan.launcher)
-    except RuntimeError as exc:  # off a cluster: "Could not detect srun"
-        raise AuxrunError(f"--launcher {plan.launcher}: {exc} (submitit needs SLURM's commands, srun and sbatch, "
-                          "on this machine; --launcher joblib runs the strategies here)") from None
+    from .. import slurm
+
+    if plan.launcher == "slurm":
+        slurm.check("--launcher slurm", "--launcher joblib (the strategies in processes on this machine)")
+    executor = submitit.AutoExecutor(folder=plan.out / "submitit" / "%j", cluster=plan.launcher)
     settings = dict(plan.cluster)
     if plan.launcher == "slurm":
         settings.setdefault("slurm_array_parallelism", plan.jobs)
