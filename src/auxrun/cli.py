@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -254,8 +255,7 @@ def tune(
                 tuple(cluster.items()) if launcher != "joblib" else (), cpus if launcher != "joblib" else None)
     outcomes = run_tuning(plan)
     for o in outcomes:
-        states = ", ".join(f"{n} {s}" for s, n in sorted({t["state"]: sum(x["state"] == t["state"] for x in o.trials)
-                                                          for t in o.trials}.items()))
+        states = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t["state"] for t in o.trials).items()))
         best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (o.best or {}).items())
         err.print(f"[bold]{o.strategy}[/]: {len(o.trials)} trials ({states}); best validation score "
                   f"{o.best_value:.4f} with {escape(best) or 'no searched key'}", soft_wrap=True)

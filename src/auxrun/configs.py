@@ -6,6 +6,7 @@ command line (which imports the schemes).
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -51,7 +52,14 @@ def option_settings(group: str, option: str) -> dict:
 def composed_settings(group: str, option: str) -> dict:
     """What ``<group>/<option>.yaml`` sets under the group once the files of the same group in
     its defaults list are merged beneath it (``selar`` gets ``lr`` from ``_meta``, ``bbbp`` gets
-    ``loader`` from ``_molecules``, ``synthetic_xl`` from ``/dataset/synthetic@dataset``)."""
+    ``loader`` from ``_molecules``, ``synthetic_xl`` from ``/dataset/synthetic@dataset``); a
+    copy the caller may change."""
+    return copy.deepcopy(_composed(group, option))
+
+
+@cache
+def _composed(group: str, option: str) -> dict:
+    """:func:`composed_settings`, merged once per option (the files do not change while auxrun runs)."""
     from omegaconf import OmegaConf
 
     tree, _ = option_file(group, option)
@@ -60,7 +68,7 @@ def composed_settings(group: str, option: str) -> dict:
         name = str(entry).split("@")[0] if isinstance(entry, str) else ""
         name = name.removeprefix(f"/{group}/")
         if name and name != "_self_" and "/" not in name and (CONF_DIR / group / f"{name}.yaml").is_file():
-            merged = OmegaConf.merge(merged, composed_settings(group, name))
+            merged = OmegaConf.merge(merged, _composed(group, name))
     merged = OmegaConf.merge(merged, {k: v for k, v in option_settings(group, option).items() if k != "defaults"})
     return OmegaConf.to_container(merged)  # type: ignore[return-value]
 
@@ -69,7 +77,7 @@ def option_value(group: str, option: str, key: str, default: object = None) -> o
     """The value ``<group>/<option>.yaml`` sets for ``key`` under the group, itself or through the
     files of the same group in its defaults list (:func:`composed_settings`); ``default`` where
     none does."""
-    return composed_settings(group, option).get(key, default)
+    return _composed(group, option).get(key, default)
 
 
 

@@ -178,12 +178,12 @@ def final_runs(plan: Plan, outcome: Outcome) -> list[dict[str, Any]]:
                           f"finite validation score (see {plan.out / 'trials' / outcome.strategy})")
     results = []
     for seed in plan.final_seeds:
-        own = [f"weighting={outcome.strategy}", f"seed={seed}"]
-        cfg = _compose(plan, own)
-        dims = [d for d in space_of(cfg) if d.key in outcome.best]
-        tuned = [*own, *overrides(dims, outcome.best, cfg), f"trainer.tuned_trials={plan.trials}"]
-        for kind, extra in (("default", own), ("tuned", tuned)):
-            results.append(run(_compose(plan, extra), plan.out / "final" / kind / outcome.strategy / f"seed_{seed}"))
+        default = _compose(plan, [f"weighting={outcome.strategy}", f"seed={seed}"])
+        dims = [d for d in space_of(default) if d.key in outcome.best]
+        tuned = _compose(plan, [f"weighting={outcome.strategy}", f"seed={seed}", *overrides(dims, outcome.best, default),
+                                f"trainer.tuned_trials={plan.trials}"])
+        for kind, cfg in (("default", default), ("tuned", tuned)):
+            results.append(run(cfg, plan.out / "final" / kind / outcome.strategy / f"seed_{seed}"))
     return results
 
 
