@@ -38,19 +38,6 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _flat(tree: object, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            if key == "defaults":
-                continue
-            if isinstance(value, dict) and value:
-                out |= _flat(value, f"{prefix}{key}.")
-            else:
-                out[f"{prefix}{key}"] = value
-    return out
-
-
 def defaults(command: str) -> dict[str, str]:
     """The option each config group defaults to for ``auxrun COMMAND``."""
     found: dict[str, str] = {}
@@ -116,13 +103,13 @@ def _values(by_option: dict[str, object]) -> str:
 
 def keys_table(group: str) -> str:
     """Every key the options of ``group`` set, what the schema allows, and each option's value."""
-    from .schema import spec_of
+    from .schema import flat, spec_of
 
     if group not in groups():
         raise AuxrunError(f"docs marker: no config group {group!r}; groups: {', '.join(groups())}")
     values: dict[str, dict[str, object]] = defaultdict(dict)
     for option in group_options(group):
-        for key, value in _flat(composed_settings(group, option)).items():
+        for key, value in flat(composed_settings(group, option)).items():
             values[key][option] = value
     rows = ["| key | allowed | value per option |", "|---|---|---|"]
     # the option itself names the run; search spaces are listed with the strategies (family tables)
@@ -135,7 +122,7 @@ def keys_table(group: str) -> str:
 
 def family_table(family: str) -> str:
     """The strategies of ``family``: their options and their own keys with their defaults."""
-    from .schema import spec_of
+    from .schema import flat, spec_of
     from .weighting import FAMILIES, REGISTRY, display_order
 
     if family not in FAMILIES:
@@ -149,7 +136,7 @@ def family_table(family: str) -> str:
         if strategy not in REGISTRY or REGISTRY[strategy].family != family:
             continue
         keys = []
-        for key, value in sorted(_flat(settings).items()):
+        for key, value in sorted(flat(settings).items()):
             if key in ("name", "strategy") or key.startswith("search."):
                 continue
             spec = spec_of(f"weighting.{key}")

@@ -133,12 +133,13 @@ SCHEMA: dict[str, Spec] = {
 }
 
 
-def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+def flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf (an empty mapping is a leaf)."""
     out: dict[str, Any] = {}
     for key, value in cfg.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            out |= _flat(value, f"{name}.")
+            out |= flat(value, f"{name}.")
         else:
             out[name] = value
     return out
@@ -182,7 +183,7 @@ def validate(cfg: DictConfig) -> None:
     all, the dataset serves the command (:func:`check_dataset_kind`)."""
     check_dataset_kind(cfg)
     plain = resolved(cfg)
-    for key, value in _flat(plain).items():
+    for key, value in flat(plain).items():
         spec = spec_of(key)
         if spec is None or key.startswith("hydra."):
             continue
@@ -248,10 +249,10 @@ def check_option_names(plain: dict[str, Any]) -> None:
     """Each key of :data:`OPTION_KEYS` that is set names an option of its group."""
     from .configs import group_options
 
-    flat = _flat(plain)
+    leaves = flat(plain)
     for key, group in OPTION_KEYS.items():
-        value = flat.get(key)
-        if value is None and key in flat and key != "dataset.pretrain_dataset":  # null there: the run's own dataset
+        value = leaves.get(key)
+        if value is None and key in leaves and key != "dataset.pretrain_dataset":  # null there: the run's own dataset
             raise AuxrunError(f"{key}=null: name an option of {group} ({', '.join(group_options(group))})")
         if value is None:
             continue
