@@ -39,6 +39,7 @@ def runs(outputs: str | Path = "outputs") -> pd.DataFrame:
     :func:`compare` reads."""
     import pandas as pd
 
+    from .dotted import flat
     from .errors import AuxrunError
     from .report.results import find_results
 
@@ -51,24 +52,13 @@ def runs(outputs: str | Path = "outputs") -> pd.DataFrame:
         row["run_dir"] = str(run_dir)
         for split, metrics in (result.get("metrics") or {}).items():
             row.update({f"{split}.{k}": v for k, v in (metrics or {}).items()})
-        row.update(_flat(result.get("config") or {}, "config"))
+        row.update(flat(result.get("config") or {}, "config."))
         row["result"] = result
         rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else [*FIXED, "result"])
     metrics = sorted(c for c in df.columns if c.startswith(("val.", "test.")))
     config = sorted(c for c in df.columns if c.startswith("config."))
     return df[[*FIXED, *metrics, *config, "result"]]
-
-
-def _flat(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, name))
-        else:
-            out[name] = value
-    return out
 
 
 def compare(source: str | Path | pd.DataFrame = "outputs", split: str = "test") -> Comparison:

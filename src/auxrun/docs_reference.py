@@ -27,6 +27,7 @@ from collections import defaultdict
 from omegaconf import DictConfig, OmegaConf
 
 from .configs import CONF_DIR, composed_settings, group_options
+from .dotted import flat
 from .errors import AuxrunError
 
 MARKER = re.compile(r"^<!-- auxrun:(\w+)(?: ([\w.-]+))? -->$", re.MULTILINE)
@@ -103,7 +104,7 @@ def _values(by_option: dict[str, object]) -> str:
 
 def keys_table(group: str) -> str:
     """Every key the options of ``group`` set, what the schema allows, and each option's value."""
-    from .schema import flat, spec_of
+    from .schema import spec_of
 
     if group not in groups():
         raise AuxrunError(f"docs marker: no config group {group!r}; groups: {', '.join(groups())}")
@@ -122,7 +123,7 @@ def keys_table(group: str) -> str:
 
 def family_table(family: str) -> str:
     """The strategies of ``family``: their options and their own keys with their defaults."""
-    from .schema import flat, spec_of
+    from .schema import spec_of
     from .weighting import FAMILIES, REGISTRY, display_order
 
     if family not in FAMILIES:

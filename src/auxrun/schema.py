@@ -27,6 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .dotted import flat
 from .errors import AuxrunError
 from .specs import INT32_MAX, Spec
 from .data import REGISTRY, loader_name
@@ -131,18 +132,6 @@ SCHEMA: dict[str, Spec] = {
     # live curves
     "logger.name": Spec(str, choices=LOGGERS), "logger.flush_secs": _count(),
 }
-
-
-def flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> value of every leaf (an empty mapping is a leaf)."""
-    out: dict[str, Any] = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out |= flat(value, f"{name}.")
-        else:
-            out[name] = value
-    return out
 
 
 def spec_of(key: str) -> Spec | None:

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..dotted import flat
+
 # Keys (or prefixes ending in ".") that never change a run's numbers.
 NON_RESULT_KEYS = ("seed", "rerun", "threads", "paths.", "hydra.", "logger.", "trainer.progress", "trainer.checkpoint",
                    "dataset.data_dir", "dataset.download", "dataset.published_stats",
@@ -44,16 +46,8 @@ def _matches(key: str, patterns: Iterable[str]) -> bool:
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Dotted key -> value as text (lists and empty mappings as JSON), for hashing and labels."""
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out |= flatten(value, f"{name}.")
-        elif isinstance(value, (Mapping, list, tuple)):
-            out[name] = json.dumps(value, sort_keys=True, default=str)
-        else:
-            out[name] = str(value)
-    return out
+    return {k: json.dumps(v, sort_keys=True, default=str) if isinstance(v, (Mapping, list, tuple)) else str(v)
+            for k, v in flat(config, prefix).items()}
 
 
 def result_view(config: Mapping[str, Any]) -> dict[str, str]:
