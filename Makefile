@@ -28,11 +28,17 @@ demo: setup
 	$(BIN)/auxrun mtl -m weighting=none,fixed,cosine,selar,auxts aux=mixed seed=0,1,2 hydra.sweep.dir=$(DEMO_DIR)
 	$(BIN)/auxrun compare --outputs $(DEMO_DIR) --report $(DEMO_DIR)/report
 
-test: setup
-	$(BIN)/python -m pytest -q
+# One pytest worker per core (pytest-xdist); a module's tests stay on one worker, so a module's
+# shared fixtures (the planted strategies' training runs) are computed once.
+PYTEST_PARALLEL ?= -n auto --dist loadscope
 
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
+
+# Every test, slow ones included, each `auxrun` command in a new interpreter (AUXRUN_TEST_EXEC=1)
+# rather than forked from the test's preloaded server.
 test-all: setup
-	$(BIN)/python -m pytest -q -m "not slurm"
+	AUXRUN_TEST_EXEC=1 $(BIN)/python -m pytest -q -m "not slurm" $(PYTEST_PARALLEL)
 
 # Sweeps and tuning on a real SLURM controller: a one-node cluster on this machine (installs
 # Debian's slurm-wlm if missing; needs root), the SLURM tests, then the cluster stopped again.

@@ -16,6 +16,22 @@ from omegaconf import DictConfig
 QUIET = ["trainer.progress=false"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``), each worker keeps to its own share of
+    the cores: its affinity mask (which the ``auxrun`` processes it starts inherit, and which
+    ``threads=auto`` reads) and its thread pools. Workers that each spun on every core would slow
+    each other far more than their number."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    index, count, cores = int(worker.removeprefix("gw")), int(count), sorted(os.sched_getaffinity(0))
+    share = cores[index::count] if count <= len(cores) else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, share)
+    from auxrun.threads import apply
+
+    apply(len(share))  # torch's and BLAS's pools, and the environment children inherit
+
+
 @pytest.fixture
 def make_cfg() -> Iterator[Callable[..., DictConfig]]:
     """``make_cfg("mtl", "weighting=none", ...)`` composes a config like the CLI does."""
@@ -23,11 +39,87 @@ def make_cfg() -> Iterator[Callable[..., DictConfig]]:
         yield lambda command, *overrides: compose(command, overrides=[*QUIET, *overrides])
 
 
+# The modules every ``auxrun`` process imports (torch, PyG, Hydra, the registries): about four of
+# the five or more seconds a short ``auxrun`` command takes here. run_cli's processes are forked
+# from a server that imported them once (multiprocessing's forkserver); AUXRUN_TEST_EXEC=1 runs
+# each command in a new interpreter instead.
+PRELOAD = ["torch", "torch_geometric", "hydra", "pandas", "scipy.stats", "matplotlib.pyplot", "filelock",
+           "auxrun.cli", "auxrun.schema", "auxrun.train.runner", "auxrun.report.compare"]
+CLI_ENV = {"PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
+_server: dict = {}
+
+
+def _cli_child(args: list[str], cwd: str | None, env: dict[str, str], out: str, err: str) -> None:
+    """What ``python -m auxrun ARGS`` does, in a process forked from the preloaded server: the
+    environment, folder, arguments and output files of its own, and the exit code it ends with."""
+    import traceback
+    import warnings
+
+    os.environ.clear()
+    os.environ.update(env)
+    warnings.simplefilter("ignore")
+    if cwd:
+        os.chdir(cwd)
+    for fd, path in ((1, out), (2, err)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.argv = ["auxrun", *args]
+    code = 1
+    try:
+        from auxrun.cli import main
+
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # what the interpreter does with an exception nothing caught
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _forked(args: list[str], cwd: Path | None, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
+    import multiprocessing
+    import tempfile
+
+    if "context" not in _server:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        _server["context"] = context
+        saved = dict(os.environ)
+        os.environ.update(CLI_ENV)  # the server's environment: what its preloaded modules read on import
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        proc = _server["context"].Process(target=_cli_child, args=(args, str(cwd) if cwd else None, env, out, err))
+        proc.start()
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            raise subprocess.TimeoutExpired(["auxrun", *args], timeout)
+        with open(out) as o, open(err) as e:
+            return subprocess.CompletedProcess(["auxrun", *args], proc.exitcode, o.read(), e.read())
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run ``auxrun ARGS`` in a fresh interpreter; returns the completed process."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    """Run ``auxrun ARGS`` as its own process, as a user would; returns the completed process.
+    The process is forked from a server that has already imported the heavy modules
+    (:data:`PRELOAD`), unless ``AUXRUN_TEST_EXEC=1`` asks for a new interpreter each time."""
+    env = {**os.environ, **CLI_ENV}
+    if os.environ.get("AUXRUN_TEST_EXEC") == "1" or sys.platform != "linux":
+        return subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True,
+                              cwd=cwd, env=env, timeout=timeout)
+    return _forked(list(args), cwd, env, timeout)
 
 
 def read_result(run_dir: Path) -> dict:

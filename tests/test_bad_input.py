@@ -5,15 +5,14 @@ win), so a value that slipped through would show as a finished run, not as a slo
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 
 # (command line after `auxrun`, a piece of the expected message)
 CASES: list[tuple[str, str]] = [
@@ -145,9 +144,7 @@ def _run(case: str, tmp: Path) -> tuple[str, subprocess.CompletedProcess]:
             args.append(f"hydra.run.dir={tmp / 'runs' / str(abs(hash(case)))}")
         if "-m" in args:
             args.append(f"hydra.sweep.dir={tmp / 'sweep'}")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "300"}
-    return case, subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True,
-                                cwd=tmp, env=env, timeout=300)
+    return case, run_cli(*args, cwd=tmp)
 
 
 def _check(cases: list[tuple[str, str]], tmp_path: Path) -> None:
