@@ -190,3 +190,23 @@ def test_magnn_layer_is_the_papers_rotation_encoder_and_two_attentions_node_by_n
         beta = np.exp(score - score.max()) / np.exp(score - score.max()).sum()
         want = sum(bp * p for bp, p in zip(beta, per_path)) @ conv.out[t].weight.detach().numpy().T
         assert np.allclose(out[t].detach().numpy(), want), t
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(graphs(), min_size=2, max_size=3), st.data())
+def test_magnn_reuses_instances_only_on_the_graph_it_computed_them_for(sequence, data):
+    """A layer that keeps the last graph's instances computes, over any sequence of graphs (new
+    ones, repeats of the same tensors, new tensors of another graph in memory the old ones held),
+    what a fresh layer with the same weights computes on each; the same edge tensors are reused."""
+    conv = MAGNNConv(6, (TYPES, RELATIONS), heads=2, metapath_hops=2, max_instances=3).double()
+    fresh = MAGNNConv(6, (TYPES, RELATIONS), heads=2, metapath_hops=2, max_instances=3).double()
+    fresh.load_state_dict(conv.state_dict())
+    shifted = [(c, {r: torch.stack([(e[0] + 1) % c[r[0]], (e[1] + 1) % c[r[2]]]) for r, e in edges.items()})
+               for c, edges in sequence]  # new tensors of the same shapes, another graph
+    for i, (counts, edges) in enumerate(x for pair in zip(sequence, shifted) for x in pair):
+        g = torch.Generator().manual_seed(i)
+        h = {t: torch.randn(n, 6, generator=g, dtype=torch.double) for t, n in counts.items()}
+        for _ in range(data.draw(st.integers(1, 2))):  # the same graph again: reused
+            fresh._last = None
+            assert all(torch.equal(conv(h, edges)[t], fresh(h, edges)[t]) for t in TYPES)
+        assert all(a is b for a, b in zip(conv._last[0], (edges[r] for r in RELATIONS)))

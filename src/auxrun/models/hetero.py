@@ -173,10 +173,28 @@ class MAGNNConv(nn.Module):
         self.query = nn.ParameterDict({t: nn.Parameter(torch.empty(hidden).uniform_(-hidden ** -0.5, hidden ** -0.5))
                                        for t in reached})
         self.out = nn.ModuleDict({t: nn.Linear(heads * hidden, hidden, bias=False) for t in reached})
+        # The instances of the last graph seen, with that graph's edge tensors held (so no other
+        # tensor can take their place): whole-graph training and evaluation reuse them every step.
+        self._last: tuple[tuple[Tensor | None, ...], dict[str, int], dict[tuple[int, ...], Instances]] | None = None
 
     @staticmethod
     def _key(path: tuple[int, ...]) -> str:
         return "_".join(map(str, path))
+
+    def instances_of(self, edges: dict[EdgeType, Tensor], counts: dict[str, int],
+                     device: torch.device) -> dict[tuple[int, ...], Instances]:
+        """Every path's :func:`instances` on the graph ``edges``, on ``device``; computed once per
+        graph (the same edge tensors and node counts as the last call: the same graph)."""
+        held = tuple(edges.get(r) for r in self.relations)
+        last = self._last
+        if last is not None and last[1] == counts and all(a is b for a, b in zip(last[0], held)):
+            return last[2]
+        found = {}
+        for path in (p for ps in self.paths.values() for p in ps):
+            inst = instances(path, self.relations, edges, counts, self.max_instances)
+            found[path] = Instances(inst.at.to(device), [n.to(device) for n in inst.nodes])
+        self._last = (held, dict(counts), found)
+        return found
 
     def encode(self, h: dict[str, Tensor], path: tuple[int, ...], inst: Instances) -> Tensor:
         """``h_P(v, p) = o_n / (n + 1)``, ``o_i = h_{p_i} + o_{i-1} * rho_{r_i}`` in complex coordinates."""
@@ -193,13 +211,13 @@ class MAGNNConv(nn.Module):
     def forward(self, h: dict[str, Tensor], edges: dict[EdgeType, Tensor]) -> dict[str, Tensor]:
         counts = {t: v.shape[0] for t, v in h.items()}
         out = dict(h)
+        found = self.instances_of(edges, counts, next(iter(h.values())).device)
         for t, paths in self.paths.items():
             if not paths:
                 continue
             per_path = []
             for path in paths:
-                inst = instances(path, self.relations, edges, counts, self.max_instances)
-                inst = Instances(inst.at.to(h[t].device), [n.to(h[t].device) for n in inst.nodes])
+                inst = found[path]
                 h_p = self.encode(h, path, inst)
                 a = self.attend[self._key(path)]
                 e = nn.functional.leaky_relu(h[t][inst.at] @ a[:, :self.hidden].T + h_p @ a[:, self.hidden:].T, 0.2)
