@@ -182,6 +182,7 @@ def validate(cfg: DictConfig) -> None:
     check_task_names(plain)
     check_option_names(plain)
     check_heads(plain)
+    check_weighting(plain)
     from .tuning.space import space_of
 
     space_of(cfg)  # a search space (trainer.search, weighting.search) is checked with the run, not only by tune
@@ -226,6 +227,18 @@ def check_heads(plain: dict[str, Any]) -> None:
     if hidden % heads:
         raise AuxrunError(f"backbone.hidden={hidden} is not divisible by backbone.heads={heads}; backbone="
                           f"{backbone['name']} gives each head hidden/heads units")
+
+
+def check_weighting(plain: dict[str, Any]) -> None:
+    """The strategy's own checks of its config (:meth:`~auxrun.weighting.base.Weighting.check`),
+    for the class that ``weighting.strategy`` (default ``weighting.name``) names."""
+    from .weighting import REGISTRY as STRATEGIES
+
+    settings = plain.get("weighting")
+    if isinstance(settings, dict):
+        found = STRATEGIES.get(str(settings.get("strategy", settings.get("name"))))
+        if found is not None:
+            found.check(settings)
 
 
 # keys whose value names an option of a config group (the automatic pre-training composes with

@@ -290,6 +290,12 @@ class Weighting(ResumableState, nn.Module):
             raise TypeError(f"weighting {cls.name!r} needs an order of its own (taken by: {', '.join(taken) or '-'})")
         REGISTRY[cls.name] = cls
 
+    @classmethod
+    def check(cls, settings: dict[str, Any]) -> None:
+        """What the strategy's config (``settings``: the resolved ``weighting`` group) must satisfy
+        beyond its keys' specs (:attr:`keys`), checked when the config is composed
+        (:func:`auxrun.schema.validate`); raises :class:`~auxrun.errors.AuxrunError`. None here."""
+
     def meta_batch(self, target, step_index: int, batch_size: int, gen: torch.Generator) -> dict[str, Tensor]:
         """The target examples this step's meta loss is scored on (see the class docstring)."""
         if self.meta_holdout > 0:

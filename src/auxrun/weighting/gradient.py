@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import AuxrunError
+from . import torchjd_options
 from .base import Diagnostics, Step, Weighting, diagnostics
 
 EPS = 1e-12
@@ -149,9 +149,14 @@ class Jd(Weighting):
     order = 120
     needs_target = True
 
+    @classmethod
+    def check(cls, settings: dict[str, Any]) -> None:
+        """``options``: keyword arguments that the chosen torchjd class takes."""
+        torchjd_options.check(settings, "aggregator", AGGREGATORS, "torchjd.aggregation")
+
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
-        key = str(cfg.aggregator)  # one of AGGREGATORS: checked by the schema
+        key = str(cfg.aggregator)  # one of AGGREGATORS: checked by the schema, options by check()
         from torchjd import aggregation
 
         options = dict(cfg.get("options") or {})
@@ -159,10 +164,8 @@ class Jd(Weighting):
             options.setdefault("c", 0.4)
         if key == "nashmtl":
             options.setdefault("n_tasks", len(tasks))
-        try:
-            self.aggregator = getattr(aggregation, AGGREGATORS[key])(**options)
-        except TypeError as exc:
-            raise AuxrunError(f"weighting.options do not fit torchjd's {AGGREGATORS[key]}: {exc}") from None
+        self.aggregator = torchjd_options.build(getattr(aggregation, AGGREGATORS[key]), (), options,
+                                                lambda a: a(torch.eye(len(tasks), len(tasks) + 1)))
 
     def backward(self, step: Step) -> Diagnostics:
         G = step.task_grads()

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import AuxrunError
+from . import torchjd_options
 from .base import ObjectiveWeighting, Step
 
 SCALARIZERS = {"uw": "UW", "imtll": "IMTLL", "dwa": "DWA", "famo": "FAMO", "stch": "STCH"}
@@ -46,6 +46,11 @@ class Scalarize(ObjectiveWeighting):
     family = "multitask"
     order = 180
 
+    @classmethod
+    def check(cls, settings: dict[str, Any]) -> None:
+        """``options``: keyword arguments that the chosen torchjd class takes."""
+        torchjd_options.check(settings, "scalarizer", SCALARIZERS, "torchjd.scalarization")
+
     def __init__(self, cfg: Any, tasks: list[str]) -> None:
         super().__init__()
         key = str(cfg.scalarizer)  # one of SCALARIZERS: the schema's weighting.scalarizer
@@ -54,10 +59,8 @@ class Scalarize(ObjectiveWeighting):
         self.kind = key
         options = {**DEFAULTS.get(key, {}), **dict(cfg.get("options") or {})}
         args = (len(tasks),) if key in SIZED else ()
-        try:
-            self.scalarizer = getattr(scalarization, SCALARIZERS[key])(*args, **options)
-        except (TypeError, ValueError) as exc:
-            raise AuxrunError(f"weighting.options do not fit torchjd's {SCALARIZERS[key]}: {exc}") from None
+        self.scalarizer = torchjd_options.build(getattr(scalarization, SCALARIZERS[key]), args, options,
+                                                lambda s: s(torch.ones(len(tasks))))
         self.stateful = isinstance(self.scalarizer, Stateful)
         # FAMO steps its logits itself (update); S detaches them, so they get no gradient from it
         self.lr = float(cfg.lr)
