@@ -12,7 +12,8 @@ Runs (in-process, CPU, a few seconds each): ``mtl`` on the planted graph with ea
 strategy (and each preset), one of them on neighbour-sampled subgraphs and one with
 ``trainer.patience=1`` so early stopping ends it; ``pretrain`` and ``finetune`` with
 ``pretrained=auto``; ``zeroshot`` on the planted zero-shot graph with each transfer method,
-KTN also on sampled subgraphs, DANN with ``trainer.patience=1``.
+KTN also on sampled subgraphs and on each other typed backbone (MAGNN's meta-paths, HAN's,
+...), DANN with ``trainer.patience=1``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def given(base: list[str], *extra: str) -> list[str]:
 def jobs() -> list[tuple[str, str, list[str]]]:
     """``(name, command, overrides)`` of every fingerprinted run, from the registries."""
     from auxrun import transfer, weighting
+    from auxrun.models.encoders import TYPED
 
     out = [(f"mtl-{w}", "mtl", [*MTL, f"weighting={w}"]) for w in weighting.display_order()]
     out += [("mtl-auxts-neighbor", "mtl", [*MTL, "weighting=auxts", "trainer.sampling=neighbor",
@@ -52,6 +54,8 @@ def jobs() -> list[tuple[str, str, list[str]]]:
                                                    "trainer.fanout=[5,5]"]),
             ("zeroshot-dann-patience1", "zeroshot", given(ZEROSHOT, "transfer=dann", "trainer.max_epochs=12",
                                                            "trainer.patience=1"))]
+    out += [(f"zeroshot-ktn-{b}", "zeroshot", given(ZEROSHOT, "transfer=ktn", f"backbone={b}")) for b in TYPED
+            if f"backbone={b}" not in ZEROSHOT]
     return out
 
 

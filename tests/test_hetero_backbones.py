@@ -13,7 +13,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auxrun.models.hetero import HMPNNConv, MAGNNConv, MPNNConv, instances, metapaths
+from auxrun.data.graph import relation_chains
+from auxrun.models.hetero import HMPNNConv, MAGNNConv, MPNNConv, instances
 
 TYPES = ["a", "b"]
 RELATIONS = [("a", "x", "b"), ("b", "y", "a"), ("b", "z", "b")]
@@ -42,10 +43,24 @@ def walks(path, edges, counts) -> Counter:
 
 
 def test_metapaths_are_the_relation_chains_ending_at_a_type():
-    assert metapaths(RELATIONS, "a", 2) == [(1,), (0, 1), (2, 1)]
-    assert sorted(metapaths(RELATIONS, "b", 2)) == sorted([(0,), (2,), (1, 0), (0, 2), (2, 2)])
+    assert relation_chains(RELATIONS, "a", 2) == [(1,), (0, 1), (2, 1)]
+    assert relation_chains(RELATIONS, "b", 2) == [(0,), (2,), (1, 0), (0, 2), (2, 2)]
+    assert relation_chains(RELATIONS, "b", 2, start="a") == [(0,), (0, 2)]
     # each of the 5 two-hop chains extends by the relations into its first source type: 2 + 1 + 2
-    assert len(metapaths(RELATIONS, "b", 3)) == 10
+    assert len(relation_chains(RELATIONS, "b", 3)) == 10
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from("xyz"), st.sampled_from("abc")),
+                unique=True, max_size=6),
+       st.sampled_from("abc"), st.sampled_from([None, "a", "b", "c"]), st.integers(0, 3))
+def test_relation_chains_are_every_chaining_index_tuple_once_in_their_order(relations, end, start, hops):
+    """Against brute force over every tuple of relation indices: the same chains, each once,
+    shortest first and within a length ordered by the last relation, then the one before."""
+    brute = [c for k in range(1, hops + 1) for c in itertools.product(range(len(relations)), repeat=k)
+             if relations[c[-1]][2] == end and (start is None or relations[c[0]][0] == start)
+             and all(relations[c[i]][2] == relations[c[i + 1]][0] for i in range(k - 1))]
+    assert relation_chains(relations, end, hops, start) == sorted(brute, key=lambda c: (len(c), c[::-1]))
 
 
 @settings(max_examples=60, deadline=None)

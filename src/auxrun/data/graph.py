@@ -161,6 +161,23 @@ class GraphData:
         return [e for e in self.edge_index if e[0] == src and e[2] == dst]
 
 
+def relation_chains(relations: list[EdgeType], end: str, hops: int, start: str | None = None) -> list[tuple[int, ...]]:
+    """Every chain ``(r_1, ..., r_k)``, ``1 <= k <= hops``, of ``relations`` (as indices into
+    it) in which each relation enters the node type the next one leaves and ``r_k`` enters
+    ``end`` (and ``r_1`` leaves ``start`` when given): the meta-paths of MAGNN and of the
+    zero-shot methods.
+
+    Grown backwards from ``end``, one relation per hop: shortest first, and within one length
+    ordered by ``r_k``, then ``r_{k-1}``, ... in the order of ``relations``."""
+    found: list[tuple[int, ...]] = []
+    frontier = [(i,) for i, r in enumerate(relations) if r[2] == end]
+    for hop in range(int(hops)):
+        found += frontier
+        if hop + 1 < hops:
+            frontier = [(i, *p) for p in frontier for i, r in enumerate(relations) if r[2] == relations[p[0]][0]]
+    return [p for p in found if start is None or relations[p[0]][0] == start]
+
+
 def add_reverse(edges: dict[EdgeType, Tensor]) -> dict[EdgeType, Tensor]:
     """Return ``edges`` plus ``(dst, rev_rel, src)`` for every relation."""
     out = dict(edges)

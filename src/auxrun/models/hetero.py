@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax
 
-from ..data.graph import EdgeType
+from ..data.graph import EdgeType, relation_chains
 
 
 class MPNNConv(nn.Module):
@@ -92,16 +92,6 @@ class HMPNNConv(nn.Module):
                 parts.append(scatter(msg, dst, dim=0, dim_size=h[t].shape[0], reduce="mean"))
             out[t] = update(torch.cat([*parts, h[t]], 1)) + h[t]
         return out
-
-
-def metapaths(relations: list[EdgeType], target: str, hops: int) -> list[tuple[int, ...]]:
-    """Every chain of ``1..hops`` relations (indices into ``relations``) that ends at node
-    type ``target``, each relation's destination the next one's source."""
-    found, frontier = [], [(i,) for i, r in enumerate(relations) if r[2] == target]
-    for _ in range(hops):
-        found += frontier
-        frontier = [(i, *p) for p in frontier for i, r in enumerate(relations) if r[2] == relations[p[0]][0]]
-    return found
 
 
 @dataclass
@@ -162,7 +152,7 @@ class MAGNNConv(nn.Module):
         types, self.relations = metadata[0], list(metadata[1])
         self.hidden, self.heads, self.max_instances = hidden, heads, max_instances
         self.attention_dropout = attention_dropout
-        self.paths = {t: metapaths(self.relations, t, metapath_hops) for t in types}
+        self.paths = {t: relation_chains(self.relations, t, metapath_hops) for t in types}
         self.angle = nn.Parameter(torch.empty(len(self.relations), hidden // 2).uniform_(-torch.pi, torch.pi))
         self.attend = nn.ParameterDict({self._key(p): nn.Parameter(torch.empty(heads, 2 * hidden))
                                         for ps in self.paths.values() for p in ps})

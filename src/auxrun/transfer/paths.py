@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..data.graph import EdgeType
+from ..data.graph import EdgeType, relation_chains
 from ..errors import AuxrunError
 
 
@@ -44,18 +44,11 @@ class MetaPath:
 
 
 def metapaths(edge_types: list[EdgeType], source: str, target: str, hops: int) -> list[MetaPath]:
-    """Every meta-path from ``source`` to ``target`` with 1 to ``hops`` relations, shortest first
-    (then in the graph's relation order)."""
-    out: list[MetaPath] = []
-    frontier: list[tuple[EdgeType, ...]] = [()]
-    for _ in range(int(hops)):
-        grown = []
-        for walk in frontier:
-            here = walk[-1][2] if walk else source
-            grown += [(*walk, r) for r in edge_types if r[0] == here]
-        out += [MetaPath(w) for w in grown if w[-1][2] == target]
-        frontier = grown
-    return out
+    """Every meta-path from ``source`` to ``target`` with 1 to ``hops`` relations
+    (:func:`~auxrun.data.graph.relation_chains`), shortest first, then in the graph's relation
+    order (``r_1``, then ``r_2``, ...)."""
+    chains = sorted(relation_chains(edge_types, target, hops, start=source), key=lambda c: (len(c), c))
+    return [MetaPath(tuple(edge_types[i] for i in c)) for c in chains]
 
 
 def select_paths(found: list[MetaPath], wanted: list[str] | None) -> list[MetaPath]:
