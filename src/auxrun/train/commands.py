@@ -32,7 +32,7 @@ from ..models import Encoder, build_encoder
 from ..models.heads import head_spec
 from ..report.groups import result_view
 from ..report.results import finished_result
-from ..seed import resolve_device, seed_everything
+from ..seed import seed_everything, start
 from ..tasks import Task, TargetTask, build_aux, build_target
 from ..weighting import Weighting
 from ..weighting import build as build_weighting
@@ -154,8 +154,7 @@ class TaskParts:
 
 def task_parts(cfg: DictConfig) -> TaskParts:
     """Seed, load the data, build (or load) the encoder, the tasks and the strategy."""
-    gen = seed_everything(int(cfg.seed))
-    device = resolve_device(str(cfg.device))
+    gen, device = start(int(cfg.seed), str(cfg.device))
     data = datasets.load(cfg.dataset, int(cfg.seed), cfg.paths.get("cache")).to(device)
     schema = data.schema()
     hidden = int(cfg.backbone.hidden)

@@ -34,7 +34,7 @@ from ..errors import AuxrunError
 from ..data.step_inputs import FullGraph, check_sampling, make_view
 from ..models import ClassifierHead, Encoder, build_encoder
 from ..models.encoders import TYPED
-from ..seed import resolve_device, seed_everything
+from ..seed import seed_everything, start
 from ..tasks.metrics import label_ranking
 from ..train.loggers import RunLogger, check_logger
 from ..train.loop import Diverged, EpochPlan, FitResult
@@ -81,8 +81,7 @@ def validate(cfg: DictConfig) -> None:
 
 def zeroshot_parts(cfg: DictConfig) -> ZeroShotParts:
     """Seed, load and compose the zero-shot data, build (or load) the encoder, classifier and method."""
-    gen = seed_everything(int(cfg.seed))
-    device = resolve_device(str(cfg.device))
+    gen, device = start(int(cfg.seed), str(cfg.device))
     data = datasets.load(cfg.dataset, int(cfg.seed), cfg.paths.get("cache"))
     zs = zeroshot_data(data, cfg.zeroshot, int(cfg.seed))
     zs.graph = zs.graph.to(device)
