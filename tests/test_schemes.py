@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from omegaconf import OmegaConf
+
 from auxrun.errors import AuxrunError
+from auxrun.train.commands import _compose_pretrain, run
 from auxrun.train.pretrained import FILENAME, find_pretrained
-from auxrun.train.commands import run
 
 SMALL = ["trainer=fast", "trainer.checkpoint=false"]
 
@@ -16,7 +18,9 @@ SMALL = ["trainer=fast", "trainer.checkpoint=false"]
 def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypatch, sampling):
     out = tmp_path / "outputs"
     SMALL = ["trainer=fast", "trainer.checkpoint=false", f"trainer.sampling={sampling}"]  # noqa: N806
-    pre = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
+    # a pretrain run configured as this finetune would pre-train (``auxrun pretrain`` with the
+    # same settings), so that ``pretrained=auto`` finds it
+    pre = run(_compose_pretrain(make_cfg("finetune", *SMALL, f"paths.outputs={out}")), out / "pre")
     assert pre["status"] == "completed" and (out / "pre" / FILENAME).exists()
     assert {"uiu_auc", "edge_rates_auc", "attr_user_mse"} <= set(pre["metrics"]["val"])
     saved = torch.load(out / "pre" / FILENAME, weights_only=True)
@@ -46,8 +50,8 @@ def test_auto_pretrains_once_when_nothing_matches(make_cfg, tmp_path, backbone):
     second = run(make_cfg("finetune", *SMALL, f"backbone={backbone}", f"paths.outputs={out}"), out / "b")
     assert second["pretrained"] == first["pretrained"]
     assert len(list((out / "pretrain" / "auto").iterdir())) == 1
-    cfg = make_cfg("finetune", "backbone=gcn")
-    assert find_pretrained(out, cfg.backbone, {"features": {}, "relations": []}) is None
+    pre = _compose_pretrain(make_cfg("finetune", *SMALL, f"backbone={backbone}"))
+    assert find_pretrained(out, pre, {"features": {}, "relations": []}) is None  # another schema
 
 
 def test_checkpoint_of_another_backbone_is_refused(make_cfg, tmp_path):
@@ -61,43 +65,51 @@ def test_pretrain_without_auxiliary_tasks_is_refused(make_cfg, tmp_path):
         run(make_cfg("pretrain", "aux=none"), tmp_path)
 
 
-def test_auto_finds_only_an_encoder_of_the_same_seed_and_auxiliary_set(make_cfg, tmp_path):
-    """P&F cells never share one seed's encoder, nor one pre-trained on other tasks."""
+def variant(cfg, key: str, value):
+    """A copy of ``cfg`` with the dotted ``key`` set to ``value``."""
+    copy = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.update(copy, key, value, force_add=True)
+    return copy
+
+
+def test_auto_finds_only_an_encoder_pretrained_as_this_run_would_pretrain(make_cfg, tmp_path):
+    """P&F cells never share one seed's encoder, nor one pre-trained on other tasks or with
+    other settings (Table 2's pre-training learning rate); keys that never change numbers may
+    differ."""
     out = tmp_path / "outputs"
-    pre = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
-    cfg = make_cfg("finetune", *SMALL)
-    schema = pre["data_schema"]
-    assert find_pretrained(out, cfg.backbone, schema, 0, "ssl") == out / "pre"
-    assert find_pretrained(out, cfg.backbone, schema, 1, "ssl") is None
-    assert find_pretrained(out, cfg.backbone, schema, 0, "gpt") is None
+    pre = _compose_pretrain(make_cfg("finetune", *SMALL))
+    schema = run(variant(pre, "paths.outputs", str(out)), out / "pre")["data_schema"]
+    assert find_pretrained(out, pre, schema) == out / "pre"
+    for key, value in (("threads", 2), ("paths.cache", str(tmp_path / "elsewhere")), ("trainer.progress", True)):
+        assert find_pretrained(out, variant(pre, key, value), schema) == out / "pre", key
+    first_task = next(iter(pre.aux.tasks))
+    for key, value in (("seed", 1), ("aux.name", "gpt"), (f"aux.tasks.{first_task}.loss_scale", 5),
+                       ("trainer.lr", 0.003), ("trainer.max_epochs", 7), ("backbone.hidden", 16)):
+        assert find_pretrained(out, variant(pre, key, value), schema) is None, key
+
+
+def test_auto_says_which_keys_kept_the_closest_encoder_from_being_used(make_cfg, tmp_path, capsys):
+    out = tmp_path / "outputs"
+    run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "mine")  # trainer=fast, not trainer=pretrain
+    result = run(make_cfg("finetune", *SMALL, f"paths.outputs={out}"), out / "ft")
+    assert result["pretrained"] != str(out / "mine") and "pretrain/auto" in result["pretrained"]
+    said = "".join(capsys.readouterr().err.split())  # rich folds long lines, paths too
+    assert "".join(f"The closest pretrain run there, {out / 'mine'}, differs".split()) in said
+    assert "trainer.max_epochs" in said and "pretrained=PATHusesitanyway" in said
 
 
 def test_an_experiments_pretrain_overrides_reach_the_automatic_pretraining(make_cfg):
-    from auxrun.train.commands import _compose_pretrain
-
     cfg = make_cfg("finetune", "experiment=table2", "dataset=synthetic")
     pre = _compose_pretrain(cfg)
     assert pre.command == "pretrain" and pre.aux.name == "gpt" and float(pre.trainer.lr) == 0.001
     assert int(pre.trainer.batch_size) == 256
 
 
-def test_table4s_loss_scales_reach_pretraining_and_auto_never_reuses_an_encoder_of_other_scales(make_cfg, tmp_path):
-    from omegaconf import OmegaConf
-
-    from auxrun.train.commands import _compose_pretrain
-
+def test_table4s_loss_scales_reach_pretraining(make_cfg):
     cfg = make_cfg("finetune", "experiment=table4", "dataset=synthetic", "loss_scales.edge=5")
     assert (cfg.aux.tasks.edge.loss_scale, cfg.aux.tasks.attr.loss_scale) == (5, 1)
     pre = _compose_pretrain(cfg)
     assert (pre.aux.tasks.edge.loss_scale, pre.aux.tasks.attr.loss_scale) == (5, 1) and float(pre.trainer.lr) == 0.001
-    out = tmp_path / "outputs"
-    made = run(make_cfg("pretrain", *SMALL, f"paths.outputs={out}"), out / "pre")
-    ssl = make_cfg("pretrain", *SMALL).aux
-    schema = made["data_schema"]
-    assert find_pretrained(out, cfg.backbone, schema, 0, "ssl", ssl) == out / "pre"
-    rescaled = OmegaConf.to_container(ssl, resolve=True)
-    rescaled["tasks"][next(iter(rescaled["tasks"]))]["loss_scale"] = 5
-    assert find_pretrained(out, cfg.backbone, schema, 0, "ssl", rescaled) is None
 
 
 def test_the_automatic_pretraining_folder_is_one_per_pretraining_config(make_cfg, tmp_path):

@@ -39,7 +39,7 @@ from ..weighting import build as build_weighting
 from ..run_folder import RunFolder
 from .multitask import TaskJob
 from .loggers import check_logger
-from .pretrained import FILENAME, find_pretrained, load_encoder, save_encoder
+from .pretrained import FILENAME, closest_pretrained, find_pretrained, load_encoder, save_encoder
 from .runner import run_job
 
 COMMANDS = ("pretrain", "finetune", "mtl")
@@ -111,7 +111,7 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
         path = Path(choice).expanduser()
         return load_encoder(path, cfg.backbone, schema, device), path
     pre = _compose_pretrain(cfg)
-    found = find_pretrained(outputs, cfg.backbone, schema, int(cfg.seed), str(cfg.dataset.pretrain_aux), pre.aux)
+    found = find_pretrained(outputs, pre, schema)
     if found is not None:
         console.print(f"Using pre-trained encoder {escape(str(found / FILENAME))}")
         return load_encoder(found, cfg.backbone, schema, device), found
@@ -122,6 +122,11 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
             console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {escape(str(outputs))}; "
                           f"pre-training one first in {escape(str(found))} (reused by later finetune runs; an interrupted one "
                           "resumes there).[/]")
+            closest = closest_pretrained(outputs, pre, schema)
+            if closest is not None:
+                keys = ", ".join(closest[1][:6]) + (", ..." if len(closest[1]) > 6 else "")
+                console.print(f"[yellow]The closest pretrain run there, {escape(str(closest[0]))}, differs from the "
+                              f"pre-training this run calls for in {escape(keys)}; pretrained=PATH uses it anyway.[/]")
             result = run(pre, found)
             if result["status"] != "completed":
                 raise AuxrunError(f"automatic pre-training in {found} ended with status {result['status']}")

@@ -3,7 +3,8 @@
 ``encoder.pt`` holds ``{"format": "auxrun-encoder", "version": 1, "backbone": {...},
 "schema": {...}, "state_dict": {...}}``: enough to rebuild the encoder without the run's
 config. ``pretrained=auto`` picks the newest completed pretrain run below the outputs folder
-whose backbone config and data schema (feature sizes per node type, relations) match.
+that was pre-trained exactly as the run would pre-train (every key that changes numbers, the
+seed included) on data of the same schema (feature sizes per node type, relations).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import OmegaConf
 from ..errors import AuxrunError
 from ..atomic import save_torch
 from ..models import Encoder, build_encoder
+from ..report.groups import result_view
 from ..report.results import find_results
 from ..run_folder import ENCODER
 from .published_gin import is_published_gin, published_gin_state
@@ -81,22 +83,42 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
     return encoder.to(device)
 
 
-def find_pretrained(outputs: Path, backbone_cfg: Any, schema: dict, seed: int | None = None,
-                    aux: str | None = None, aux_config: Any = None) -> Path | None:
-    """Newest completed pretrain run below ``outputs`` matching backbone and schema, and where
-    given its seed, auxiliary set (``aux``, by name) and that set's whole resolved config
-    (``aux_config``: tasks and their ``loss_scale``): the P&F cells of a comparison never share
-    one seed's encoder, nor one pre-trained on other tasks or other loss scales (Table 4)."""
-    aux_wanted = _plain(aux_config) if aux_config is not None else None
-    if not outputs.exists():
+def find_pretrained(outputs: Path, pretrain_cfg: Any, schema: dict) -> Path | None:
+    """Newest completed pretrain run below ``outputs`` whose config has the same
+    :func:`~auxrun.report.groups.result_view` as ``pretrain_cfg`` (the pretrain config this
+    run would compose: backbone, corpus, seed, auxiliary set with its loss scales, trainer
+    settings such as Table 2's pre-training learning rate) and whose data has ``schema``.
+    Keys that never change numbers (paths, threads, logging) may differ. So the P&F cells of a
+    comparison never share one seed's encoder, nor reuse one pre-trained otherwise."""
+    found = [(stamp, run_dir) for stamp, run_dir, differ in _candidates(outputs, pretrain_cfg, schema) if not differ]
+    return max(found)[1] if found else None
+
+
+def closest_pretrained(outputs: Path, pretrain_cfg: Any, schema: dict) -> tuple[Path, list[str]] | None:
+    """The completed pretrain run below ``outputs`` on data of ``schema`` whose config differs
+    from ``pretrain_cfg`` in the fewest keys that change numbers, and those keys (none when
+    :func:`find_pretrained` would pick it); ``None`` when there is no such run."""
+    found = [(len(differ), -stamp, str(run_dir), differ) for stamp, run_dir, differ in
+             _candidates(outputs, pretrain_cfg, schema)]
+    if not found:
         return None
-    wanted = _plain(backbone_cfg)
-    matches = []
+    _, _, run_dir, differ = min(found)
+    return Path(run_dir), differ
+
+
+def _candidates(outputs: Path, pretrain_cfg: Any, schema: dict) -> list[tuple[float, Path, list[str]]]:
+    """Every completed pretrain run below ``outputs`` with an encoder file and data of
+    ``schema``: its encoder's modification time, its folder and the result-view keys in which
+    its config differs from ``pretrain_cfg``."""
+    if not outputs.exists():
+        return []
+    wanted = result_view(_plain(pretrain_cfg))
+    out = []
     for run_dir, result in find_results(outputs):
         file = run_dir / FILENAME
         if (result["command"] == "pretrain" and result["status"] == "completed" and file.exists()
-                and result.get("config", {}).get("backbone") == wanted and result.get("data_schema") == schema
-                and (seed is None or result.get("seed") == seed) and (aux is None or result.get("aux") == aux)
-                and (aux_wanted is None or result.get("config", {}).get("aux") == aux_wanted)):
-            matches.append((file.stat().st_mtime, run_dir))
-    return max(matches)[1] if matches else None
+                and result.get("data_schema") == schema):
+            view = result_view(result.get("config", {}))
+            differ = sorted(k for k in view.keys() | wanted.keys() if view.get(k) != wanted.get(k))
+            out.append((file.stat().st_mtime, run_dir, differ))
+    return out
