@@ -150,8 +150,8 @@ def config(weighting="fixed", seed=0, homophily=0.6, layers=2, patience=30, lr=0
             "weighting": {"name": weighting}, "aux": {"name": aux, "head_dim": 32, "tasks": {"h": {"kind": "planted"}}}}
 
 
-def put_run(root: Path, name: str, cfg: dict, value: float, status="completed", finished=None):
-    write_result(root / name, {
+def put_run(root: Path, name: str, cfg: dict, value: float, status="completed", finished=None, **fields):
+    write_result(root / name, {**fields,
         "status": status, "command": cfg["command"], "dataset": "synthetic", "backbone": "gcn",
         "aux": cfg["aux"]["name"], "weighting": cfg["weighting"]["name"], "seed": cfg["seed"],
         "primary_metric": "f1_micro", "higher_is_better": True,
@@ -203,6 +203,25 @@ def test_a_repeated_seed_warns_with_both_folders_and_only_the_newest_counts(tmp_
     cell = c.cells.iloc[0]
     assert (cell["n"], cell["mean"]) == (2, pytest.approx(0.85))
     assert "seed 0" in caplog.text and str(tmp_path / "old") in caplog.text and str(tmp_path / "new") in caplog.text
+
+
+def test_runs_that_name_one_encoder_but_started_from_different_files_warn(tmp_path, caplog):
+    """The RCGrad slice's case: ``pretrained=auto``'s folder was pre-trained again (lost with a
+    session's outputs) and came out different, so seed 0's ``none`` and ``fixed`` runs did not
+    start from the same weights."""
+    same = {"pretrained": "outputs/pretrain/auto/x-seed0"}
+    put_run(tmp_path, "n0", config("none", seed=0), 0.70, pretrained_sha256="a" * 64, **same)
+    put_run(tmp_path, "f0", config(seed=0), 0.80, pretrained_sha256="a" * 64, **same)
+    put_run(tmp_path, "f1", config(seed=1), 0.80, pretrained="outputs/pretrain/auto/x-seed1", pretrained_sha256="c" * 64)
+    with caplog.at_level(logging.WARNING):
+        compare(tmp_path)
+    assert "different files" not in caplog.text
+    put_run(tmp_path, "g0", config(seed=0, patience=5), 0.75, pretrained_sha256="b" * 64, **same)
+    with caplog.at_level(logging.WARNING):
+        compare(tmp_path)
+    said = " ".join(caplog.text.split())
+    assert "outputs/pretrain/auto/x-seed0 started from 2 different files" in said
+    assert str(tmp_path / "g0") in said and "x-seed1" not in said
 
 
 def test_diverged_runs_are_counted_never_averaged(tmp_path):

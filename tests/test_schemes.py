@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 
@@ -36,6 +38,7 @@ def test_pretrain_then_finetune_loads_that_encoder(make_cfg, tmp_path, monkeypat
     monkeypatch.setattr(schemes, "TaskJob", spy)
     ft = run(make_cfg("finetune", *SMALL, f"paths.outputs={out}"), out / "ft")  # pretrained=auto
     assert ft["pretrained"] == str(out / "pre")
+    assert ft["pretrained_sha256"] == hashlib.sha256((out / "pre" / FILENAME).read_bytes()).hexdigest()
     assert all(torch.equal(loaded[k], v) for k, v in saved["state_dict"].items())
     explicit = run(make_cfg("finetune", *SMALL, f"pretrained={out / 'pre' / FILENAME}"), out / "ft2")
     assert explicit["metrics"] == ft["metrics"]

@@ -40,6 +40,15 @@ def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def file_hash(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def cached(cache_dir: str | os.PathLike | None, kind: str, key: str, build: Callable[[], T]) -> T:
     """``build()``'s result, loaded from ``cache_dir/kind/key.pt`` when present, else built
     and stored there. ``cache_dir=None`` disables caching."""

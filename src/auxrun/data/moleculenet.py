@@ -12,7 +12,6 @@ the columns read and ``FEATURISER_VERSION``: the cache is rebuilt when the sourc
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.metadata
 import logging
 from pathlib import Path
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import AuxrunError
 from .registry import loader
 from .checks import reading
-from .cache import cached, fingerprint, progress
+from .cache import cached, file_hash, fingerprint, progress
 from .molecules import FEATURISER_VERSION, MolData, MolSet, scaffold_split
 from .graph import random_split
 
@@ -42,14 +41,6 @@ def package_file(package: str, relative: str) -> Path:
     if not path.is_file():
         raise AuxrunError(f"{relative} not found in the installed {package} package ({path})")
     return path
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _separator(path: Path, sep: str | None) -> str:

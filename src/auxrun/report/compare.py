@@ -126,6 +126,7 @@ def collect(root: Path, split: str = "test",
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
             "metrics": dict(r["metrics"].get(split, {})), "history": list(r.get("val_history") or []),
             "loss_scales": loss_scales(r.get("config") or {}),
+            "pretrained": r.get("pretrained"), "pretrained_sha256": r.get("pretrained_sha256"),
         })
     if not any(rec["status"] == "completed" for rec in records):
         extra = f" ({len(unfinished) + len(records)} unfinished, diverged or failed runs skipped)" \
@@ -164,6 +165,22 @@ def _newest_per_seed(df: pd.DataFrame) -> pd.DataFrame:
         log.warning("seed %s appears twice in one configuration: %s and %s; only the newer, %s, counts",
                     r.seed, r.run_dir, keep, keep)
     return df[~dup]
+
+
+def _warn_on_remade_encoders(df: pd.DataFrame) -> None:
+    """Runs that name one encoder (``pretrained``, e.g. ``pretrained=auto``'s folder) but
+    started from files of different content: the encoder was pre-trained again between them (a
+    session's lost ``outputs/``, another thread count), so the strategies a table pairs by seed
+    did not start from the same weights. A warning per encoder, naming a run of each file."""
+    files: dict[str, dict[str, str]] = {}
+    for name, digest, run_dir in zip(df.pretrained, df.pretrained_sha256, df.run_dir):
+        if isinstance(name, str) and isinstance(digest, str):
+            files.setdefault(name, {}).setdefault(digest, run_dir)
+    for name, runs in files.items():
+        if len(runs) > 1:
+            log.warning("runs that start from encoder %s started from %d different files (it was pre-trained again "
+                        "between them), e.g. %s: runs paired by seed did not share their start; rerun the older ones",
+                        name, len(runs), " and ".join(runs.values()))
 
 
 def _column_labels(df: pd.DataFrame) -> tuple[dict, dict]:
@@ -223,6 +240,7 @@ def compare(root: Path, split: str = "test", found: list[tuple[Path, dict[str, A
     """The comparison of the runs below ``root`` (or of ``found``: see :func:`collect`)."""
     records, unfinished = collect(root, split, found)
     df = _newest_per_seed(_identify(records))
+    _warn_on_remade_encoders(df)
     row_label, row_keys, row_unscaled = _row_labels(df)
     col_label, col_keys = _column_labels(df)
     row_id = list(zip(df.row_base, df.row_part))

@@ -30,6 +30,7 @@ from ..data.step_inputs import check_sampling
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
 from ..models.heads import head_spec
+from ..data.cache import file_hash
 from ..report.groups import result_view
 from ..report.results import finished_result
 from ..seed import seed_everything, start
@@ -39,7 +40,7 @@ from ..weighting import build as build_weighting
 from ..run_folder import RunFolder
 from .multitask import TaskJob
 from .loggers import check_logger
-from .pretrained import FILENAME, closest_pretrained, find_pretrained, load_encoder, save_encoder
+from .pretrained import FILENAME, closest_pretrained, encoder_file, find_pretrained, load_encoder, save_encoder
 from .runner import run_job
 
 COMMANDS = ("pretrain", "finetune", "mtl")
@@ -167,6 +168,7 @@ def task_parts(cfg: DictConfig) -> TaskParts:
     if cfg.command == "finetune":
         encoder, source = _finetune_encoder(cfg, schema, device)
         extra["pretrained"] = str(source)
+        extra["pretrained_sha256"] = file_hash(encoder_file(source))  # which file: compare checks the pairing
         seed_everything(int(cfg.seed))  # the same heads/sampling whether or not we pre-trained now
     else:
         encoder = build_encoder(cfg.backbone, schema).to(device)

@@ -39,11 +39,17 @@ def save_encoder(path: Path, encoder: Encoder, backbone_cfg: Any, schema: dict) 
                              "schema": schema, "state_dict": state})
 
 
+def encoder_file(path: Path) -> Path:
+    """The checkpoint file ``pretrained=PATH`` names: ``PATH`` itself, or a run folder's
+    :data:`FILENAME`."""
+    return path / FILENAME if path.is_dir() else path
+
+
 def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.device) -> Encoder:
     """Rebuild the encoder saved at ``path`` (a file or a pretrain run folder) and check that
     it fits this run's backbone and data. ``path`` may also be one of Hu et al.'s published
     GIN checkpoints (:mod:`auxrun.train.published_gin`)."""
-    file = path / FILENAME if path.is_dir() else path
+    file = encoder_file(path)
     if not file.exists():
         raise AuxrunError(
             f"pretrained checkpoint not found: {file}. Pass pretrained=PATH to a pretrain run folder "
