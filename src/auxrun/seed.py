@@ -1,6 +1,6 @@
 """Seeding: one integer fixes Python, NumPy and torch (and, through them, data splits).
 
-On the CPU a run also repeats bit for bit for a given seed and thread count: :func:`start`
+On one machine's CPU a run also repeats bit for bit for a given seed and thread count: :func:`start`
 selects torch's deterministic kernels there. Without them, the backward of advanced indexing
 (``w[idx]``, an ``index_put_`` that accumulates) adds a row's gradients in whatever order two
 or more threads reach it, and float addition is not associative: a 2-thread pre-training of the
