@@ -26,11 +26,11 @@ from .. import data as datasets
 from .. import schema
 from ..configs import CONF_DIR
 from ..data.graph import GraphData
+from ..data.cache import file_hash
 from ..data.step_inputs import check_sampling
 from ..errors import AuxrunError
 from ..models import Encoder, build_encoder
 from ..models.heads import head_spec
-from ..data.cache import file_hash
 from ..report.groups import result_view
 from ..report.results import finished_result
 from ..seed import seed_everything, start
@@ -40,7 +40,7 @@ from ..weighting import build as build_weighting
 from ..run_folder import RunFolder
 from .multitask import TaskJob
 from .loggers import check_logger
-from .pretrained import FILENAME, closest_pretrained, encoder_file, find_pretrained, load_encoder, save_encoder
+from .pretrained import FILENAME, closest_pretrained, encoder_file, load_encoder, save_encoder
 from .runner import run_job
 
 COMMANDS = ("pretrain", "finetune", "mtl")
@@ -112,7 +112,8 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
         path = Path(choice).expanduser()
         return load_encoder(path, cfg.backbone, schema, device), path
     pre = _compose_pretrain(cfg)
-    found = find_pretrained(outputs, pre, schema)
+    closest = closest_pretrained(outputs, pre, schema)  # one scan: the match, else what came closest
+    found = closest[0] if closest is not None and not closest[1] else None
     if found is not None:
         console.print(f"Using pre-trained encoder {escape(str(found / FILENAME))}")
         return load_encoder(found, cfg.backbone, schema, device), found
@@ -123,7 +124,6 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
             console.print(f"[yellow]No pre-trained {cfg.backbone.name} encoder for this data under {escape(str(outputs))}; "
                           f"pre-training one first in {escape(str(found))} (reused by later finetune runs; an interrupted one "
                           "resumes there).[/]")
-            closest = closest_pretrained(outputs, pre, schema)
             if closest is not None:
                 keys = ", ".join(closest[1][:6]) + (", ..." if len(closest[1]) > 6 else "")
                 console.print(f"[yellow]The closest pretrain run there, {escape(str(closest[0]))}, differs from the "

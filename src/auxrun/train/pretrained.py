@@ -96,14 +96,15 @@ def find_pretrained(outputs: Path, pretrain_cfg: Any, schema: dict) -> Path | No
     settings such as Table 2's pre-training learning rate) and whose data has ``schema``.
     Keys that never change numbers (paths, threads, logging) may differ. So the P&F cells of a
     comparison never share one seed's encoder, nor reuse one pre-trained otherwise."""
-    found = [(stamp, run_dir) for stamp, run_dir, differ in _candidates(outputs, pretrain_cfg, schema) if not differ]
-    return max(found)[1] if found else None
+    closest = closest_pretrained(outputs, pretrain_cfg, schema)
+    return closest[0] if closest is not None and not closest[1] else None
 
 
 def closest_pretrained(outputs: Path, pretrain_cfg: Any, schema: dict) -> tuple[Path, list[str]] | None:
     """The completed pretrain run below ``outputs`` on data of ``schema`` whose config differs
-    from ``pretrain_cfg`` in the fewest keys that change numbers, and those keys (none when
-    :func:`find_pretrained` would pick it); ``None`` when there is no such run."""
+    from ``pretrain_cfg`` in the fewest keys that change numbers (the newest of those), and
+    those keys: none when it is the one :func:`find_pretrained` picks; ``None`` when there is
+    no such run. One scan of ``outputs`` answers both questions."""
     found = [(len(differ), -stamp, str(run_dir), differ) for stamp, run_dir, differ in
              _candidates(outputs, pretrain_cfg, schema)]
     if not found:
