@@ -7,17 +7,21 @@ after the last layer, mean pooling."""
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from auxrun.data.molecules import MolSet
 from auxrun.errors import AuxrunError
 from auxrun.train.pretrained import load_encoder
+from test_fuzz import fuzz  # the same settings: derandomized unless AUXRUN_FUZZ_RANDOM=1
 
 SMILES = ["N[C@@H](C)C(=O)O", "F/C=C/F", "c1ccccc1O", "C#N", "CC(=O)Oc1ccccc1C(=O)O", "[O-][N+](=O)c1ccc(Cl)cc1"]
 SCHEMA = {"kind": "molecules"}
@@ -144,3 +148,84 @@ def other_architecture(kind: str) -> OrderedDict:
 def test_a_checkpoint_of_another_architecture_is_refused_naming_what_differs(tmp_path, sd, cfg, schema, message):
     with pytest.raises(AuxrunError, match=message):
         load_encoder(save(OrderedDict(sd), tmp_path / "model.pth"), cfg, schema, torch.device("cpu"))
+
+
+def _damage(sd: OrderedDict, data) -> OrderedDict:
+    """One drawn change to a checkpoint: drop, rename, reshape, retype or add a key, or put a
+    non-finite value in a weight."""
+    sd = OrderedDict(sd)
+    key = data.draw(st.sampled_from(sorted(sd)))
+    how = data.draw(st.sampled_from(["drop", "rename", "scalar", "flat", "extra dim", "wider", "dtype", "prefix some",
+                                     "extra key", "nan", "inf", "empty"]))
+    value = sd[key]
+    if how == "drop":
+        del sd[key]
+    elif how == "rename":
+        sd[key.replace(".", "_", 1)] = sd.pop(key)
+    elif how == "scalar":
+        sd[key] = torch.tensor(1.0)
+    elif how == "flat":
+        sd[key] = value.reshape(-1)
+    elif how == "extra dim":
+        sd[key] = value.unsqueeze(0)
+    elif how == "wider":
+        sd[key] = torch.zeros(tuple(s + 1 for s in value.shape), dtype=value.dtype)
+    elif how == "dtype":
+        sd[key] = value.to(data.draw(st.sampled_from([torch.float64, torch.float16, torch.int64, torch.bool])))
+    elif how == "prefix some":
+        sd[f"gnn.{key}"] = sd.pop(key)
+    elif how == "extra key":
+        sd[data.draw(st.sampled_from(["gnn.x", "x_embedding3.weight", "gnns.9.mlp.0.weight", "pool.weight"]))] = value
+    elif how in ("nan", "inf") and value.is_floating_point() and value.numel():
+        sd[key] = value.clone().view(-1).index_fill(0, torch.tensor([0]), float(how)).view(value.shape)
+    elif how == "empty":
+        sd = OrderedDict()
+    return sd
+
+
+def _fuzz_checkpoint(data, tmp_path_factory) -> None:
+    folder = tmp_path_factory.mktemp("ckpt")
+    if data.draw(st.booleans()):  # one of Hu et al.'s, damaged
+        sd = _damage(hu_checkpoint(graphpred=data.draw(st.booleans())), data)
+        path = save(sd, folder / "model.pth")
+    else:  # auxrun's own encoder.pt, its state or one of its parts damaged
+        from auxrun.models import build_encoder
+        from auxrun.train.pretrained import save_encoder
+
+        ckpt = torch.load(save_encoder(folder / "encoder.pt", build_encoder(backbone(), SCHEMA), backbone(), SCHEMA),
+                          weights_only=True)
+        part = data.draw(st.sampled_from(["state_dict", "state_dict", "backbone", "schema"]))
+        if part == "state_dict":
+            ckpt["state_dict"] = sd = _damage(ckpt["state_dict"], data)
+        else:
+            ckpt[part] = data.draw(st.sampled_from([None, [], "gin"]))
+        path = folder / "encoder.pt"
+        torch.save(ckpt, path)
+    try:
+        enc = load_encoder(path, backbone(), SCHEMA, torch.device("cpu"))
+    except AuxrunError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
+        return
+    # accepted: then it is the architecture as drawn, finite, and the encoder holds its values
+    plain = {k.removeprefix("gnn."): v for k, v in sd.items() if not k.startswith("graph_pred_linear")}
+    names = {"atom_type.weight": "x_embedding1.weight", "layers.1.mlp.0.weight": "gnns.1.mlp.0.weight",
+             "norms.2.running_var": "batch_norms.2.running_var"}
+    assert all(torch.isfinite(v.float()).all() for v in plain.values())
+    for ours, theirs in names.items():
+        assert torch.equal(enc.state_dict()[ours], plain[ours if ours in plain else theirs].float())
+
+
+@fuzz(int(os.environ.get("AUXRUN_FUZZ_EXAMPLES", "10")) * 3)
+@given(data=st.data())
+def test_a_damaged_published_checkpoint_is_refused_in_one_line_or_loads_its_values(data, tmp_path_factory):
+    """Property: whatever one change a checkpoint has (Hu et al.'s or auxrun's own),
+    ``pretrained=PATH`` refuses it with one line naming the file, or loads exactly its (finite)
+    values."""
+    _fuzz_checkpoint(data, tmp_path_factory)
+
+
+@pytest.mark.slow
+@fuzz(300)
+@given(data=st.data())
+def test_a_damaged_published_checkpoint_many_draws(data, tmp_path_factory):
+    _fuzz_checkpoint(data, tmp_path_factory)

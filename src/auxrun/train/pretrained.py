@@ -66,13 +66,31 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
     if is_published_gin(ckpt):
         if schema.get("kind") != "molecules":
             raise AuxrunError(f"{file} is one of Hu et al.'s molecular GINs; this run's data is not molecules")
+        _check_tensors(ckpt, file)  # by the names the file uses
         state = published_gin_state(ckpt, backbone_cfg, file)
-        encoder = build_encoder(backbone_cfg, schema)
+    else:
+        _check_auxrun_parts(ckpt, backbone_cfg, schema, file)
+        state = ckpt["state_dict"]
+        _check_tensors(state, file)
+    encoder = build_encoder(backbone_cfg, schema)
+    try:
         encoder.load_state_dict(state)
-        return encoder.to(device)
+    except RuntimeError as exc:  # missing or unexpected keys, shapes that differ
+        first = next(line.strip() for line in str(exc).splitlines()[1:] + [str(exc)] if line.strip())
+        raise AuxrunError(f"{file} does not fit this run's {type(encoder).__name__}: {first}") from None
+    return encoder.to(device)
+
+
+def _check_auxrun_parts(ckpt: Any, backbone_cfg: Any, schema: dict, file: Path) -> None:
+    """``ckpt`` is an auxrun encoder checkpoint (module docstring) of this run's backbone and
+    data schema; one line naming the file and what differs otherwise."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise AuxrunError(f"{file} is not an auxrun encoder checkpoint (written by `auxrun pretrain`) nor one of Hu "
                           f"et al.'s published GIN checkpoints")
+    broken = [key for key in ("backbone", "schema", "state_dict") if not isinstance(ckpt.get(key), dict)]
+    if broken:
+        raise AuxrunError(f"{file} is a damaged auxrun encoder checkpoint: no valid {', '.join(broken)}; pre-train "
+                          "it again (`auxrun pretrain`)")
     wanted = _plain(backbone_cfg)
     if ckpt["backbone"] != wanted:
         raise AuxrunError(
@@ -84,9 +102,17 @@ def load_encoder(path: Path, backbone_cfg: Any, schema: dict, device: torch.devi
             f"checkpoint {file} was pre-trained on data with schema {ckpt['schema']}, "
             f"this dataset has {schema}"
         )
-    encoder = build_encoder(backbone_cfg, schema)
-    encoder.load_state_dict(ckpt["state_dict"])
-    return encoder.to(device)
+
+
+def _check_tensors(state: dict, file: Path) -> None:
+    """Every value of a checkpoint's state is a tensor, and a finite one; one line naming the
+    file and the first key that is not otherwise."""
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise AuxrunError(f"{file}: {key} is not a tensor; the checkpoint is damaged")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise AuxrunError(f"{file}: {key} holds NaN or infinite values; the checkpoint is damaged or its "
+                              "pre-training diverged")
 
 
 def find_pretrained(outputs: Path, pretrain_cfg: Any, schema: dict) -> Path | None:

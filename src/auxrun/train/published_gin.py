@@ -54,12 +54,19 @@ def is_published_gin(obj: Any) -> bool:
 
 
 def _shape(state: dict[str, Tensor], key: str, want: tuple[int, ...], file: Path, what: str) -> Tensor:
+    """``state[key]``, checked to have shape ``want`` (``-1``: any size) and a floating-point
+    dtype (an integer one for batch norm's counter); refused with one line otherwise."""
     value = state.get(key)
     if value is None:
         raise AuxrunError(f"{file}: no {key} ({what}); not one of Hu et al.'s GIN checkpoints")
-    if tuple(value.shape) != want:
+    if len(value.shape) != len(want) or any(w not in (-1, n) for w, n in zip(want, value.shape)):
+        shown = "(" + ", ".join("d" if w == -1 else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
         raise AuxrunError(f"{file}: {key} ({what}) has shape {tuple(value.shape)}, Hu et al.'s GIN with this run's "
-                          f"backbone has {want}")
+                          f"backbone has {shown}")
+    counter = key.endswith("num_batches_tracked")
+    if value.is_floating_point() == counter or value.dtype == torch.bool:
+        raise AuxrunError(f"{file}: {key} ({what}) is {str(value.dtype).removeprefix('torch.')}; Hu et al.'s GIN "
+                          f"stores {'an integer count' if counter else 'floating-point weights'} there")
     return value
 
 
@@ -68,6 +75,10 @@ def published_gin_state(state: dict[str, Tensor], backbone_cfg: Any, file: Path)
     ``state`` (module docstring), after checking that it is their GIN with this run's
     ``backbone.hidden`` and ``backbone.num_layers``."""
     if any(k.startswith("gnn.") for k in state):
+        plain = sorted(k for k in state if not k.startswith(("gnn.", "graph_pred_linear.")))
+        if plain:
+            raise AuxrunError(f"{file} mixes GNN_graphpred keys (gnn.*) with plain GNN keys ({', '.join(plain[:4])}); "
+                              "not one of Hu et al.'s GIN checkpoints")
         state = {k[4:]: v for k, v in state.items() if k.startswith("gnn.")}
     if str(backbone_cfg.name) != "gin":
         raise AuxrunError(f"{file} is one of Hu et al.'s GIN checkpoints; it needs backbone=gin, not "
@@ -79,7 +90,7 @@ def published_gin_state(state: dict[str, Tensor], backbone_cfg: Any, file: Path)
         raise AuxrunError(f"{file} is not Hu et al.'s GIN: its layer 0 holds {', '.join(sorted(first))} where the GIN "
                           f"holds {', '.join(GIN_LAYER)}" + (f" (a {' / '.join(other)} checkpoint of that repository; "
                                                              "auxrun has only the GIN)" if other else ""))
-    d = int(state["x_embedding1.weight"].shape[-1])
+    d = int(_shape(state, "x_embedding1.weight", (NUM_ATOM_TYPES, -1), file, "atom types").shape[-1])
     wanted = (int(backbone_cfg.hidden), int(backbone_cfg.num_layers))
     if (d, len(layers)) != wanted or layers != list(range(len(layers))):
         raise AuxrunError(f"{file} holds Hu et al.'s GIN with {len(layers)} layers of width {d}; this run's backbone "
