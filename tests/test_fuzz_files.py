@@ -3,8 +3,8 @@
 (every split non-empty, indices in range, finite features, the classes each metric needs).
 
 For every loader that reads files (Last-FM and Book-Crossing as published, MovieLens's atomic
-files, Reddit's ``.npz``, ogbn-mag's gzipped CSVs, OAG's pickle, PubMed's HNE files, a molecule CSV), a hypothesis
-fuzzer writes a small valid set of files in the published layout, damages one file (truncate
+files, Reddit's ``.npz``, ogbn-mag's gzipped CSVs, OAG's pickle, PubMed's HNE files, a molecule
+CSV, MoleculeNet's BBBP, Tox21 and ToxCast files as published), a hypothesis fuzzer writes a small valid set of files in the published layout, damages one file (truncate
 it, flip a byte, drop a column, put ``nan``, ``-1`` or a huge id into a field, empty it, keep
 only its header) and loads it. ``make test`` draws a bounded number of examples; ``-m slow``
 many more.
@@ -29,6 +29,9 @@ from test_fuzz import fuzz  # the same settings: derandomized unless AUXRUN_FUZZ
 from test_hne import hne_cfg, write_hne
 from test_kg import ml_cfg
 from test_kgnn_ls import dataset_cfg, write_book, write_lastfm
+from auxrun.data.sources import MOLECULENET_FILES
+from test_moleculenet_files import cfg as moleculenet_cfg
+from test_moleculenet_files import table, write
 from test_molecules import SMILES, csv_cfg
 from test_table2_data import oag_cfg, reddit_cfg, write_oag, write_reddit
 from test_zeroshot import mag_cfg, write_gz
@@ -120,9 +123,19 @@ def molecules(folder: Path) -> object:
     return csv_cfg(path, label_cols=["y"], split="random")
 
 
+def moleculenet(name: str) -> Callable[[Path], object]:
+    """One of MoleculeNet's published files (its columns, gzip where DeepChem serves gzip,
+    empty cells for missing labels)."""
+    def write_file(folder: Path) -> object:
+        write(folder / MOLECULENET_FILES[name][0], table(name)[0])
+        return moleculenet_cfg(name, folder)
+    return write_file
+
+
 DATASETS: dict[str, Callable[[Path], object]] = {"lastfm": lastfm, "bookcrossing": bookcrossing,
                                                  "movielens": movielens, "reddit": reddit, "ogbn_mag": ogbn_mag,
-                                                 "oag_cs": oag, "pubmed_hne": pubmed_hne, "csv": molecules}
+                                                 "oag_cs": oag, "pubmed_hne": pubmed_hne, "csv": molecules,
+                                                 **{name: moleculenet(name) for name in ("bbbp", "tox21", "toxcast")}}
 DAMAGE = ("truncate", "flip", "drop_column", "nan", "negative", "huge", "empty", "header_only")
 NUMBER = re.compile(rb"(?<![\w.])\d+(\.\d+)?(?![\w.])")
 
