@@ -127,6 +127,12 @@ CASES: list[tuple[str, str]] = [
     ("compare --format pdf", "unknown format 'pdf'"),
     ("compare --layout nosuch", "unknown layout 'nosuch'"),
     ("compare --split train", "unknown split 'train'"),
+    # a mapping or list where the config holds the other shape, or a group given a list (fuzz finds: an internal
+    # TypeError, a bare "Error merging override", a run that started)
+    ("mtl trainer.lr={{a:1}}", "trainer.lr={'a': 1}: a mapping; expected a number in (0, 10]"),
+    ("mtl aux.tasks=[]", "Error merging override aux.tasks=[]: aux.tasks holds a mapping ({...}), not a list ([...])"),
+    ("mtl trainer=[1]", "trainer=[1]: trainer takes the name of one option (default, fast, pretrain)"),
+    ("mtl backbone={{}}", "backbone={}: backbone takes the name of one option"),
 ]
 def _no_slurm_controller() -> bool:
     try:

@@ -29,7 +29,7 @@ TINY = {  # a run of a second or two per command, overridden by the drawn key
 }
 COMMON = ["trainer.max_epochs=2", "trainer.progress=false", "trainer.checkpoint=false", "threads=1"]
 BAD = ["abc", "nan", "inf", "-inf", "1e308", "-1e308", "-1", "0", "-0.5", "0.5", "2", "''", "[]", "[1,2]",
-       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "{}", "null", "true", "ü", "'[/x]'", "' '"]
+       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "{}", "{a:1}", "{a:{b:[1]}}", "null", "true", "ü", "'[/x]'", "' '"]
 SKIP = ("hydra.", "paths.", "logger.", "dataset.data_dir", "dataset.download")  # where files go: test_bad_input
 
 
@@ -84,7 +84,7 @@ def _fuzz(data, tmp_path_factory) -> None:
     if not keys:  # the option alone is refused (asserted one line by outcome)
         outcome(command, choice, "seed", "0", tmp_path_factory.mktemp("fuzz"))
         return
-    key = data.draw(st.sampled_from(keys), label="key")
+    key = data.draw(st.sampled_from((*keys, *GROUPS[command])), label="key")  # a leaf, or a group itself
     value = data.draw(st.sampled_from(BAD), label="value")
     outcome(command, choice, key, value, tmp_path_factory.mktemp("fuzz"))
 

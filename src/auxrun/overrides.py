@@ -35,6 +35,20 @@ def check_group_overrides(args: list[str]) -> None:
                 raise AuxrunError(f"unknown {key} {choice!r}; available: {', '.join(options)}")
 
 
+SHAPES = {dict: "a mapping ({...})", list: "a list ([...])"}
+
+
+def _merge_problem(cause: BaseException) -> str:
+    """What OmegaConf found when Hydra merged an override, in the user's terms: a list given
+    where the config holds a mapping (``aux.tasks=[]``) or the other way round."""
+    detail = str(cause).splitlines()[0] if str(cause).strip() else type(cause).__name__
+    held = getattr(cause, "object_type", None)  # the type the config holds at the key
+    if detail.startswith("Cannot merge") and held in SHAPES:
+        given = next(v for k, v in SHAPES.items() if k is not held)
+        return f"{getattr(cause, 'full_key', '') or 'the key'} holds {SHAPES[held]}, not {given}"
+    return detail
+
+
 def precompose(command: str, args: list[str]) -> DictConfig:
     """Compose the config the way Hydra will (each sweep at its first value), so that a key
     that does not exist, a malformed override or a missing option is one line and exit code 2
@@ -70,6 +84,11 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value == 0 or abs(value) > 4096:
                 raise AuxrunError(f"hydra.launcher.n_jobs={value!r}: expected a number of parallel jobs, 1 to 4096 "
                                   "(or -1 for one per core)")
+        group = key.lstrip("+~")
+        if (not o.is_sweep_override() and not isinstance(o.value(), (str, type(None))) and "." not in group
+                and not group.startswith("hydra") and (CONF_DIR / group).is_dir()):  # Hydra merges a list, or fails
+            raise AuxrunError(f"{o.input_line}: {group} takes the name of one option ({', '.join(group_options(group))})"
+                              f"; its keys are set one by one, e.g. {group}.KEY=VALUE")
         if key.lstrip("+~").startswith("hydra"):
             continue  # Hydra's own settings (launcher, run and sweep folders) are Hydra's to check
         if o.is_sweep_override():
@@ -91,15 +110,14 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             key = unknown.group(1)
             given = next((x.split("=", 1)[1] for x in overrides if x.split("=", 1)[0].lstrip("+~") == key), "")
             raise AuxrunError(unknown_key_message(command, key, given)) from None
-        raise AuxrunError(" ".join(lines[:2])) from None
+        raise AuxrunError(f"{lines[0]}: {_merge_problem(exc.__cause__)}" if exc.__cause__ and lines
+                          else " ".join(lines[:2])) from None
     validate(cfg)
     check_folders(cfg)
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     for key in sorted(given):
         group, _, rest = key.partition(".")
         if rest == "name" and group in STRICT_GROUPS and group != "trainer":  # the option's own name, read as such
-            from .configs import group_options
-
             raise AuxrunError(f"{key} is the name of the chosen {group} option, not a setting; choose another "
                               f"option with {group}=NAME ({', '.join(group_options(group))})")
     for key in ("trainer.fanout", "trainer.eval_fanout"):

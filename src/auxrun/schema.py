@@ -173,8 +173,11 @@ def validate(cfg: DictConfig) -> None:
     check_dataset_kind(cfg)
     plain = resolved(cfg)
     for key, value in flat(plain).items():
+        if key.startswith("hydra."):
+            continue
+        _check_not_nested(plain, key)
         spec = spec_of(key)
-        if spec is None or key.startswith("hydra."):
+        if spec is None:
             continue
         why = spec.problem(value)
         if why:
@@ -186,6 +189,22 @@ def validate(cfg: DictConfig) -> None:
     from .tuning.space import space_of
 
     space_of(cfg)  # a search space (trainer.search, weighting.search) is checked with the run, not only by tune
+
+
+def _check_not_nested(plain: dict[str, Any], key: str) -> None:
+    """A leaf ``key`` does not sit below a key that has a spec: a value the schema types
+    (``trainer.lr``) given a mapping (``trainer.lr={a: 1}``) is refused like any other value of
+    the wrong type, not passed on to the code that reads it. (A pattern such as
+    ``dataset.num_*`` also matches the nested ``dataset.num_items.a``, so the leaf's own spec
+    cannot tell.)"""
+    parts = key.split(".")
+    for i in range(1, len(parts)):
+        spec = spec_of(".".join(parts[:i]))
+        if spec is not None:
+            value = plain
+            for part in parts[:i]:
+                value = value[part]
+            raise AuxrunError(f"{'.'.join(parts[:i])}={value!r}: a mapping; expected {spec.describe()}")
 
 
 # the kinds of data (auxrun.data.KINDS) each command trains on
