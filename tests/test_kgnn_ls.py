@@ -274,3 +274,5 @@ def test_relation_names_override_as_the_readme_prints_it():
     assert "film.actor.film: 2" in block and "appearing.in.film: 1" in block
     bad = run_cli("mtl", "dataset=lastfm", "dataset.relation_names={actor: -1}")
     assert bad.returncode == 2 and "dataset.relation_names.actor=-1" in bad.stderr
+    nested = run_cli("mtl", "dataset=lastfm", "dataset.relation_names={film.actor.film: {a: 1}}")
+    assert nested.returncode == 2 and "dataset.relation_names.film.actor.film={'a': 1}: a mapping" in nested.stderr

@@ -172,12 +172,10 @@ def validate(cfg: DictConfig) -> None:
     all, the dataset serves the command (:func:`check_dataset_kind`)."""
     check_dataset_kind(cfg)
     plain = resolved(cfg)
+    check_no_mapping_where_a_value_goes(plain)
     for key, value in flat(plain).items():
-        if key.startswith("hydra."):
-            continue
-        _check_not_nested(plain, key)
         spec = spec_of(key)
-        if spec is None:
+        if spec is None or key.startswith("hydra."):
             continue
         why = spec.problem(value)
         if why:
@@ -191,20 +189,19 @@ def validate(cfg: DictConfig) -> None:
     space_of(cfg)  # a search space (trainer.search, weighting.search) is checked with the run, not only by tune
 
 
-def _check_not_nested(plain: dict[str, Any], key: str) -> None:
-    """A leaf ``key`` does not sit below a key that has a spec: a value the schema types
+def check_no_mapping_where_a_value_goes(tree: dict[str, Any], prefix: str = "") -> None:
+    """No non-empty mapping sits at a key that has a spec: a value the schema types
     (``trainer.lr``) given a mapping (``trainer.lr={a: 1}``) is refused like any other value of
-    the wrong type, not passed on to the code that reads it. (A pattern such as
-    ``dataset.num_*`` also matches the nested ``dataset.num_items.a``, so the leaf's own spec
-    cannot tell.)"""
-    parts = key.split(".")
-    for i in range(1, len(parts)):
-        spec = spec_of(".".join(parts[:i]))
-        if spec is not None:
-            value = plain
-            for part in parts[:i]:
-                value = value[part]
-            raise AuxrunError(f"{'.'.join(parts[:i])}={value!r}: a mapping; expected {spec.describe()}")
+    the wrong type, not passed on to the code that reads it. The tree is walked by its own keys,
+    since a key may hold dots (``dataset.relation_names``' Freebase names), and its leaves'
+    specs cannot tell: the pattern ``dataset.num_*`` also matches ``dataset.num_items.a``."""
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and not name.startswith("hydra."):
+            spec = spec_of(name)
+            if spec is not None:
+                raise AuxrunError(f"{name}={value!r}: a mapping; expected {spec.describe()}")
+            check_no_mapping_where_a_value_goes(value, f"{name}.")
 
 
 # the kinds of data (auxrun.data.KINDS) each command trains on

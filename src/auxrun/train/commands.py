@@ -64,6 +64,10 @@ def _validate(cfg: DictConfig) -> None:
             raise AuxrunError("pretrain needs auxiliary tasks: choose an aux= set with tasks (e.g. aux=ssl)")
         if cfg.weighting.name == "none":
             raise AuxrunError("pretrain trains auxiliary tasks only; weighting=none would train nothing")
+    elif not cfg.aux.tasks and cfg.weighting.name != "none":  # the run would be weighting=none under another name
+        raise AuxrunError(f"weighting={cfg.weighting.name} weighs auxiliary tasks against the target, and "
+                          f"aux={cfg.aux.name} has none: use weighting=none to train on the target alone, or choose "
+                          "an aux= set with tasks")
 
 
 def _compose_pretrain(cfg: DictConfig) -> DictConfig:
