@@ -248,3 +248,17 @@ def test_cli_download_offline_says_what_to_fetch_and_where(tmp_path):
     text = " ".join(proc.stderr.split())
     assert "failed (ConnectionError)" in text and "by hand into" in text and "kg.txt" in text
     assert leftovers(tmp_path) == []
+
+
+def test_download_help_names_exactly_the_datasets_with_published_files():
+    """`auxrun data download --help` lists its names by hand (importing the sources would cost
+    the CLI seconds at startup), so they are checked against the sources here."""
+    import inspect
+    import re
+
+    from auxrun import cli
+    from auxrun.data.sources import SOURCES
+
+    text = inspect.signature(cli.data_download).parameters["name"].default.help
+    named = set(re.findall(r"\b[a-z][a-z0-9_]+\b", text.split("e.g.", 1)[1]))
+    assert named - {"and", "s"} == {n for n, s in SOURCES.items() if s.kind == "download"}

@@ -376,7 +376,9 @@ def data_list(root: Path = typer.Option(Path("data"), "--root", help=ROOT_HELP))
 
 @data_app.command("download")
 def data_download(
-    name: str = typer.Argument(..., help="a dataset with published files: lastfm, bookcrossing, reddit, ogbn_mag"),
+    name: str = typer.Argument(..., help="a dataset=option with published files to fetch (`auxrun data list` says how "
+                              "each one comes: e.g. lastfm, bookcrossing, reddit, ogbn_mag, and MoleculeNet's bbbp, "
+                              "bace, clintox, sider, tox21, toxcast, hiv, muv)"),
     root: Path = typer.Option(Path("data"), "--root", help=ROOT_HELP),
     retries: int = typer.Option(3, "--retries", min=0, max=20, help="further attempts after a failed transfer"),
     mirror: str | None = typer.Option(None, "--mirror", help="fetch the files from this URL (a folder holding "
