@@ -133,7 +133,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl aux.tasks=[]", "Error merging override aux.tasks=[]: aux.tasks holds a mapping ({...}), not a list ([...])"),
     ("mtl trainer=[1]", "trainer=[1]: trainer takes the name of one option (default, fast, pretrain)"),
     ("mtl backbone={{}}", "backbone={}: backbone takes the name of one option"),
-    ("zeroshot transfer=null", "transfer=null: transfer takes the name of one option (cdan,"),
+    ("zeroshot transfer=null", "unknown transfer 'null'; available: cdan"),  # in-process (api.compose) too
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "
                                            "none: use weighting=none"),  # trained rcgrad with nothing to weigh
 ]
