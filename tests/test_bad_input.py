@@ -124,6 +124,7 @@ CASES: list[tuple[str, str]] = [
     ("zeroshot transfer.lambda=-1", "transfer.lambda=-1"),
     ("mtl -m seed=0,1 --cfg job", "-m and --cfg cannot be combined"),
     ("compare --outputs /nonexistent", "outputs folder /nonexistent does not exist"),
+    ("compare --outputs {text}", "notes.txt is a file; pass the folder that holds the runs"),
     ("compare --format pdf", "unknown format 'pdf'"),
     ("compare --layout nosuch", "unknown layout 'nosuch'"),
     ("compare --split train", "unknown split 'train'"),

@@ -104,6 +104,9 @@ def collect(root: Path, split: str = "test",
     and completed without the metric."""
     if found is None and not root.exists():
         raise AuxrunError(f"outputs folder {root} does not exist; run e.g. `auxrun mtl` first or pass --outputs DIR")
+    if found is None and root.is_file():
+        raise AuxrunError(f"--outputs {root} is a file; pass the folder that holds the runs (its run folder is "
+                          f"{root.parent})")
     records: list[dict] = []
     unfinished = unfinished_runs(root) if found is None else []
     for run_dir, r in (find_results(root) if found is None else found):
