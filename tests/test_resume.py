@@ -84,6 +84,36 @@ def test_a_signal_stops_between_steps_and_the_rerun_ends_as_an_uninterrupted_run
     _same_run(tmp_path / "whole", tmp_path / "stopped")
 
 
+class PauseThenSignal(NoLogger):
+    """Waits ``pause`` seconds at step ``at``, then sends this process SIGTERM: an attempt that
+    takes at least that long before it is stopped."""
+
+    def __init__(self, at: int, pause: float) -> None:
+        self.at, self.pause = at, pause
+
+    def step(self, step: int, rows) -> None:
+        if step == self.at:
+            time.sleep(self.pause)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_resumed_runs_runtime_counts_every_attempt(make_cfg, tmp_path, monkeypatch):
+    """``runtime_s`` of a run stopped and resumed is its wall time over both attempts (it used
+    to be the last attempt's only: an RCGrad job resumed after an hour said 41 minutes)."""
+    overrides = ["trainer=fast", "trainer.max_epochs=2", "trainer.patience=0", *SMALL]
+    monkeypatch.setattr(runner, "make_logger", lambda cfg, run_dir: PauseThenSignal(2, 3.0))
+    with pytest.raises(Interrupted):
+        schemes.run(make_cfg("mtl", *overrides), tmp_path / "r")
+    first = read_result(tmp_path / "r")
+    assert first["status"] == "interrupted" and first["runtime_s"] >= 3.0
+    monkeypatch.undo()
+    start = time.time()
+    second = schemes.run(make_cfg("mtl", *overrides), tmp_path / "r")
+    attempt = time.time() - start
+    assert second["status"] == "completed"
+    assert 3.0 + attempt - 0.5 < second["runtime_s"] <= first["runtime_s"] + attempt + 0.5
+
+
 def test_a_checkpoint_of_another_config_is_not_resumed_and_rerun_starts_over(make_cfg, tmp_path, monkeypatch, caplog):
     overrides = ["trainer=fast", "trainer.max_epochs=3", "trainer.patience=0"]
     monkeypatch.setattr(runner, "make_logger", lambda cfg, run_dir: SignalAt(1, signal.SIGTERM))

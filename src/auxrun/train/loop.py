@@ -134,6 +134,7 @@ class RunState:
     status: str = "completed"
     message: str = ""
     step_seconds: float = 0.0  # time spent in training steps, over every attempt of the run
+    wall_seconds: float = 0.0  # wall time of the run's attempts up to the last checkpoint (what a resume adds to)
     epoch_step_seconds: float = 0.0  # of the epoch in progress
     plan: EpochPlan | None = None  # the epoch in progress, while it is
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -157,6 +158,7 @@ class FitResult:
     val: dict[str, float]
     test: dict[str, float]
     signum: int | None = None  # the signal that stopped an interrupted run
+    earlier_seconds: float = 0.0  # wall time of the attempts before this one (a resumed run's)
 
     @property
     def seconds_per_step(self) -> float:
@@ -173,6 +175,7 @@ class Loop:
         self.console = console or Console(stderr=True)
         self.keep = bool(trainer.checkpoint) and config is not None  # whole-state checkpoints
         self.state = RunState()
+        self.started, self.earlier = time.time(), 0.0  # this attempt's start; earlier attempts' wall time
         self.best = copy.deepcopy(job.model.state_dict())
         self.lines = bool(trainer.progress) and not self.console.is_terminal  # logs, pipes: a line per epoch
 
@@ -269,6 +272,7 @@ class Loop:
     def checkpoint(self) -> None:
         """The whole run state to ``checkpoints/last.pt`` (with ``trainer.checkpoint`` and a config)."""
         if self.keep:
+            self.state.wall_seconds = self.earlier + time.time() - self.started
             payload = {"config": self.config, "job": self.job.state_dict(), "best_model": self.best,
                        "state": asdict(self.state), "rng": rng_states(self.job.gen)}
             tolerant(lambda: save_run_state(self.folder.last, payload), "the checkpoint")
@@ -281,6 +285,7 @@ class Loop:
         self.job.load_state_dict(saved["job"])
         self.best = saved["best_model"]
         self.state = state = RunState.from_dict(saved["state"])
+        self.earlier = state.wall_seconds
         set_rng_states(saved["rng"], self.job.gen)
         where = (f"epoch {state.epoch + 1}, step {state.step}" if state.plan is not None
                  else f"the end of epoch {state.epochs_run}")
@@ -296,10 +301,10 @@ class Loop:
             state.message = (f"stopped by {signal.Signals(signum).name} at epoch {state.epoch + 1}, step {state.step}"
                              + ("; the checkpoint is kept to resume from" if self.keep else
                                 " (trainer.checkpoint=false: nothing to resume from)"))
-            return FitResult(state=state, val={}, test={}, signum=signum)
+            return FitResult(state=state, val={}, test={}, signum=signum, earlier_seconds=self.earlier)
         self.job.model.load_state_dict(self.best)
         val, test = self.job.final()
-        return FitResult(state=state, val=val, test=test)
+        return FitResult(state=state, val=val, test=test, earlier_seconds=self.earlier)
 
 
 def fit(job: Job, trainer: Any, run_dir: Path, config: dict[str, Any] | None = None,

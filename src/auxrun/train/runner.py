@@ -82,14 +82,14 @@ def run_job(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) ->
     if state.status == "interrupted":
         assert out.signum is not None
         write_result(run_dir, {**record, "metrics": {"val": {}, "test": {}},
-                               "runtime_s": round(time.time() - start, 3)})
+                               "runtime_s": round(out.earlier_seconds + time.time() - start, 3)})
         raise Interrupted(out.signum, f"{run_dir}: {state.message}")
     if state.status == "completed":
         scheme.completed(job, cfg, run_dir, base)
     result = _write(run_dir, state.status, {**record, "metrics": {"val": out.val, "test": out.test},
                                             "best_epoch": state.best_epoch, "best_score": state.best_score,
                                             "seconds_per_step": out.seconds_per_step,
-                                            "runtime_s": round(time.time() - start, 3)})
+                                            "runtime_s": round(out.earlier_seconds + time.time() - start, 3)})
     console.print(f"{scheme.summary(result, job)} -> {escape(str(run_dir))}", soft_wrap=True)  # the run
     # folder stays on one line a log reader can copy
     return result
