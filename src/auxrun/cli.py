@@ -388,7 +388,8 @@ def data_download(
     from .data.download import download
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = download(name, root / name, retries=retries, mirror=mirror)
+    paths = download(name, root / name, retries=retries, mirror=mirror,
+                     progress=err.is_terminal)  # a bar in a pipe or log repeats itself line after line
     err.print(f"{name}: {len(paths)} file(s) in {root / name}; runs with dataset={name} read them "
               f"(dataset.data_dir defaults to paths.data/{name})", soft_wrap=True)
 
