@@ -85,13 +85,13 @@ def precompose(command: str, args: list[str]) -> DictConfig:
                 raise AuxrunError(f"hydra.launcher.n_jobs={value!r}: expected a number of parallel jobs, 1 to 4096 "
                                   "(or -1 for one per core)")
         group = key.lstrip("+~")
+        if group.startswith("hydra"):
+            continue  # Hydra's own settings (launcher, run and sweep folders) are Hydra's to check
         if (not o.is_sweep_override() and not o.is_delete() and not isinstance(o.value(), str) and "." not in group
-                and not group.startswith("hydra") and (CONF_DIR / group).is_dir()):  # Hydra merges a list, or fails
+                and (CONF_DIR / group).is_dir()):  # a list, mapping or null: Hydra merges a list of options, or fails
             keys = f"; its keys are set one by one, e.g. {group}.KEY=VALUE" if o.value() is not None else ""
             raise AuxrunError(f"{o.input_line}: {group} takes the name of one option "
                               f"({', '.join(group_options(group))}){keys}")
-        if key.lstrip("+~").startswith("hydra"):
-            continue  # Hydra's own settings (launcher, run and sweep folders) are Hydra's to check
         if o.is_sweep_override():
             first = next(iter(o.sweep_string_iterator()), None)
             if first is None:

@@ -40,7 +40,7 @@ from ..weighting import build as build_weighting
 from ..run_folder import RunFolder
 from .multitask import TaskJob
 from .loggers import check_logger
-from .pretrained import FILENAME, closest_pretrained, encoder_file, load_encoder, save_encoder
+from .pretrained import FILENAME, closest_pretrained, encoder_file, exact, load_encoder, save_encoder
 from .runner import run_job
 
 COMMANDS = ("pretrain", "finetune", "mtl")
@@ -117,7 +117,7 @@ def _finetune_encoder(cfg: DictConfig, schema: dict, device) -> tuple[Encoder, P
         return load_encoder(path, cfg.backbone, schema, device), path
     pre = _compose_pretrain(cfg)
     closest = closest_pretrained(outputs, pre, schema)  # one scan: the match, else what came closest
-    found = closest[0] if closest is not None and not closest[1] else None
+    found = exact(closest)
     if found is not None:
         console.print(f"Using pre-trained encoder {escape(str(found / FILENAME))}")
         return load_encoder(found, cfg.backbone, schema, device), found

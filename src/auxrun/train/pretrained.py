@@ -122,7 +122,11 @@ def find_pretrained(outputs: Path, pretrain_cfg: Any, schema: dict) -> Path | No
     settings such as Table 2's pre-training learning rate) and whose data has ``schema``.
     Keys that never change numbers (paths, threads, logging) may differ. So the P&F cells of a
     comparison never share one seed's encoder, nor reuse one pre-trained otherwise."""
-    closest = closest_pretrained(outputs, pretrain_cfg, schema)
+    return exact(closest_pretrained(outputs, pretrain_cfg, schema))
+
+
+def exact(closest: tuple[Path, list[str]] | None) -> Path | None:
+    """The run of a :func:`closest_pretrained` answer when it differs in no key, else ``None``."""
     return closest[0] if closest is not None and not closest[1] else None
 
 

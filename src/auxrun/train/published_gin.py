@@ -90,13 +90,14 @@ def published_gin_state(state: dict[str, Tensor], backbone_cfg: Any, file: Path)
         raise AuxrunError(f"{file} is not Hu et al.'s GIN: its layer 0 holds {', '.join(sorted(first))} where the GIN "
                           f"holds {', '.join(GIN_LAYER)}" + (f" (a {' / '.join(other)} checkpoint of that repository; "
                                                              "auxrun has only the GIN)" if other else ""))
-    d = int(_shape(state, "x_embedding1.weight", (NUM_ATOM_TYPES, -1), file, "atom types").shape[-1])
+    atom_types = _shape(state, "x_embedding1.weight", (NUM_ATOM_TYPES, -1), file, "atom types")  # fixes the width
+    d = int(atom_types.shape[-1])
     wanted = (int(backbone_cfg.hidden), int(backbone_cfg.num_layers))
     if (d, len(layers)) != wanted or layers != list(range(len(layers))):
         raise AuxrunError(f"{file} holds Hu et al.'s GIN with {len(layers)} layers of width {d}; this run's backbone "
                           f"has backbone.num_layers={wanted[1]}, backbone.hidden={wanted[0]}: set "
                           f"backbone.num_layers={len(layers)} backbone.hidden={d}")
-    out = {"atom_type.weight": _shape(state, "x_embedding1.weight", (NUM_ATOM_TYPES, d), file, "atom types")}
+    out = {"atom_type.weight": atom_types}
     chir = _shape(state, "x_embedding2.weight", (HU_CHIRALITY, d), file, "chirality tags")
     out["chirality.weight"] = torch.cat([chir, chir[:1]])  # "other": as unspecified (module docstring)
     sizes = {"edge_embedding1.weight": (NUM_BOND_TYPES, d), "edge_embedding2.weight": (NUM_BOND_DIRS, d),
