@@ -29,6 +29,8 @@ BEST = "best.pt"
 ENCODER = "encoder.pt"
 TENSORBOARD = "tensorboard"
 ERROR = "error.txt"
+# trace.csv's columns: one row per step and task; weight_std and cos empty where a strategy has none
+TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,17 @@ Steps are smoothed with a moving average over ``window`` steps so a curve reads 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from ..run_folder import TRACE
+from ..run_folder import TRACE, TRACE_FIELDS
 from .compare import Comparison, rescaled
+from .results import is_number
 
 
 def _slug(text: str, limit: int = 80) -> str:
@@ -58,13 +61,38 @@ def _plt():
     return plt
 
 
+log = logging.getLogger(__name__)
+
+
 def _trace(run_dir: str) -> pd.DataFrame | None:
-    """The run's ``trace.csv``, or the ``trace.csv.gz`` a shipped record may hold instead."""
+    """The run's ``trace.csv``, or the ``trace.csv.gz`` a shipped record may hold instead;
+    ``None`` where there is none or it has no rows, or (with a warning naming the file) where it
+    is not a table of :data:`~auxrun.run_folder.TRACE_FIELDS` with numbers in every column but
+    ``task``. Read once per file and version."""
     path = next((p for p in (Path(run_dir) / n for n in (TRACE, f"{TRACE}.gz")) if p.is_file()), None)
-    try:
-        return pd.read_csv(path) if path is not None else None
-    except (OSError, ValueError, EOFError, pd.errors.ParserError):
+    if path is None:
         return None
+    stat = path.stat()
+    return _read_trace(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _read_trace(path: Path, mtime_ns: int, size: int) -> pd.DataFrame | None:
+    """:func:`_trace` of one version (``mtime_ns``, ``size``) of ``path``."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        log.warning("no per-step figure from %s: not a readable CSV (%s)", path, " ".join(str(exc).split())[:120])
+        return None
+    if frame.empty:
+        return None
+    missing = [c for c in TRACE_FIELDS if c not in frame]
+    text = [c for c in TRACE_FIELDS if c != "task" and c in frame and not pd.api.types.is_numeric_dtype(frame[c])]
+    if missing or text:
+        why = f"no column {', '.join(missing)}" if missing else f"text in column {', '.join(text)}"
+        log.warning("no per-step figure from %s: %s (a trace has the columns %s)", path, why, ", ".join(TRACE_FIELDS))
+        return None
+    return frame
 
 
 def _mean_trace(run_dirs) -> pd.DataFrame | None:
@@ -190,10 +218,27 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
     return written
 
 
+def _tuning_problem(summary: object) -> str | None:
+    """What makes a parsed ``tuning.json`` unfit for the tuning figure, or ``None``: it must map
+    ``strategies`` to ``{strategy: {"trials": [{"state": text, "value": number or null}, ...]}}``."""
+    strategies = summary.get("strategies") if isinstance(summary, dict) else None
+    if not isinstance(strategies, dict):
+        return "no mapping of strategies"
+    for name, record in strategies.items():
+        trials = record.get("trials") if isinstance(record, dict) else None
+        if not isinstance(trials, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("state"), str) and "value" in t
+                and (t["value"] is None or is_number(t["value"]))
+                for t in trials):
+            return f"strategy {name}'s trials are not a list of {{state: text, value: number or null}}"
+    return None
+
+
 def tuning_figures(outputs: Path, out: Path) -> list[Path]:
     """``auxrun tune``'s history, when ``outputs`` holds its ``tuning.json``: the best validation
     score so far against the trial, one line per strategy (every strategy had the same number
-    of trials; a pruned or failed trial keeps the line flat)."""
+    of trials; a pruned or failed trial keeps the line flat). A file that cannot be read, or
+    does not have that shape (:func:`_tuning_problem`), gives no figure and a warning naming it."""
     import json
     import math
 
@@ -202,7 +247,14 @@ def tuning_figures(outputs: Path, out: Path) -> list[Path]:
     path = Path(outputs) / TUNING
     if not path.is_file():
         return []
-    summary = json.loads(path.read_text())
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("no tuning figure from %s: not readable JSON (%s)", path, exc)
+        return []
+    if (why := _tuning_problem(summary)) is not None:
+        log.warning("no tuning figure from %s: %s", path, why)
+        return []
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -212,9 +264,9 @@ def tuning_figures(outputs: Path, out: Path) -> list[Path]:
             if trial["state"] == "complete" and trial["value"] is not None:
                 best = max(best, float(trial["value"]))
             curve.append(best if math.isfinite(best) else math.nan)
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=strategy)
-    ax.set(xlabel="trial", ylabel="best validation score so far", title=f"auxrun tune: {summary['trials']} trials per "
-           "strategy")
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=str(strategy))
+    ax.set(xlabel="trial", ylabel="best validation score so far",
+           title=f"auxrun tune: {summary.get('trials', '?')} trials per strategy")
     ax.legend(fontsize=7)
     written = _save(fig, out, "tuning_history")
     plt.close(fig)

@@ -2,7 +2,7 @@
 
 ``result.json`` (schema 1)::
 
-    {"schema": 1, "status": "completed" | "diverged" | "pruned" | "failed", "command", "dataset",
+    {"schema": 1, "status": "completed" | "diverged" | "pruned" | "failed" | "interrupted", "command", "dataset",
      "backbone", "aux", "weighting", "seed", "metrics": {"val": {...}, "test": {...}},
      "primary_metric", "higher_is_better", "best_epoch", "best_score", "runtime_s", "device",
      "finished_at", "config": {...}}
@@ -24,9 +24,11 @@ from typing import Any
 from ..errors import AuxrunError
 from ..atomic import write_json, write_text
 from ..run_folder import RESULT, RunFolder
+from ..specs import Spec
 
 SCHEMA = 1
-STATUSES = ("completed", "diverged", "pruned", "failed")  # pruned: stopped by the tuner (auxrun.tuning)
+# pruned: stopped by the tuner (auxrun.tuning); interrupted: stopped by a signal, resumable from its checkpoint
+STATUSES = ("completed", "diverged", "pruned", "failed", "interrupted")
 # Config keys added after runs were recorded, each with the value that gives the behaviour runs
 # recorded without it had: a stored config that lacks one reads as having that value, so a
 # relaunched sweep still skips its finished runs and compare still pools them with new ones.
@@ -36,6 +38,16 @@ LATER_KEYS: dict[str, object] = {"aux.target_head": "projected", "aux.head_hidde
                                   "trainer.tuned_trials": 0}
 LATER_KEYS_WHERE: dict[str, str] = {"weighting.normalize": "meta_grad"}
 REQUIRED = ("schema", "status", "command", "dataset", "backbone", "aux", "weighting", "seed", "metrics")
+TEXT, MAYBE_TEXT = Spec(str), Spec(str, optional=True)
+WHOLE = Spec(int, low=-(2**63), high=2**63 - 1)  # a seed: any whole number a record may hold (the config's range is newer)
+# the values readers use, each with its spec (an absent optional one reads as null); metrics,
+# val_history and config have shapes of their own (:func:`record_problem`)
+FIELDS: dict[str, Spec] = {
+    "status": Spec(str, choices=STATUSES), "command": TEXT, "dataset": TEXT, "backbone": TEXT, "aux": TEXT,
+    "weighting": TEXT, "seed": WHOLE, "primary_metric": MAYBE_TEXT, "higher_is_better": Spec(bool, optional=True),
+    "source": MAYBE_TEXT, "target": MAYBE_TEXT, "pretrained": MAYBE_TEXT, "pretrained_sha256": MAYBE_TEXT,
+    "finished_at": MAYBE_TEXT, "error": MAYBE_TEXT, "message": MAYBE_TEXT,
+}
 log = logging.getLogger(__name__)
 
 
@@ -71,18 +83,58 @@ def upgrade_config(config: Any) -> Any:
     return out
 
 
+def is_number(value: Any) -> bool:
+    """A JSON number (``NaN`` and infinities included), not a boolean."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(result: Any) -> str | None:
+    """What makes a parsed ``result.json`` unusable, in one phrase naming the field; ``None``
+    for a record of the contract: the :data:`REQUIRED` fields, schema :data:`SCHEMA`, each of
+    :data:`FIELDS` that is there fitting its spec, ``metrics`` a mapping of split to a mapping
+    of metric name to a number (``NaN`` where a run diverged), ``val_history`` a list of such
+    mappings with an integer ``epoch``, ``config`` a mapping whose ``aux.tasks`` (read by
+    ``compare``'s loss-scale columns) maps each task to its settings, ``loss_scale`` a number."""
+    if not isinstance(result, dict):
+        return f"a JSON {type(result).__name__}, not an object"
+    missing = [k for k in REQUIRED if k not in result]
+    if missing:
+        return f"missing field(s) of the result contract: {', '.join(missing)}"
+    if result["schema"] != SCHEMA:
+        return f"result schema {result['schema']!r}, expected {SCHEMA}"
+    for key, spec in FIELDS.items():
+        if (why := spec.problem(result.get(key))) is not None:
+            return f"field {key} is {json.dumps(result.get(key))[:40]}: {why} (should be {spec.describe()})"
+    metrics = result["metrics"]
+    if not isinstance(metrics, dict) or not all(
+            isinstance(split, dict) and all(is_number(v) for v in split.values()) for split in metrics.values()):
+        return "field metrics is not a mapping of split to a mapping of metric name to a number"
+    history = result.get("val_history") or []
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and isinstance(h.get("epoch"), int) and all(map(is_number, h.values()))
+            for h in history):
+        return "field val_history is not a list of per-epoch mappings of metric name to a number with an integer epoch"
+    config = result.get("config", {})
+    if not isinstance(config, dict):
+        return "field config is not a mapping"
+    aux = config.get("aux") or {}
+    tasks = (aux.get("tasks") or {}) if isinstance(aux, dict) else None
+    if not isinstance(tasks, dict) or not all(
+            spec is None or (isinstance(spec, dict) and is_number(spec.get("loss_scale", 1))) for spec in tasks.values()):
+        return "field config.aux.tasks is not a mapping of task name to its settings with a numeric loss_scale"
+    return None
+
+
 def read_result(path: Path) -> dict[str, Any] | None:
-    """The parsed result, or ``None`` (with a warning naming the file) if it is unusable."""
+    """The parsed result, or ``None`` (with a warning naming the file and what is wrong) if it
+    is unusable (:func:`record_problem`)."""
     try:
         result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         log.warning("skipping %s: not readable JSON (%s)", path, exc)
         return None
-    if not isinstance(result, dict) or any(k not in result for k in REQUIRED):
-        log.warning("skipping %s: missing fields of the result contract", path)
-        return None
-    if result["schema"] != SCHEMA:
-        log.warning("skipping %s: result schema %s, expected %s", path, result["schema"], SCHEMA)
+    if (why := record_problem(result)) is not None:
+        log.warning("skipping %s: %s", path, why)
         return None
     if "config" in result:
         result["config"] = upgrade_config(result["config"])

@@ -49,12 +49,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor, nn
 
 from ..atomic import save_torch, write_text
-from ..run_folder import RunFolder
+from ..run_folder import TRACE_FIELDS, RunFolder
 from .loggers import NoLogger, RunLogger
 from .resume import StopSignals, load_run_state, rng_states, save_run_state, set_rng_states
 
 log = logging.getLogger(__name__)
-TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
 # Called with (epoch, validation score, higher is better) after every validation of a run in this
 # context; a true answer stops the run as ``pruned`` (the tuner's pruner: auxrun.tuning).
 EPOCH_OBSERVER: contextvars.ContextVar[Callable[[int, float], bool] | None] = \
