@@ -57,17 +57,18 @@ def test_aux_sets_become_row_labels_and_none_counts_once_per_seed(tmp_path):
     assert c.gains["fixed [harmful]"] < 0 < c.gains["fixed [helpful]"]
 
 
-def test_corrupt_partial_and_failed_runs_are_skipped_with_a_warning(tmp_path, caplog):
+def test_corrupt_partial_and_failed_runs_are_skipped_and_listed_with_why(tmp_path):
     put(tmp_path, "ok", "none", 0, 0.7)
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "result.json").write_text("{not json")
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "result.json").write_text(json.dumps({"schema": 1, "status": "completed"}))
     put(tmp_path, "failed", "fixed", 0, 0.9, status="failed")
-    with caplog.at_level(logging.WARNING):
-        c = compare(tmp_path)
-    assert c.rows == ["none"] and c.skipped["failed"] == 1
-    assert "corrupt" in caplog.text and "partial" in caplog.text
+    c = compare(tmp_path)
+    assert c.rows == ["none"] and c.skipped["failed"] == 1 and c.skipped["unreadable"] == 2
+    why = {folder: reason for status, folder, reason in c.unfinished if status == "unreadable"}
+    assert why[str(tmp_path / "corrupt")].startswith("not readable JSON")
+    assert why[str(tmp_path / "partial")].startswith("missing field(s) of the result contract: command, dataset")
 
 
 def test_compare_lists_failed_and_interrupted_runs_with_their_folders(tmp_path):

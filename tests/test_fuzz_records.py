@@ -1,6 +1,7 @@
 """Property: whatever damage one run's ``result.json`` or ``trace.csv`` has, ``auxrun compare``
 over a folder of runs ends in a table (exit 0) or one line (exit 2), never a traceback, and the
-damaged run is either counted or named in a warning: never dropped in silence.
+damaged run is either counted or named (in the list of skipped runs, or in a warning about
+the figures): never dropped in silence.
 
 A hypothesis fuzzer writes four runs in the format ``auxrun mtl`` writes (two strategies x two
 seeds, with validation history, auxiliary loss scales and per-step traces), then puts a bad
@@ -185,7 +186,8 @@ def test_a_damaged_record_or_trace_many_draws(data, tmp_path_factory):
 
 def test_a_record_of_the_contract_reads_and_each_kind_of_damage_is_named(tmp_path):
     """The fuzzer's baseline: the undamaged runs all count, and a seed given as text is skipped
-    with a warning that names the file and the field (the damage is seen, not just survived)."""
+    and listed, on the terminal and in the report, with its folder and the field (the damage is
+    seen, not just survived)."""
     for seed in (0, 1):
         write_result(tmp_path / f"none-{seed}", record("none", seed, 0.7))
     frame, skipped = collect(tmp_path)
@@ -195,10 +197,12 @@ def test_a_record_of_the_contract_reads_and_each_kind_of_damage_is_named(tmp_pat
     for key in FIELDS:  # a list where each field goes is named, field by field
         assert f"field {key} is [1]" in (record_problem({"schema": SCHEMA, **record("none", 0, 0.7), key: [1]}) or "")
     write_result(tmp_path / "none-1", {**record("none", 1, 0.7), "seed": "abc"})
-    proc = run_cli("compare", "--outputs", str(tmp_path))
+    proc = run_cli("compare", "--outputs", str(tmp_path), "--report", str(tmp_path / "report"))
     said = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stderr
-    assert f"skipping {RunFolder(tmp_path / 'none-1').result}: field seed is \"abc\": not an integer" in said
+    assert f"skipped 1 unreadable run(s): {tmp_path / 'none-1'}: field seed is \"abc\": not an integer" in said
+    assert f"| unreadable | {tmp_path / 'none-1'} | field seed is \"abc\": not an integer" in \
+        (tmp_path / "report" / "report.md").read_text()
 
 
 def test_every_shipped_record_is_of_the_contract():

@@ -100,7 +100,8 @@ def collect(root: Path, split: str = "test",
     """One record per completed or diverged run below ``root`` (or of ``found``, pairs of run
     folder and result record already read) with its primary metric on ``split`` (``nan`` for
     diverged runs) and its grouping key; and the runs not counted, as ``(status, run folder,
-    why)``: failed (with the error), interrupted (:func:`unfinished_runs`, below ``root`` only)
+    why)``: failed (with the error), interrupted (:func:`unfinished_runs`, below ``root`` only),
+    unreadable (a ``result.json`` that is not of the contract, :func:`~.results.read_record`)
     and completed without the metric."""
     if found is None and not root.exists():
         raise AuxrunError(f"outputs folder {root} does not exist; run e.g. `auxrun mtl` first or pass --outputs DIR")
@@ -109,7 +110,11 @@ def collect(root: Path, split: str = "test",
                           f"{root.parent})")
     records: list[dict] = []
     unfinished = unfinished_runs(root) if found is None else []
-    for run_dir, r in (find_results(root) if found is None else found):
+    unusable: list[tuple[Path, str]] = []
+    if found is None:
+        found = find_results(root, unusable)
+        unfinished += [("unreadable", str(run_dir), why) for run_dir, why in unusable]
+    for run_dir, r in found:
         if r["command"] == "pretrain":
             continue
         metric = r.get("primary_metric")

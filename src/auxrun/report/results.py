@@ -125,29 +125,40 @@ def record_problem(result: Any) -> str | None:
     return None
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """The parsed result, or ``None`` (with a warning naming the file and what is wrong) if it
-    is unusable (:func:`record_problem`)."""
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The parsed result and ``None``; or ``None`` and why it is unusable (not readable JSON, or
+    :func:`record_problem`)."""
     try:
         result = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("skipping %s: not readable JSON (%s)", path, exc)
-        return None
+        return None, f"not readable JSON ({exc})"
     if (why := record_problem(result)) is not None:
-        log.warning("skipping %s: %s", path, why)
-        return None
+        return None, why
     if "config" in result:
         result["config"] = upgrade_config(result["config"])
+    return result, None
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The parsed result, or ``None`` (with a warning naming the file and what is wrong) if it
+    is unusable (:func:`read_record`)."""
+    result, why = read_record(path)
+    if why is not None:
+        log.warning("skipping %s: %s", path, why)
     return result
 
 
-def find_results(root: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every readable ``result.json`` below ``root`` (sorted by path)."""
+def find_results(root: Path, unusable: list[tuple[Path, str]] | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every usable ``result.json`` below ``root`` (sorted by path), as (run folder, result).
+    Each unusable one goes to ``unusable`` as (run folder, why) where that list is given, else
+    to a warning."""
     out = []
     for path in sorted(root.rglob(RESULT)):
-        result = read_result(path)
+        result, why = read_record(path) if unusable is not None else (read_result(path), None)
         if result is not None:
             out.append((path.parent, result))
+        elif unusable is not None and why is not None:
+            unusable.append((path.parent, why))
     return out
 
 
