@@ -25,6 +25,7 @@ import functools
 import hashlib
 import logging
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -68,17 +69,10 @@ def _trace(run_dir: str) -> pd.DataFrame | None:
     """The run's ``trace.csv``, or the ``trace.csv.gz`` a shipped record may hold instead;
     ``None`` where there is none or it has no rows, or (with a warning naming the file) where it
     is not a table of :data:`~auxrun.run_folder.TRACE_FIELDS` with numbers in every column but
-    ``task``. Read once per file and version."""
+    ``task``."""
     path = next((p for p in (Path(run_dir) / n for n in (TRACE, f"{TRACE}.gz")) if p.is_file()), None)
     if path is None:
         return None
-    stat = path.stat()
-    return _read_trace(path, stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=512)
-def _read_trace(path: Path, mtime_ns: int, size: int) -> pd.DataFrame | None:
-    """:func:`_trace` of one version (``mtime_ns``, ``size``) of ``path``."""
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError, EOFError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -95,9 +89,13 @@ def _read_trace(path: Path, mtime_ns: int, size: int) -> pd.DataFrame | None:
     return frame
 
 
-def _mean_trace(run_dirs) -> pd.DataFrame | None:
-    """The runs' traces averaged over seeds, indexed by (task, step); ``None`` without any."""
-    traces = [t for t in (_trace(d) for d in run_dirs) if t is not None and len(t)]
+Reader = Callable[[str], pd.DataFrame | None]
+
+
+def _mean_trace(run_dirs: Iterable[str], read: Reader) -> pd.DataFrame | None:
+    """The runs' traces (each from ``read``, :func:`_trace` once per run) averaged over seeds,
+    indexed by (task, step); ``None`` without any."""
+    traces = [t for t in map(read, run_dirs) if t is not None]
     if not traces:
         return None
     return pd.concat(traces).groupby(["task", "step"])[["loss", "weight", "cos"]].mean()
@@ -118,13 +116,13 @@ def _cosine_panel(ax, trace: pd.DataFrame, window: int, title: str) -> None:
     ax.legend(fontsize=8)
 
 
-def _paired_figures(c: Comparison, done: pd.DataFrame, out: Path, window: int) -> list[Path]:
+def _paired_figures(c: Comparison, done: pd.DataFrame, out: Path, window: int, read: Reader) -> list[Path]:
     """Fig. 5 (MTL beside P&F) and Fig. 6 (one panel per pair of loss scales)."""
     plt = _plt()
     written: list[Path] = []
     for (row, scales, dataset, backbone), mine in done.groupby(["row_unscaled", "loss_scales", "dataset", "backbone"],
                                                                 sort=False):
-        by_scheme = {s: _mean_trace(part.run_dir) for s, part in mine.groupby("scheme")}
+        by_scheme = {s: _mean_trace(part.run_dir, read) for s, part in mine.groupby("scheme")}
         pair = [(s, t) for s, t in ((s, by_scheme.get(s)) for s in ("mtl", "finetune"))
                 if t is not None and t.cos.notna().any()]
         if len(pair) == 2:
@@ -138,7 +136,7 @@ def _paired_figures(c: Comparison, done: pd.DataFrame, out: Path, window: int) -
             plt.close(fig)
     for (strategy, column), mine in done.groupby(["row_unscaled", "column"], sort=False):
         scales = sorted(set(mine.loss_scales))
-        traces = {sc: _mean_trace(mine[mine.loss_scales == sc].run_dir) for sc in scales}
+        traces = {sc: _mean_trace(mine[mine.loss_scales == sc].run_dir, read) for sc in scales}
         traces = {sc: t for sc, t in traces.items() if t is not None and t.index.get_level_values(0).nunique() > 1}
         if len(traces) < 2:  # one scale, or the target alone (none): nothing to compare
             continue
@@ -160,6 +158,7 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
     assert c.runs is not None
     done = c.runs[c.runs.status == "completed"]
     metrics = dict(zip(c.cells.column, c.cells.metric))
+    read: Reader = functools.cache(_trace)  # each run's trace read (and any warning about it said) once per call
     written: list[Path] = []
     for column in c.columns:
         mine = done[done.column == column]
@@ -180,7 +179,7 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
             written += _save(fig, out, f"val_{metric}_per_epoch__{_slug(column)}")
         plt.close(fig)
         for row in [r for r in c.rows if r in set(mine.row)]:
-            trace = _mean_trace(mine[mine.row == row].run_dir)
+            trace = _mean_trace(mine[mine.row == row].run_dir, read)
             if trace is None:
                 continue
             tasks = list(dict.fromkeys(trace.index.get_level_values(0)))
@@ -199,7 +198,7 @@ def write_figures(c: Comparison, out: Path, window: int = 20) -> list[Path]:
                 _cosine_panel(ax, trace, window, f"{row}: {column}")
                 written += _save(fig, out, f"cosine_per_step__{_slug(row)}__{_slug(column)}")
                 plt.close(fig)
-    written += _paired_figures(c, done, out, window)
+    written += _paired_figures(c, done, out, window, read)
     for metric, cells in c.cells[c.cells.n > 0].groupby("metric"):
         columns = list(dict.fromkeys(cells.column))
         rows = [r for r in c.rows if r in set(cells.row)]
@@ -264,7 +263,7 @@ def tuning_figures(outputs: Path, out: Path) -> list[Path]:
             if trial["state"] == "complete" and trial["value"] is not None:
                 best = max(best, float(trial["value"]))
             curve.append(best if math.isfinite(best) else math.nan)
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=str(strategy))
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=strategy)
     ax.set(xlabel="trial", ylabel="best validation score so far",
            title=f"auxrun tune: {summary.get('trials', '?')} trials per strategy")
     ax.legend(fontsize=7)

@@ -154,11 +154,14 @@ def find_results(root: Path, unusable: list[tuple[Path, str]] | None = None) -> 
     to a warning."""
     out = []
     for path in sorted(root.rglob(RESULT)):
-        result, why = read_record(path) if unusable is not None else (read_result(path), None)
+        if unusable is None:
+            result = read_result(path)
+        else:
+            result, why = read_record(path)
+            if why is not None:
+                unusable.append((path.parent, why))
         if result is not None:
             out.append((path.parent, result))
-        elif unusable is not None and why is not None:
-            unusable.append((path.parent, why))
     return out
 
 
