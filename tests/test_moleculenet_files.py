@@ -108,6 +108,33 @@ def test_hu_et_als_chem_dataset_layout_is_read_without_a_download(tmp_path):
     assert data.mols.task_names == tasks and data.info["source"].endswith("raw/tox21.csv")
 
 
+@pytest.mark.parametrize("name", sorted(MOLECULENET_FILES))
+@pytest.mark.parametrize("layout", sources.CHEM_DATASET_LAYOUTS)
+def test_data_list_download_and_the_loader_agree_on_where_the_file_is(name, layout, tmp_path):
+    """Wherever the loader reads a target's file (downloaded, or as chem_dataset.zip has it),
+    ``auxrun data list`` says it is here and ``auxrun data download`` fetches nothing."""
+    from typer.testing import CliRunner
+
+    from auxrun.cli import app
+    from auxrun.data.moleculenet import published_file
+
+    file = MOLECULENET_FILES[name][0]
+    plain = file.removesuffix(".gz")
+    folder = tmp_path / name
+
+    def listed() -> str:
+        out = CliRunner().invoke(app, ["data", "list", "--root", str(tmp_path)])
+        assert out.exit_code == 0, out.output
+        return next(line for line in out.output.splitlines() if line.startswith(f"{name}:"))
+
+    assert "not here" in listed()
+    path = write(folder / layout.format(file=file, plain=plain), table(name)[0])
+    assert published_file(cfg(name, folder)) == path
+    assert "; here in" in listed()
+    assert download(name, folder, retries=0, progress=False) == [path]  # no server: fetching would fail
+    assert read(cfg(name, folder), seed=0).info["source"] == str(path)
+
+
 def test_a_download_that_does_not_match_its_md5_is_one_message_and_leaves_nothing(served, tmp_path,  # noqa: F811
                                                                                   monkeypatch):
     root, base = served

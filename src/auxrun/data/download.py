@@ -55,9 +55,21 @@ def needed(src: Source) -> list[str]:
     return list(src.needs) or [f.path for f in src.files]
 
 
+def locate(layouts: tuple[str, ...], folder: str | Path, relative: str) -> Path | None:
+    """The file the loader reads for the needed file ``relative`` below ``folder``: the first of
+    ``layouts`` (a :class:`Source`'s, e.g. ``sources.CHEM_DATASET_LAYOUTS``) that is a file, or
+    ``None``."""
+    plain = relative[:-3] if relative.endswith(".gz") else relative
+    for pattern in layouts:
+        path = Path(folder) / pattern.format(file=relative, plain=plain)
+        if path.is_file():
+            return path
+    return None
+
+
 def present(name: str, folder: str | Path) -> bool:
-    """Whether the files ``name``'s loader reads are in ``folder`` (packages: installed;
-    generated data: always)."""
+    """Whether the files ``name``'s loader reads are in ``folder``, in any of the source's
+    layouts (packages: installed; generated data: always)."""
     src = source(name)
     if src.kind == "package":
         import importlib.metadata
@@ -69,7 +81,7 @@ def present(name: str, folder: str | Path) -> bool:
         return True
     if src.kind == "generated":
         return True
-    return all((Path(folder) / f).is_file() for f in needed(src))
+    return all(locate(src.layouts, folder, f) is not None for f in needed(src))
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -97,7 +109,7 @@ def download(name: str, folder: str | Path, retries: int = 3, progress: bool = T
         raise AuxrunError(f"dataset={name} needs no download: it comes from {src.origin} ({src.kind})")
     if present(name, folder):
         log.info("%s: the files are in %s already", name, folder)
-        return [folder / f for f in needed(src)]
+        return [locate(src.layouts, folder, f) for f in needed(src)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

