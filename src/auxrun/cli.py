@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -59,11 +61,16 @@ def _job(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .train.resume import Interrupted
+    from .train.resume import Interrupted, SweepSignals, stop_signal
     from .train.runner import run_command
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    here = sweep and str(HydraConfig.get().launcher._target_) in LOCAL_LAUNCHERS.values()
+    if here:  # a joblib worker keeps the sweep's stop between its jobs
+        SweepSignals.in_worker()
+        if stop_signal() is not None:  # the sweep is stopping: this job does not start
+            return
     start = time.time()
     try:
         result = run_command(cfg, run_dir)
@@ -73,6 +80,8 @@ def _job(cfg: DictConfig) -> None:
         if sweep:
             err.print(f"or the whole sweep: relaunch it with hydra.sweep.dir={escape(str(HydraConfig.get().sweep.dir))} "
                       "(finished jobs are skipped)", soft_wrap=True)
+        if here:  # not an exit, which in a joblib worker makes joblib kill the jobs still finishing their step
+            return
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         err.print("[bold yellow]interrupted[/] at once (second Ctrl-C): the last epoch's checkpoint is kept")
@@ -109,14 +118,25 @@ def resume_command(cfg: DictConfig, run_dir: Path) -> str:
 SHOWN = 10  # compare: skipped runs listed per status on the terminal
 
 
+# hydra/launcher= options (none given: basic) whose sweeps run their jobs on this machine, in the
+# launcher's own process or in joblib's workers, and Hydra's classes of them: a signal stops the
+# whole sweep (auxrun.train.resume.SweepSignals)
+LOCAL_LAUNCHERS = {"basic": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                   "joblib": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
+
+
+def launcher_option(args: list[str]) -> str | None:
+    """The ``hydra/launcher=`` option of the command line (``None``: Hydra's basic launcher)."""
+    return next((a.split("=", 1)[1] for a in args if a.lstrip("+~").startswith("hydra/launcher=")), None)
+
+
 def check_launcher(args: list[str]) -> None:
     """``hydra/launcher=slurm`` submits with ``sbatch``: off a cluster, or with no controller
     answering, one line saying so (:func:`auxrun.slurm.check`; submitit would fail deep inside
     the sweep)."""
     from . import slurm
 
-    launcher = next((a.split("=", 1)[1] for a in args if a.lstrip("+~").startswith("hydra/launcher=")), None)
-    if launcher == "slurm" and "--cfg" not in args and "-c" not in args:
+    if launcher_option(args) == "slurm" and "--cfg" not in args and "-c" not in args:
         slurm.check("hydra/launcher=slurm", "hydra/launcher=joblib (parallel jobs on this machine)")
 
 
@@ -142,6 +162,8 @@ def check_single_job(command: str, args: list[str]) -> None:
 def _hydra(command: str, args: list[str]) -> None:
     import hydra
 
+    from .train.resume import SweepSignals, stop_signal
+
     check_group_overrides(args)
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r",
                                       "--shell-completion", "-sc")]
@@ -154,8 +176,11 @@ def _hydra(command: str, args: list[str]) -> None:
     fd, failures = tempfile.mkstemp(prefix="auxrun-sweep-", suffix=".failures")
     os.close(fd)
     os.environ[boundary.FAILURES_ENV] = failures  # the sweep's jobs, in any worker process, note failures here
+    here = any(a in ("-m", "--multirun") for a in args) and (launcher_option(args) or "basic") in LOCAL_LAUNCHERS
     try:
-        hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
+        with SweepSignals() if here else contextlib.nullcontext():
+            hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
+            stopped = stop_signal() if here else None
         failed = boundary.read_failures(Path(failures))
     finally:
         Path(failures).unlink(missing_ok=True)
@@ -165,6 +190,11 @@ def _hydra(command: str, args: list[str]) -> None:
                   "result.json; relaunching the sweep runs them again and skips the finished ones):", soft_wrap=True)
         for _, folder, message in failed:
             err.print(f"  {escape(folder)}: {escape(message)}", soft_wrap=True)
+    if stopped is not None:
+        err.print(f"[bold yellow]sweep stopped[/] by {signal.Signals(stopped).name}: run the same command again to "
+                  "finish it (finished jobs are skipped, interrupted ones resume from their checkpoint)", soft_wrap=True)
+        sys.exit(128 + stopped)
+    if failed:
         sys.exit(max(code for code, _, _ in failed))
 
 

@@ -15,11 +15,21 @@ on CPU it then ends with the metrics and trace of a run that was never stopped.
 loop to stop at the next step boundary (:attr:`StopSignals.signum`); a second SIGINT stops at
 once (``KeyboardInterrupt``). The loop then checkpoints, and the scheme records
 ``status: interrupted`` and exits with ``128 + signal`` (130 for SIGINT, 143 for SIGTERM).
+
+**A sweep on this machine** (Hydra's basic or joblib launcher): outside its runs, every process
+of the sweep (the launcher, each joblib worker) is inside :class:`SweepSignals`, which notes the
+first SIGINT or SIGTERM (:func:`stop_signal`; a run's :class:`StopSignals` notes it too) and
+passes it on as SIGTERM to the process's workers. So a Ctrl-C, or a SIGTERM to the launcher
+alone, stops every running job after its step with its checkpoint and record, no job starts
+after it, and the launcher exits with ``128 + signal``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import os
 import random
 import signal
 import threading
@@ -66,22 +76,41 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
-class StopSignals:
-    """While active, SIGINT and SIGTERM set :attr:`signum` instead of killing the process;
-    a second SIGINT raises ``KeyboardInterrupt``. Outside the main thread it does nothing."""
+_stopped_by: int | None = None  # the first SIGINT or SIGTERM this process got in a sweep or a run
+
+
+def stop_signal() -> int | None:
+    """The first SIGINT or SIGTERM that :class:`StopSignals` or :class:`SweepSignals` caught in
+    this process since the sweep began (:meth:`SweepSignals.__enter__`), or ``None``."""
+    return _stopped_by
+
+
+class _Handler:
+    """SIGINT and SIGTERM handled in the main thread while active (elsewhere: nothing): the
+    first one is noted (:func:`stop_signal`) and passed to :meth:`first`; a second SIGINT raises
+    ``KeyboardInterrupt`` (stop at once); further SIGTERMs change nothing."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._sigints = 0
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            self._sigints += 1
+            if self._sigints > 1:
+                raise KeyboardInterrupt
+        if self.signum is not None:
+            return
+        global _stopped_by
         self.signum = signum
-        log.warning("%s received: stopping after this step and writing a checkpoint (Ctrl-C again to stop at once)",
-                    signal.Signals(signum).name)
+        _stopped_by = _stopped_by or signum
+        self.first(signal.Signals(signum).name)
 
-    def __enter__(self) -> StopSignals:
+    def first(self, name: str) -> None:
+        """What the first signal does besides being noted."""
+
+    def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -91,6 +120,55 @@ class StopSignals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class StopSignals(_Handler):
+    """While a run trains: the first SIGINT or SIGTERM sets :attr:`signum`, and the loop stops
+    after the step and checkpoints; a second SIGINT raises ``KeyboardInterrupt``."""
+
+    def first(self, name: str) -> None:
+        log.warning("%s received: stopping after this step and writing a checkpoint (Ctrl-C again to stop at once)",
+                    name)
+
+
+class SweepSignals(_Handler):
+    """Around a sweep on this machine, in the launcher and (for good, from its first job on) in
+    each joblib worker: the first SIGINT or SIGTERM is noted instead of ending the process and
+    is passed on as SIGTERM to the process's worker processes (``multiprocessing.active_children()``:
+    joblib's loky workers, not its resource trackers), whose runs then stop after their step; a
+    job asks :func:`stop_signal` before it starts. Entering one forgets an earlier sweep's stop
+    (a process that runs several sweeps: the Python API, tests)."""
+
+    active: SweepSignals | None = None  # this process's, while one is entered
+
+    def __init__(self, launcher: bool = True) -> None:
+        super().__init__()
+        self.launcher = launcher
+
+    def __enter__(self) -> SweepSignals:
+        global _stopped_by
+        _stopped_by = None
+        SweepSignals.active = super().__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        SweepSignals.active = None
+
+    @classmethod
+    def in_worker(cls) -> None:
+        """Enter one for the rest of this process, unless one is active (the launcher's, when
+        the basic launcher runs the jobs in its own process)."""
+        if cls.active is None:
+            cls(launcher=False).__enter__()
+
+    def first(self, name: str) -> None:
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(OSError, TypeError):  # gone already, or not started (no pid)
+                os.kill(child.pid, signal.SIGTERM)
+        if self.launcher:
+            log.warning("%s received: the sweep stops; running jobs stop after their step and write a checkpoint, "
+                        "and no job starts after them (Ctrl-C again to stop at once)", name)
 
 
 def rng_states(gen: torch.Generator) -> dict[str, Any]:
