@@ -111,15 +111,6 @@ def test_describe_gives_one_line_and_the_documented_code(tmp_path, exc, code, wo
     assert (tmp_path / "error.txt").exists() == (code == 1 and isinstance(exc, KeyError))
 
 
-def test_sweep_failure_notes_survive_odd_messages(tmp_path, monkeypatch):
-    notes = tmp_path / "notes"
-    monkeypatch.setenv(boundary.FAILURES_ENV, str(notes))
-    boundary.note_failure(tmp_path / "a[/x]", "two\nlines\tand a tab", 2)
-    boundary.note_failure(tmp_path / "b", "other", 1)
-    assert boundary.read_failures(notes) == [(2, str(tmp_path / "a[/x]"), "two lines and a tab"),
-                                             (1, str(tmp_path / "b"), "other")]
-
-
 def test_a_folder_with_a_finished_run_of_another_config_is_refused_and_kept(tmp_path):
     """A second run in the same hydra.run.dir with another config (or command) would replace the
     first one's finished result: refused, one line naming the folder and the way out; the same

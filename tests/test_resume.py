@@ -114,6 +114,27 @@ def test_a_resumed_runs_runtime_counts_every_attempt(make_cfg, tmp_path, monkeyp
     assert 3.0 + attempt - 0.5 < second["runtime_s"] <= first["runtime_s"] + attempt + 0.5
 
 
+def test_a_run_that_starts_while_its_sweep_stops_stops_after_its_first_step(make_cfg, tmp_path):
+    """A stop that reaches a worker after its job checked for it (while the job loads its data,
+    before the run's own handler is in place), or that only the launcher recorded: the run
+    stops after one step with its checkpoint, as if the signal had come then; outside a
+    stopping sweep the same config runs to the end."""
+    from auxrun import sweep
+    from auxrun.train.resume import SweepSignals
+
+    overrides = ["trainer=fast", "trainer.max_epochs=2", "trainer.patience=0"]
+    with sweep.shared(), SweepSignals(launcher=False):
+        sweep.note_stop(signal.SIGTERM)
+        with pytest.raises(Interrupted) as stop:
+            schemes.run(make_cfg("mtl", *overrides), tmp_path / "r")
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    result = read_result(tmp_path / "r")
+    assert result["status"] == "interrupted" and result["steps"] == 1 and "SIGTERM" in result["message"]
+    assert (tmp_path / "r" / "checkpoints" / "last.pt").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert schemes.run(make_cfg("mtl", *overrides), tmp_path / "r")["status"] == "completed"  # resumes
+
+
 def test_a_checkpoint_of_another_config_is_not_resumed_and_rerun_starts_over(make_cfg, tmp_path, monkeypatch, caplog):
     overrides = ["trainer=fast", "trainer.max_epochs=3", "trainer.patience=0"]
     monkeypatch.setattr(runner, "make_logger", lambda cfg, run_dir: SignalAt(1, signal.SIGTERM))
@@ -233,18 +254,19 @@ def test_a_second_ctrl_c_stops_at_once_with_exit_code_130(tmp_path):
     assert last.exists()
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux: from /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
+# Imported first by every Python process of a test's sweep (PYTHONPATH): in joblib's workers
+# (loky), it makes loky replace a worker after each of its jobs from the second on, as it does
+# on a real sweep when a job leaves the worker's memory grown (loky's memory check), and notes
+# when each worker started.
+REPLACE_WORKERS = """
+import os, time
+if b"popen_loky" in open("/proc/self/cmdline", "rb").read():
+    from joblib.externals.loky import process_executor
+    process_executor._MAX_MEMORY_LEAK_SIZE = -(1 << 62)  # any change, even a shrink, counts as grown
+    process_executor._MEMORY_LEAK_CHECK_DELAY = -1.0
+    with open(os.environ["AUXRUN_TEST_WORKERS"], "a") as fh:
+        fh.write(f"{os.getpid()} {time.time()}\\n")
+"""
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -252,24 +274,34 @@ def _children(pid: int) -> list[int]:
 def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_starts_no_other(tmp_path, stop):
     """A scheduler's SIGTERM to the launcher alone, or a terminal's Ctrl-C (SIGINT to every
     process of the session): each job running in a joblib worker stops after its step with its
-    checkpoint and an interrupted record, the queued jobs do not start, no worker is left
-    behind, the launcher exits 128 + signal; the same command then finishes the sweep."""
-    sweep = tmp_path / "sweep"
-    args = [sys.executable, "-m", "auxrun", "mtl", "-m", "dataset=synthetic", "weighting=fixed", "seed=0,1,2,3",
-            "threads=1", "trainer.max_epochs=300", "trainer.patience=0", "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    checkpoint and an interrupted record, the queued jobs do not start, not even in the workers
+    that joblib starts after the signal to replace the two, no worker is left behind, the launcher
+    exits 128 + signal; the same command then finishes the sweep.
+
+    Two one-epoch jobs come first, one in each worker, so that both long jobs that the signal
+    stops run in workers that have done a job before and are replaced after them."""
+    sweep, site = tmp_path / "sweep", tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(REPLACE_WORKERS)
+    log = tmp_path / "workers.txt"
+    args = [sys.executable, "-m", "auxrun", "mtl", "-m", "dataset=synthetic", "weighting=fixed",
+            "trainer.max_epochs=1,300,301", "seed=0,1", "threads=1", "trainer.patience=0", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", "hydra.launcher.batch_size=1", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "AUXRUN_TEST_WORKERS": str(log),
+           "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
-    def running() -> set[Path]:  # past its first epoch, not finished
-        return {p.parents[1] for p in sweep.glob("*/checkpoints/last.pt") if not (p.parents[1] / "result.json").exists()}
+    def running() -> set[Path]:  # a long job past its first epoch, not finished
+        return {p.parents[1] for p in sweep.glob("*max_epochs=30*/checkpoints/last.pt")
+                if not (p.parents[1] / "result.json").exists()}
 
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and len(running()) < 2:
         time.sleep(0.05)
     assert proc.poll() is None, "the sweep ended before it could be stopped; make its jobs longer"
-    workers, busy, started = _children(proc.pid), running(), {p.parent for p in sweep.glob("*/config.yaml")}
+    busy, started = running(), {p.parent for p in sweep.glob("*/config.yaml")}
     signum = signal.SIGTERM if stop.startswith("sigterm") else signal.SIGINT
+    signalled = time.time()
     if signum == signal.SIGTERM:
         proc.send_signal(signum)
     else:
@@ -280,12 +312,14 @@ def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_
     for job in busy:
         result = read_result(job)
         assert result["status"] == "interrupted" and signal.Signals(signum).name in result["message"], job
+    workers = {int(pid): float(at) for pid, at in (line.split() for line in log.read_text().splitlines())}
+    assert max(workers.values()) > signalled, "no worker was replaced after the signal: the test checks nothing"
     assert {p.parent for p in sweep.glob("*/config.yaml")} == started  # no job started after the signal
-    assert len(started) < 4  # a job was still to start
+    assert len(started) == 4  # two jobs were still to start
     time.sleep(1)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
-                and "popen_loky" in Path(f"/proc/{pid}/cmdline").read_text()], "a worker outlived the sweep"
+                and b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes()], "a worker outlived the sweep"
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [read_result(job)["status"] for job in sorted(p for p in sweep.iterdir() if p.is_dir())] == ["completed"] * 4
-    assert again.stderr.count("resuming") == len(busy)
+    assert [read_result(job)["status"] for job in sorted(p for p in sweep.iterdir() if p.is_dir())] == ["completed"] * 6
+    assert again.stderr.count("resuming") == len(busy) == 2

@@ -14,8 +14,8 @@ escapes lands here:
 
 Inside a sweep a job that fails does not stop the others: the job records ``status: failed``
 in its ``result.json`` (unless the folder holds a finished result, which is never replaced),
-appends one line to the file named by ``AUXRUN_SWEEP_FAILURES`` and returns; the sweep's
-command then lists the failed jobs and exits with the highest of their codes. A single run
+notes one line in the command's shared folder (:func:`auxrun.sweep.note_failure`) and returns;
+the sweep's command then lists the failed jobs and exits with the highest of their codes. A single run
 records ``status: failed`` for an internal error; its bad input is the one line only.
 """
 
@@ -33,7 +33,6 @@ from .errors import AuxrunError
 from .run_folder import RunFolder
 
 DEBUG_ENV = "AUXRUN_DEBUG"
-FAILURES_ENV = "AUXRUN_SWEEP_FAILURES"
 EXIT_INTERNAL = 1  # exit codes: 0 completed, 1 internal or storage error, 2 bad input, 3 diverged, 128 + signal
 EXIT_DIVERGED = 3
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
@@ -139,30 +138,3 @@ def _timestamp(value: Any) -> float:
         return datetime.fromisoformat(str(value)).timestamp()
     except ValueError:
         return float("-inf")
-
-
-def note_failure(folder: Path, message: str, code: int) -> None:
-    """Append a failed sweep job to the sweep's list (``AUXRUN_SWEEP_FAILURES``), if any."""
-    target = os.environ.get(FAILURES_ENV)
-    if not target:
-        return
-    line = f"{code}\t{folder}\t{' '.join(message.split())}\n"
-    try:
-        with open(target, "a") as fh:  # one short append per job: whole lines even from parallel workers
-            fh.write(line)
-    except OSError:
-        pass
-
-
-def read_failures(path: Path) -> list[tuple[int, str, str]]:
-    """The failed jobs a sweep noted: ``(exit code, run folder, message)`` each."""
-    out = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        parts = line.split("\t", 2)
-        if len(parts) == 3 and parts[0].isdigit():
-            out.append((int(parts[0]), parts[1], parts[2]))
-    return out

@@ -14,7 +14,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
 
-from . import boundary
+from . import boundary, sweep
 from .configs import CONF_DIR, group_options
 from .overrides import check_group_overrides, precompose
 from .errors import AuxrunError
@@ -65,8 +64,8 @@ def _job(cfg: DictConfig) -> None:
     from .train.runner import run_command
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    here = sweep and str(HydraConfig.get().launcher._target_) in LOCAL_LAUNCHERS.values()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    here = multirun and str(HydraConfig.get().launcher._target_) in LOCAL_LAUNCHERS.values()
     if here:  # a joblib worker keeps the sweep's stop between its jobs
         SweepSignals.in_worker()
         if stop_signal() is not None:  # the sweep is stopping: this job does not start
@@ -77,7 +76,7 @@ def _job(cfg: DictConfig) -> None:
     except Interrupted as exc:
         err.print(f"[bold yellow]interrupted:[/] {escape(str(exc))}", soft_wrap=True)
         err.print(f"resume it with: {escape(resume_command(cfg, run_dir))}", soft_wrap=True)
-        if sweep:
+        if multirun:
             err.print(f"or the whole sweep: relaunch it with hydra.sweep.dir={escape(str(HydraConfig.get().sweep.dir))} "
                       "(finished jobs are skipped)", soft_wrap=True)
         if here:  # not an exit, which in a joblib worker makes joblib kill the jobs still finishing their step
@@ -90,16 +89,16 @@ def _job(cfg: DictConfig) -> None:
         if boundary.debug() and not isinstance(exc, AuxrunError):
             raise
         message, code = boundary.describe(exc, run_dir)
-        if sweep or not isinstance(exc, AuxrunError):  # a single run's bad input is its one line only
+        if multirun or not isinstance(exc, AuxrunError):  # a single run's bad input is its one line only
             boundary.record_failure(cfg, run_dir, exc, start)
         err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-        if not sweep:
+        if not multirun:
             sys.exit(code)
-        boundary.note_failure(run_dir, message, code)
+        sweep.note_failure(run_dir, message, code)
         return
     if result["status"] == "diverged":
         err.print(f"[bold yellow]diverged:[/] {escape(str(result.get('message', '')))}", soft_wrap=True)
-        if not sweep:  # a sweep goes on past a diverged run
+        if not multirun:  # a sweep goes on past a diverged run
             sys.exit(boundary.EXIT_DIVERGED)
 
 
@@ -173,18 +172,12 @@ def _hydra(command: str, args: list[str]) -> None:
     check_launcher(args)
     precompose(command, args)
     sys.argv = [f"auxrun-{command}", *args]
-    fd, failures = tempfile.mkstemp(prefix="auxrun-sweep-", suffix=".failures")
-    os.close(fd)
-    os.environ[boundary.FAILURES_ENV] = failures  # the sweep's jobs, in any worker process, note failures here
     here = any(a in ("-m", "--multirun") for a in args) and (launcher_option(args) or "basic") in LOCAL_LAUNCHERS
-    try:
+    with sweep.shared():  # the sweep's jobs, in any worker process, note failures there and read the stop
         with SweepSignals() if here else contextlib.nullcontext():
             hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
             stopped = stop_signal() if here else None
-        failed = boundary.read_failures(Path(failures))
-    finally:
-        Path(failures).unlink(missing_ok=True)
-        os.environ.pop(boundary.FAILURES_ENV, None)
+        failed = sweep.failures()
     if failed:
         err.print(f"[bold red]{len(failed)} job(s) of the sweep failed[/] (each recorded status: failed in its "
                   "result.json; relaunching the sweep runs them again and skips the finished ones):", soft_wrap=True)

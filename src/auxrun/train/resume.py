@@ -17,11 +17,15 @@ once (``KeyboardInterrupt``). The loop then checkpoints, and the scheme records
 ``status: interrupted`` and exits with ``128 + signal`` (130 for SIGINT, 143 for SIGTERM).
 
 **A sweep on this machine** (Hydra's basic or joblib launcher): outside its runs, every process
-of the sweep (the launcher, each joblib worker) is inside :class:`SweepSignals`, which notes the
-first SIGINT or SIGTERM (:func:`stop_signal`; a run's :class:`StopSignals` notes it too) and
-passes it on as SIGTERM to the process's workers. So a Ctrl-C, or a SIGTERM to the launcher
-alone, stops every running job after its step with its checkpoint and record, no job starts
-after it, and the launcher exits with ``128 + signal``.
+of the sweep (the launcher, each joblib worker from its first job on) is inside
+:class:`SweepSignals`, which notes the first SIGINT or SIGTERM (a run's :class:`StopSignals`
+notes it too). The launcher also records it in the command's shared folder
+(:func:`auxrun.sweep.note_stop`), where a worker that joblib starts after the signal finds it,
+and passes it on as SIGTERM to the workers that have a handler (:func:`auxrun.sweep.workers`).
+A job asks :func:`stop_signal` (this process's note or the shared record) before it starts, and a
+run that starts in a stopping sweep stops after its first step. So a Ctrl-C, or a SIGTERM to the
+launcher alone, stops every running job after its step with its checkpoint and record, no job
+starts after it, and the launcher exits with ``128 + signal``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import sweep
 from ..atomic import save_torch
 from ..report.results import config_differences
 
@@ -80,9 +85,11 @@ _stopped_by: int | None = None  # the first SIGINT or SIGTERM this process got i
 
 
 def stop_signal() -> int | None:
-    """The first SIGINT or SIGTERM that :class:`StopSignals` or :class:`SweepSignals` caught in
-    this process since the sweep began (:meth:`SweepSignals.__enter__`), or ``None``."""
-    return _stopped_by
+    """The signal that stops this sweep, or ``None``: the first SIGINT or SIGTERM that
+    :class:`StopSignals` or :class:`SweepSignals` caught in this process since the sweep began
+    (:meth:`SweepSignals.__enter__`), else the one the launcher recorded for every process of the
+    sweep (:func:`auxrun.sweep.stopped`)."""
+    return _stopped_by or sweep.stopped()
 
 
 class _Handler:
@@ -105,9 +112,9 @@ class _Handler:
         global _stopped_by
         self.signum = signum
         _stopped_by = _stopped_by or signum
-        self.first(signal.Signals(signum).name)
+        self.first(signum)
 
-    def first(self, name: str) -> None:
+    def first(self, signum: int) -> None:
         """What the first signal does besides being noted."""
 
     def __enter__(self):
@@ -124,20 +131,29 @@ class _Handler:
 
 class StopSignals(_Handler):
     """While a run trains: the first SIGINT or SIGTERM sets :attr:`signum`, and the loop stops
-    after the step and checkpoints; a second SIGINT raises ``KeyboardInterrupt``."""
+    after the step and checkpoints; a second SIGINT raises ``KeyboardInterrupt``. In a sweep that
+    is already stopping (the signal came while the job loaded its data) :attr:`signum` starts set,
+    so the run stops after its first step."""
 
-    def first(self, name: str) -> None:
+    def __enter__(self) -> StopSignals:
+        super().__enter__()
+        if SweepSignals.active is not None:
+            self.signum = stop_signal()
+        return self
+
+    def first(self, signum: int) -> None:
         log.warning("%s received: stopping after this step and writing a checkpoint (Ctrl-C again to stop at once)",
-                    name)
+                    signal.Signals(signum).name)
 
 
 class SweepSignals(_Handler):
     """Around a sweep on this machine, in the launcher and (for good, from its first job on) in
-    each joblib worker: the first SIGINT or SIGTERM is noted instead of ending the process and
-    is passed on as SIGTERM to the process's worker processes (``multiprocessing.active_children()``:
-    joblib's loky workers, not its resource trackers), whose runs then stop after their step; a
-    job asks :func:`stop_signal` before it starts. Entering one forgets an earlier sweep's stop
-    (a process that runs several sweeps: the Python API, tests)."""
+    each joblib worker: the first SIGINT or SIGTERM is noted instead of ending the process. The
+    launcher records it in the command's shared folder (:func:`auxrun.sweep.note_stop`) and passes
+    it on as SIGTERM to its worker processes that have entered one (:func:`auxrun.sweep.workers`;
+    not joblib's resource trackers, nor a worker still starting, which a signal would kill), whose
+    runs then stop after their step; a job asks :func:`stop_signal` before it starts. Entering one
+    forgets an earlier stop of this process (a process that runs several sweeps: tests)."""
 
     active: SweepSignals | None = None  # this process's, while one is entered
 
@@ -161,14 +177,19 @@ class SweepSignals(_Handler):
         the basic launcher runs the jobs in its own process)."""
         if cls.active is None:
             cls(launcher=False).__enter__()
+            sweep.add_worker()  # after the handler: the launcher signals only a worker that can take it
 
-    def first(self, name: str) -> None:
+    def first(self, signum: int) -> None:
+        if not self.launcher:
+            return
+        sweep.note_stop(signum)  # before reading the workers: one that registers later finds the stop
+        handled = sweep.workers()
         for child in multiprocessing.active_children():
-            with contextlib.suppress(OSError, TypeError):  # gone already, or not started (no pid)
-                os.kill(child.pid, signal.SIGTERM)
-        if self.launcher:
-            log.warning("%s received: the sweep stops; running jobs stop after their step and write a checkpoint, "
-                        "and no job starts after them (Ctrl-C again to stop at once)", name)
+            if child.pid in handled:
+                with contextlib.suppress(OSError):  # gone already
+                    os.kill(child.pid, signal.SIGTERM)
+        log.warning("%s received: the sweep stops; running jobs stop after their step and write a checkpoint, "
+                    "and no job starts after them (Ctrl-C again to stop at once)", signal.Signals(signum).name)
 
 
 def rng_states(gen: torch.Generator) -> dict[str, Any]:
