@@ -323,3 +323,46 @@ def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_
     assert again.returncode == 0, again.stderr[-3000:]
     assert [read_result(job)["status"] for job in sorted(p for p in sweep.iterdir() if p.is_dir())] == ["completed"] * 6
     assert again.stderr.count("resuming") == len(busy) == 2
+
+
+def _workers(launcher: int) -> list[int]:
+    """The joblib (loky) worker processes of ``launcher`` (Linux: from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if parent == launcher and b"popen_loky" in command:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_ctrl_c_while_joblib_starts_its_workers_stops_the_sweep_cleanly(tmp_path):
+    """A Ctrl-C reaches every process of the session, also the workers joblib is still starting
+    (importing torch, unpickling their first job), which used to die of it: joblib then aborted
+    the pool and the sweep ended in a traceback ("BrokenProcessPool: A task has failed to
+    un-serialize"), exit 1. The workers now hold the signal until their handler is in place: the
+    sweep ends as stopped, exit 130, and no job starts."""
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "-m", "auxrun", "mtl", "-m", "dataset=synthetic", "weighting=fixed", "seed=0,1,2",
+            "threads=1", "trainer.max_epochs=50", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not _workers(proc.pid):
+        time.sleep(0.01)
+    workers = _workers(proc.pid)
+    assert workers and not list(sweep.glob("*/config.yaml")), "no worker was starting when the signal came"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "sweep stopped by SIGINT" in stderr
+    assert not list(sweep.glob("*/config.yaml"))  # no job started
+    time.sleep(1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the sweep"

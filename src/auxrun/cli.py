@@ -174,7 +174,8 @@ def _hydra(command: str, args: list[str]) -> None:
     sys.argv = [f"auxrun-{command}", *args]
     here = any(a in ("-m", "--multirun") for a in args) and (launcher_option(args) or "basic") in LOCAL_LAUNCHERS
     with sweep.shared():  # the sweep's jobs, in any worker process, note failures there and read the stop
-        with SweepSignals() if here else contextlib.nullcontext():
+        # joblib's workers start inside the launcher: they hold a Ctrl-C until they can take it (shield)
+        with SweepSignals(shield=launcher_option(args) == "joblib") if here else contextlib.nullcontext():
             hydra.main(version_base="1.3", config_path="conf", config_name=command)(_job)()
             stopped = stop_signal() if here else None
         failed = sweep.failures()

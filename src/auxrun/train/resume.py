@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+from multiprocessing import resource_tracker
 import os
 import random
 import signal
@@ -153,31 +154,58 @@ class SweepSignals(_Handler):
     it on as SIGTERM to its worker processes that have entered one (:func:`auxrun.sweep.workers`;
     not joblib's resource trackers, nor a worker still starting, which a signal would kill), whose
     runs then stop after their step; a job asks :func:`stop_signal` before it starts. Entering one
-    forgets an earlier stop of this process (a process that runs several sweeps: tests)."""
+    forgets an earlier stop of this process (a process that runs several sweeps: tests).
+
+    ``shield`` (a launcher whose jobs run in worker processes): a Ctrl-C reaches every process of
+    the terminal's session, also a worker that joblib is still starting, which would die of it
+    (and joblib would then abort the pool, killing the running jobs mid-step). So while inside,
+    the launcher's main thread blocks SIGINT and SIGTERM, and every thread and process started
+    from it inherits that mask: a new worker holds such a signal pending until it enters its own
+    handler (:meth:`in_worker`), which then unblocks and takes it. The launcher itself receives
+    them on a thread of its own that leaves them unblocked (Python then runs the handler in the
+    main thread)."""
 
     active: SweepSignals | None = None  # this process's, while one is entered
+    HELD = frozenset({signal.SIGINT, signal.SIGTERM})
 
-    def __init__(self, launcher: bool = True) -> None:
+    def __init__(self, launcher: bool = True, shield: bool = False) -> None:
         super().__init__()
-        self.launcher = launcher
+        self.launcher, self.shield = launcher, shield
+        self._mask: set[int] | None = None
+        self._receiver: threading.Event | None = None
 
     def __enter__(self) -> SweepSignals:
         global _stopped_by
         _stopped_by = None
         SweepSignals.active = super().__enter__()
+        if self.shield and threading.current_thread() is threading.main_thread():
+            # started first: Python's resource tracker, started later, would unblock the signals in
+            # this thread (it blocks them around its own start, then unblocks them)
+            resource_tracker.ensure_running()
+            self._receiver = threading.Event()  # the receiving thread, started before the mask: it keeps them unblocked
+            threading.Thread(target=self._receiver.wait, name="auxrun-sweep-signals", daemon=True).start()
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.HELD)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+            self._mask = None
+        if self._receiver is not None:
+            self._receiver.set()
+            self._receiver = None
         super().__exit__(*exc)
         SweepSignals.active = None
 
     @classmethod
     def in_worker(cls) -> None:
         """Enter one for the rest of this process, unless one is active (the launcher's, when
-        the basic launcher runs the jobs in its own process)."""
+        the basic launcher runs the jobs in its own process); then take the signals that the
+        launcher's mask held back while this process started."""
         if cls.active is None:
             cls(launcher=False).__enter__()
             sweep.add_worker()  # after the handler: the launcher signals only a worker that can take it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, cls.HELD)  # a Ctrl-C held since the start arrives now
 
     def first(self, signum: int) -> None:
         if not self.launcher:
