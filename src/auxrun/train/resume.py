@@ -82,6 +82,7 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
+MASKS = hasattr(signal, "pthread_sigmask")  # POSIX: threads' signal masks (SweepSignals' shield)
 _stopped_by: int | None = None  # the first SIGINT or SIGTERM this process got in a sweep or a run
 
 
@@ -178,7 +179,7 @@ class SweepSignals(_Handler):
         global _stopped_by
         _stopped_by = None
         SweepSignals.active = super().__enter__()
-        if self.shield and threading.current_thread() is threading.main_thread():
+        if self.shield and MASKS and threading.current_thread() is threading.main_thread():
             # started first: Python's resource tracker, started later, would unblock the signals in
             # this thread (it blocks them around its own start, then unblocks them)
             resource_tracker.ensure_running()
@@ -205,7 +206,8 @@ class SweepSignals(_Handler):
         if cls.active is None:
             cls(launcher=False).__enter__()
             sweep.add_worker()  # after the handler: the launcher signals only a worker that can take it
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, cls.HELD)  # a Ctrl-C held since the start arrives now
+            if MASKS:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, cls.HELD)  # a Ctrl-C held since the start arrives now
 
     def first(self, signum: int) -> None:
         if not self.launcher:
