@@ -279,20 +279,21 @@ def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_
     exits 128 + signal; the same command then finishes the sweep.
 
     Two one-epoch jobs come first, one in each worker, so that both long jobs that the signal
-    stops run in workers that have done a job before and are replaced after them."""
+    stops run in workers that have done a job before and are replaced after them. The two queued
+    jobs are short (two epochs): the rerun that finishes the sweep stays quick."""
     sweep, site = tmp_path / "sweep", tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(REPLACE_WORKERS)
     log = tmp_path / "workers.txt"
     args = [sys.executable, "-m", "auxrun", "mtl", "-m", "dataset=synthetic", "weighting=fixed",
-            "trainer.max_epochs=1,300,301", "seed=0,1", "threads=1", "trainer.patience=0", "hydra/launcher=joblib",
+            "trainer.max_epochs=1,150,2", "seed=0,1", "threads=1", "trainer.patience=0", "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2", "hydra.launcher.batch_size=1", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "AUXRUN_TEST_WORKERS": str(log),
            "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     def running() -> set[Path]:  # a long job past its first epoch, not finished
-        return {p.parents[1] for p in sweep.glob("*max_epochs=30*/checkpoints/last.pt")
+        return {p.parents[1] for p in sweep.glob("*max_epochs=150*/checkpoints/last.pt")
                 if not (p.parents[1] / "result.json").exists()}
 
     deadline = time.time() + 300
