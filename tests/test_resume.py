@@ -23,6 +23,7 @@ from auxrun.train.loggers import NoLogger
 from auxrun.train.resume import Interrupted
 
 from conftest import read_result
+from processes import alive, joblib_workers
 
 
 class SignalAt(NoLogger):
@@ -318,27 +319,11 @@ def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_
     assert {p.parent for p in sweep.glob("*/config.yaml")} == started  # no job started after the signal
     assert len(started) == 4  # two jobs were still to start
     time.sleep(1)
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
-                and b"popen_loky" in Path(f"/proc/{pid}/cmdline").read_bytes()], "a worker outlived the sweep"
+    assert not alive(list(workers)), "a worker outlived the sweep"
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [read_result(job)["status"] for job in sorted(p for p in sweep.iterdir() if p.is_dir())] == ["completed"] * 6
     assert again.stderr.count("resuming") == len(busy) == 2
-
-
-def _workers(launcher: int) -> list[int]:
-    """The joblib (loky) worker processes of ``launcher`` (Linux: from /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if parent == launcher and b"popen_loky" in command:
-                out.append(int(entry.name))
-    return out
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -356,9 +341,9 @@ def test_a_ctrl_c_while_joblib_starts_its_workers_stops_the_sweep_cleanly(tmp_pa
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not _workers(proc.pid):
+    while time.time() < deadline and proc.poll() is None and not joblib_workers(proc.pid):
         time.sleep(0.01)
-    workers = _workers(proc.pid)
+    workers = joblib_workers(proc.pid)
     assert workers and not list(sweep.glob("*/config.yaml")), "no worker was starting when the signal came"
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
@@ -366,4 +351,4 @@ def test_a_ctrl_c_while_joblib_starts_its_workers_stops_the_sweep_cleanly(tmp_pa
     assert "sweep stopped by SIGINT" in stderr
     assert not list(sweep.glob("*/config.yaml"))  # no job started
     time.sleep(1)
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the sweep"
+    assert not alive(workers), "a worker outlived the sweep"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,9 @@ from auxrun.data import registry
 from auxrun.errors import AuxrunError
 from auxrun.tuning import space as sp
 from auxrun.tuning.study import Plan, tune
+
+from conftest import read_result
+from processes import alive, joblib_workers
 
 # short planted runs: 4 epochs, so that the pruner (3 start-up trials, 2 warm-up epochs) can act
 BASE = ("aux=mixed", "trainer.max_epochs=4", "trainer.patience=0", "trainer.progress=false", "trainer.checkpoint=false")
@@ -198,3 +206,71 @@ def test_slurm_off_a_cluster_is_one_message(tmp_path: Path, monkeypatch) -> None
     with pytest.raises(AuxrunError, match="no controller answers .*Could not establish a configuration source"):
         tune(plan_)
     assert not (tmp_path / "out" / "submitit").exists()  # nothing was submitted
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("stop", ["sigterm to the command, two strategies at once",
+                                  pytest.param("ctrl-c, one strategy in this process", marks=pytest.mark.slow)])
+def test_a_tuning_stopped_by_a_signal_ends_in_one_message_and_resumes(tmp_path: Path, stop: str) -> None:
+    """A SIGTERM to ``auxrun tune`` alone (a scheduler's) reaches the trials running in its joblib
+    workers, and a Ctrl-C the trial running in the command itself: each stops after its step with
+    its checkpoint, the command says how to resume and exits 128 + signal, no worker is left behind
+    (it used to: exit 1 with an internal error, or a SIGTERM ended the command and left its
+    workers training), and the same command then finishes the tuning, resuming those trials."""
+    parallel = stop.startswith("sigterm")
+    strategies = ("none", "fixed") if parallel else ("fixed",)
+    args = [sys.executable, "-m", "auxrun", "tune", "mtl", "dataset=synthetic", f"weighting={','.join(strategies)}",
+            "trainer.max_epochs=60", "trainer.patience=0", "threads=1", "--trials", "1", "--seeds", "1",
+            "--jobs", "2" if parallel else "1", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
+    trials = [tmp_path / "out" / "trials" / s / "trial_000" for s in strategies]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not all(
+            (t / "checkpoints" / "last.pt").exists() for t in trials):
+        time.sleep(0.02)
+    workers = joblib_workers(proc.pid)
+    assert proc.poll() is None and not any((t / "result.json").exists() for t in trials), \
+        "a trial ended before it could be stopped; make the runs longer"
+    assert len(workers) == (2 if parallel else 0)
+    signum = signal.SIGTERM if parallel else signal.SIGINT
+    if parallel:
+        proc.send_signal(signum)
+    else:
+        os.killpg(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=120)
+    said = " ".join(stderr.split())
+    assert proc.returncode == 128 + signum and "Traceback" not in said and "internal error" not in said, said[-3000:]
+    assert f"tuning stopped by {signal.Signals(signum).name}" in said and "run the same command again" in said
+    for trial in trials:
+        result = read_result(trial)
+        assert result["status"] == "interrupted" and signal.Signals(signum).name in result["message"], trial
+    time.sleep(1)
+    assert not alive(workers), "a worker outlived the tuning"
+    assert not (tmp_path / "out" / "final").exists()  # no final run started
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("resuming") == len(trials)
+    summary = json.loads((tmp_path / "out" / "final" / "tuning.json").read_text())
+    for strategy in strategies:
+        assert [(t["folder"], t["state"]) for t in summary["strategies"][strategy]["trials"]] == \
+            [("trial_000", "complete")]  # the stopped trial, resumed in its folder: the budget is one trial
+        for kind in ("default", "tuned"):
+            assert read_result(tmp_path / "out" / "final" / kind / strategy / "seed_1")["status"] == "completed"
+
+
+def test_no_trial_or_final_run_starts_once_the_tuning_is_stopping(tmp_path: Path, monkeypatch) -> None:
+    """The stop that the command recorded for all its processes (:mod:`auxrun.sweep`) is read
+    before each run: a worker that learns of it between two runs starts neither."""
+    import auxrun.sweep
+    from auxrun.train.resume import Interrupted
+    from auxrun.tuning.study import Outcome, final_runs
+
+    monkeypatch.setattr(auxrun.sweep, "stopped", lambda: signal.SIGTERM)
+    with pytest.raises(Interrupted, match="weighting=none: its trial 1 of 4 did not start: stopped by SIGTERM"):
+        tune(plan(tmp_path))
+    assert not (tmp_path / "trials").exists()
+    with pytest.raises(Interrupted, match="weighting=fixed: its final runs on seed 1 did not start"):
+        final_runs(plan(tmp_path), Outcome("fixed", [], best={}))
+    assert not (tmp_path / "final").exists()

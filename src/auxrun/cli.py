@@ -16,7 +16,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from omegaconf import DictConfig, OmegaConf
@@ -81,10 +81,10 @@ def _job(cfg: DictConfig) -> None:
                       "(finished jobs are skipped)", soft_wrap=True)
         if here:  # not an exit, which in a joblib worker makes joblib kill the jobs still finishing their step
             return
-        sys.exit(exc.exit_code)
+        exit_stopped(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once
         err.print("[bold yellow]interrupted[/] at once (second Ctrl-C): the last epoch's checkpoint is kept")
-        sys.exit(130)
+        exit_stopped(130)
     except Exception as exc:
         if boundary.debug() and not isinstance(exc, AuxrunError):
             raise
@@ -100,6 +100,14 @@ def _job(cfg: DictConfig) -> None:
         err.print(f"[bold yellow]diverged:[/] {escape(str(result.get('message', '')))}", soft_wrap=True)
         if not multirun:  # a sweep goes on past a diverged run
             sys.exit(boundary.EXIT_DIVERGED)
+
+
+def exit_stopped(code: int) -> NoReturn:
+    """End a command that a signal stopped, with ``code``, once it has said so. A further
+    Ctrl-C changes nothing from here on: everything is written, and in the interpreter's exit
+    (joblib joining its worker processes) it would only print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def resume_command(cfg: DictConfig, run_dir: Path) -> str:
@@ -187,7 +195,7 @@ def _hydra(command: str, args: list[str]) -> None:
     if stopped is not None:
         err.print(f"[bold yellow]sweep stopped[/] by {signal.Signals(stopped).name}: run the same command again to "
                   "finish it (finished jobs are skipped, interrupted ones resume from their checkpoint)", soft_wrap=True)
-        sys.exit(128 + stopped)
+        exit_stopped(128 + stopped)
     if failed:
         sys.exit(max(code for code, _, _ in failed))
 
@@ -277,7 +285,20 @@ def tune(
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     plan = Plan(command, base, strategies, trials, seeds, out, tune_seed, jobs, launcher,
                 tuple(cluster.items()) if launcher != "joblib" else (), cpus if launcher != "joblib" else None)
-    outcomes = run_tuning(plan)
+    from .train.resume import Interrupted  # torch: only once the options are checked
+
+    try:
+        outcomes = run_tuning(plan)
+    except (Interrupted, KeyboardInterrupt) as exc:  # KeyboardInterrupt: a second Ctrl-C, at once
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        how = "" if isinstance(exc, Interrupted) else " at once (second Ctrl-C): the last epoch's checkpoints are kept"
+        err.print(f"[bold yellow]tuning stopped[/] by {signal.Signals(signum).name}{how}", soft_wrap=True)
+        if isinstance(exc, Interrupted):
+            err.print(escape(str(exc)), soft_wrap=True)
+        err.print(f"run the same command again to finish it (finished trials and final runs are kept, an "
+                  f"interrupted one resumes from its checkpoint; the studies are in {escape(str(out / 'studies'))})",
+                  soft_wrap=True)
+        exit_stopped(128 + signum)
     for o in outcomes:
         states = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t["state"] for t in o.trials).items()))
         best = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (o.best or {}).items())

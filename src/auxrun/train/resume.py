@@ -25,7 +25,8 @@ and passes it on as SIGTERM to the workers that have a handler (:func:`auxrun.sw
 A job asks :func:`stop_signal` (this process's note or the shared record) before it starts, and a
 run that starts in a stopping sweep stops after its first step. So a Ctrl-C, or a SIGTERM to the
 launcher alone, stops every running job after its step with its checkpoint and record, no job
-starts after it, and the launcher exits with ``128 + signal``.
+starts after it, and the launcher exits with ``128 + signal``. ``auxrun tune`` on this machine
+stops its trials the same way (:mod:`auxrun.tuning.study`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class Interrupted(Exception):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+    def __reduce__(self) -> tuple[Any, tuple[int, str]]:  # whole across processes (a joblib worker's result)
+        return type(self), (self.signum, str(self))
 
 
 MASKS = hasattr(signal, "pthread_sigmask")  # POSIX: threads' signal masks (SweepSignals' shield)

@@ -24,6 +24,14 @@ stopped is retried with the same parameters in the same folder, so its run resum
 checkpoint; finished trials and final runs are not run again. ``jobs > 1`` tunes that many
 strategies at once in separate processes (joblib), each with its share of the cores
 (``threads``).
+
+**Stopping** (on this machine: the strategies one after another, or in joblib workers). The
+command is a sweep of its own (:class:`auxrun.train.resume.SweepSignals`, the shared folder of
+:mod:`auxrun.sweep`): the first SIGINT or SIGTERM, to the command alone or to every process of
+the terminal (Ctrl-C), stops each running trial or final run after its step with its checkpoint,
+no run starts after it (:func:`_stop_point`), and ``auxrun tune`` exits with ``128 + signal``
+and says how to resume. A worker returns its stop instead of raising it, so that joblib does
+not kill the other workers while they write their checkpoints.
 """
 
 from __future__ import annotations
@@ -128,6 +136,7 @@ def tune_strategy(plan: Plan, strategy: str) -> Outcome:
         return sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("counted"))
 
     while counted() < plan.trials:
+        _stop_point(f"weighting={strategy}: its trial {counted() + 1} of {plan.trials}")
         trial = study.ask()
         values = suggest(trial, dims)
         name = trial.user_attrs.get("folder") or f"trial_{trial.number:03d}"
@@ -178,6 +187,7 @@ def final_runs(plan: Plan, outcome: Outcome) -> list[dict[str, Any]]:
                           f"finite validation score (see {plan.out / 'trials' / outcome.strategy})")
     results = []
     for seed in plan.final_seeds:
+        _stop_point(f"weighting={outcome.strategy}: its final runs on seed {seed}")
         default = _compose(plan, [f"weighting={outcome.strategy}", f"seed={seed}"])
         dims = [d for d in space_of(default) if d.key in outcome.best]
         tuned = _compose(plan, [f"weighting={outcome.strategy}", f"seed={seed}", *overrides(dims, outcome.best, default),
@@ -187,11 +197,57 @@ def final_runs(plan: Plan, outcome: Outcome) -> list[dict[str, Any]]:
     return results
 
 
+def _stop_point(what: str) -> None:
+    """Raise :class:`~auxrun.train.resume.Interrupted` instead of starting ``what`` when the
+    tuning is stopping (:func:`~auxrun.train.resume.stop_signal`: a signal this process noted,
+    or the one the command recorded for all its processes)."""
+    import signal
+
+    from ..train.resume import Interrupted, stop_signal
+
+    signum = stop_signal()
+    if signum is not None:
+        raise Interrupted(signum, f"{what} did not start: stopped by {signal.Signals(signum).name}")
+
+
 def _strategy_job(plan: Plan, strategy: str) -> Outcome:
-    """One strategy, search and final runs: what a parallel worker does."""
+    """One strategy, search and final runs: what a submitit job does, or this process."""
     outcome = tune_strategy(plan, strategy)
     final_runs(plan, outcome)
     return outcome
+
+
+def _joblib_job(plan: Plan, strategy: str) -> Any:
+    """:func:`_strategy_job` in a joblib worker, which handles a stop signal from here on; its
+    :class:`Outcome`, or the :class:`~auxrun.train.resume.Interrupted` that stopped it, returned
+    rather than raised (a raised one makes joblib kill the workers still finishing their step)."""
+    from ..train.resume import Interrupted, SweepSignals
+
+    SweepSignals.in_worker()
+    try:
+        return _strategy_job(plan, strategy)
+    except Interrupted as exc:
+        return exc
+
+
+def _here(plan: Plan) -> list[Outcome]:
+    """The strategies on this machine: one after another in this process, or ``plan.jobs`` at
+    once in joblib workers; a stop signal ends the tuning as the module docstring says."""
+    from .. import sweep
+    from ..train.resume import Interrupted, SweepSignals
+
+    parallel = plan.jobs > 1 and len(plan.strategies) > 1
+    with sweep.shared(), SweepSignals(shield=parallel):  # shield: workers hold a Ctrl-C until they can take it
+        if not parallel:
+            return [_strategy_job(plan, s) for s in plan.strategies]
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=min(plan.jobs, len(plan.strategies)), backend="loky")(
+            delayed(_joblib_job)(plan, s) for s in plan.strategies)
+    stops = [d for d in done if isinstance(d, Interrupted)]
+    if stops:
+        raise Interrupted(stops[0].signum, "\n".join(str(s) for s in stops))
+    return done
 
 
 def _submitit(plan: Plan) -> list[Outcome]:
@@ -223,15 +279,7 @@ def _submitit(plan: Plan) -> list[Outcome]:
 def tune(plan: Plan) -> list[Outcome]:
     """Tune every strategy of ``plan`` (in parallel with ``plan.jobs``), run the finals, and
     write ``OUT/final/tuning.json`` (each strategy's space, trials and best configuration)."""
-    if plan.launcher in ("local", "slurm"):
-        outcomes = _submitit(plan)
-    elif plan.jobs > 1 and len(plan.strategies) > 1:
-        from joblib import Parallel, delayed
-
-        outcomes = Parallel(n_jobs=min(plan.jobs, len(plan.strategies)), backend="loky")(
-            delayed(_strategy_job)(plan, s) for s in plan.strategies)
-    else:
-        outcomes = [_strategy_job(plan, s) for s in plan.strategies]
+    outcomes = _submitit(plan) if plan.launcher in ("local", "slurm") else _here(plan)
     summary = {"command": plan.command, "base": list(plan.base), "trials": plan.trials, "tune_seed": plan.tune_seed,
                "final_seeds": plan.final_seeds, "selection": "best validation score of each trial (test never read)",
                "strategies": {o.strategy: {"space": o.space, "best": o.best, "best_value": o.best_value,
