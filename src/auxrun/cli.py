@@ -289,9 +289,9 @@ def tune(
 
     try:
         outcomes = run_tuning(plan)
-    except (Interrupted, KeyboardInterrupt) as exc:  # KeyboardInterrupt: a second Ctrl-C, at once
+    except (Interrupted, KeyboardInterrupt) as exc:  # KeyboardInterrupt: at once (a second Ctrl-C here)
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        how = "" if isinstance(exc, Interrupted) else " at once (second Ctrl-C): the last epoch's checkpoints are kept"
+        how = "" if isinstance(exc, Interrupted) else " at once: the runs keep their last epoch's checkpoint"
         err.print(f"[bold yellow]tuning stopped[/] by {signal.Signals(signum).name}{how}", soft_wrap=True)
         if isinstance(exc, Interrupted):
             err.print(escape(str(exc)), soft_wrap=True)
