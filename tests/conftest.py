@@ -80,7 +80,18 @@ def _cli_child(args: list[str], cwd: str | None, env: dict[str, str], out: str, 
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        _end_joblib_workers()
     os._exit(code)
+
+
+def _end_joblib_workers() -> None:
+    """End the joblib (loky) workers a command started, as the interpreter's exit would (a
+    forked child ends with ``os._exit``, which skips it: its workers would idle, torch loaded,
+    until loky's timeout, minutes after the tests)."""
+    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(reusable, "_executor", None)  # loky's one reusable pool, if it was started
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def _forked(args: list[str], cwd: Path | None, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
