@@ -274,3 +274,27 @@ def test_no_trial_or_final_run_starts_once_the_tuning_is_stopping(tmp_path: Path
     with pytest.raises(Interrupted, match="weighting=fixed: its final runs on seed 1 did not start"):
         final_runs(plan(tmp_path), Outcome("fixed", [], best={}))
     assert not (tmp_path / "final").exists()
+
+
+def test_a_ctrl_c_while_waiting_for_slurm_says_the_jobs_go_on(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--launcher slurm``: a Ctrl-C stops only the command that waits for the jobs; it says so
+    and how to end them, rather than suggesting a rerun that would run them twice."""
+    import auxrun.tuning.study
+
+    def waiting(plan: Plan) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(auxrun.tuning.study, "tune", waiting)
+    monkeypatch.setattr("sys.argv", ["auxrun", "tune", "mtl", "weighting=none,fixed", "--launcher", "slurm",
+                                     "--out", str(tmp_path / "out")])
+    monkeypatch.setenv("COLUMNS", "300")
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main()
+    finally:
+        signal.signal(signal.SIGINT, handler)  # the command ignores a further Ctrl-C while it exits
+    said = " ".join(capsys.readouterr().err.split())
+    assert stop.value.code == 130 and "Traceback" not in said, said
+    assert "tuning stopped by SIGINT at once" in said and "scancel --name auxrun-tune" in said
+    assert said.index("scancel") < said.index("run the same command again")

@@ -295,6 +295,9 @@ def tune(
         err.print(f"[bold yellow]tuning stopped[/] by {signal.Signals(signum).name}{how}", soft_wrap=True)
         if isinstance(exc, Interrupted):
             err.print(escape(str(exc)), soft_wrap=True)
+        if launcher == "slurm":  # submitit's jobs are not this process's: stopping to wait cancels none
+            err.print("the submitted jobs go on: `squeue --name auxrun-tune` lists them, `scancel --name auxrun-tune` "
+                      f"ends them; their logs are in {escape(str(out / 'submitit'))}. Once none runs:", soft_wrap=True)
         err.print(f"run the same command again to finish it (finished trials and final runs are kept, an "
                   f"interrupted one resumes from its checkpoint; the studies are in {escape(str(out / 'studies'))})",
                   soft_wrap=True)
