@@ -49,12 +49,16 @@ CLI_ENV = {"PYTHONWARNINGS": "ignore", "COLUMNS": "200"}
 _server: dict = {}
 
 
-def _cli_child(args: list[str], cwd: str | None, env: dict[str, str], out: str, err: str) -> None:
+def _cli_child(args: list[str], cwd: str | None, env: dict[str, str], out: str, err: str,
+               session: bool = False) -> None:
     """What ``python -m auxrun ARGS`` does, in a process forked from the preloaded server: the
-    environment, folder, arguments and output files of its own, and the exit code it ends with."""
+    environment, folder, arguments and output files of its own, and the exit code it ends with;
+    with ``session``, in a session of its own (what a terminal's Ctrl-C reaches)."""
     import traceback
     import warnings
 
+    if session:
+        os.setsid()
     os.environ.clear()
     os.environ.update(env)
     warnings.simplefilter("ignore")
@@ -94,9 +98,9 @@ def _end_joblib_workers() -> None:
         executor.shutdown(wait=True)
 
 
-def _forked(args: list[str], cwd: Path | None, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
+def _server_context():
+    """multiprocessing's forkserver context, its server started with :data:`PRELOAD` imported."""
     import multiprocessing
-    import tempfile
 
     if "context" not in _server:
         context = multiprocessing.get_context("forkserver")
@@ -109,28 +113,92 @@ def _forked(args: list[str], cwd: Path | None, env: dict[str, str], timeout: int
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-        proc = _server["context"].Process(target=_cli_child, args=(args, str(cwd) if cwd else None, env, out, err))
-        proc.start()
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-            raise subprocess.TimeoutExpired(["auxrun", *args], timeout)
-        with open(out) as o, open(err) as e:
-            return subprocess.CompletedProcess(["auxrun", *args], proc.exitcode, o.read(), e.read())
+    return _server["context"]
+
+
+def _new_interpreter() -> bool:
+    """Whether each ``auxrun`` command runs in a new interpreter rather than forked from the server."""
+    return os.environ.get("AUXRUN_TEST_EXEC") == "1" or sys.platform != "linux"
+
+
+class Running:
+    """An ``auxrun`` command running as its own process: forked from the preloaded server, or a
+    new interpreter under ``AUXRUN_TEST_EXEC=1``; with ``session``, in a session of its own, as a
+    user's terminal would run it. The part of ``subprocess.Popen`` the tests use: ``pid``,
+    ``poll()``, ``send_signal(signum)``, ``communicate(timeout)``, ``returncode``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path | None, session: bool) -> None:
+        import tempfile
+
+        self.args, self.session, self.returncode = ["auxrun", *args], session, None
+        self._popen: subprocess.Popen | None = None
+        if _new_interpreter():
+            self._popen = subprocess.Popen([sys.executable, "-m", "auxrun", *args], stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+                                           start_new_session=session)
+            self.pid = self._popen.pid
+            return
+        self._tmp = tempfile.mkdtemp(prefix="auxrun-cli-")
+        self._out, self._err = os.path.join(self._tmp, "stdout"), os.path.join(self._tmp, "stderr")
+        self._proc = _server_context().Process(target=_cli_child, args=(
+            args, str(cwd) if cwd else None, env, self._out, self._err, session))
+        self._proc.start()
+        self.pid = self._proc.pid
+
+    def poll(self) -> int | None:
+        if self._popen is not None:
+            self.returncode = self._popen.poll()
+        elif not self._proc.is_alive():
+            self.returncode = self._proc.exitcode
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        """Wait for the end (at most ``timeout`` seconds, then kill it: ``TimeoutExpired``);
+        its standard output and error."""
+        import shutil
+
+        if self._popen is not None:
+            try:
+                out, err = self._popen.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.communicate()
+                raise
+            self.returncode = self._popen.returncode
+            return out, err
+        try:
+            self._proc.join(timeout)
+            if self._proc.is_alive():
+                if self.session:  # it and the workers it started
+                    os.killpg(self.pid, 9)
+                else:
+                    self._proc.kill()
+                self._proc.join()
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = self._proc.exitcode
+            with open(self._out) as o, open(self._err) as e:
+                return o.read(), e.read()
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def start_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> Running:
+    """Start ``auxrun ARGS`` in a session of its own, with the whole environment ``env``, and
+    return at once: a test sends it signals (to it, or with ``os.killpg`` to its session, as a
+    terminal's Ctrl-C) and reads its files while it runs."""
+    return Running(list(args), env, cwd, session=True)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run ``auxrun ARGS`` as its own process, as a user would; returns the completed process.
     The process is forked from a server that has already imported the heavy modules
     (:data:`PRELOAD`), unless ``AUXRUN_TEST_EXEC=1`` asks for a new interpreter each time."""
-    env = {**os.environ, **CLI_ENV}
-    if os.environ.get("AUXRUN_TEST_EXEC") == "1" or sys.platform != "linux":
-        return subprocess.run([sys.executable, "-m", "auxrun", *args], capture_output=True, text=True,
-                              cwd=cwd, env=env, timeout=timeout)
-    return _forked(list(args), cwd, env, timeout)
+    proc = Running(list(args), {**os.environ, **CLI_ENV}, cwd, session=False)
+    out, err = proc.communicate(timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def read_result(run_dir: Path) -> dict:

@@ -22,7 +22,7 @@ from auxrun.train import runner
 from auxrun.train.loggers import NoLogger
 from auxrun.train.resume import Interrupted
 
-from conftest import read_result
+from conftest import read_result, start_cli
 from processes import alive, joblib_workers
 
 
@@ -286,13 +286,12 @@ def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_
     site.mkdir()
     (site / "sitecustomize.py").write_text(REPLACE_WORKERS)
     log = tmp_path / "workers.txt"
-    args = [sys.executable, "-m", "auxrun", "mtl", "-m", "dataset=synthetic", "weighting=fixed",
-            "trainer.max_epochs=1,150,2", "seed=0,1", "threads=1", "trainer.patience=0", "hydra/launcher=joblib",
+    args = ["mtl", "-m", "dataset=synthetic", "weighting=fixed", "trainer.max_epochs=1,150,2", "seed=0,1", "threads=1", "trainer.patience=0", "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2", "hydra.launcher.batch_size=1", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "AUXRUN_TEST_WORKERS": str(log),
            "PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = start_cli(*args, env=env)
+
     def running() -> set[Path]:  # a long job past its first epoch, not finished
         return {p.parents[1] for p in sweep.glob("*max_epochs=150*/checkpoints/last.pt")
                 if not (p.parents[1] / "result.json").exists()}
@@ -321,11 +320,11 @@ def test_a_joblib_sweep_stopped_by_a_signal_stops_every_running_job_cleanly_and_
     time.sleep(1)
     assert not alive(list(workers)), "a worker outlived the sweep"
     # the rerun without the worker replacement, which it does not test (each new worker imports torch)
-    plain = {**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    again = subprocess.run(args, capture_output=True, text=True, env=plain, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = start_cli(*args, env={**env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr[-3000:]
     assert [read_result(job)["status"] for job in sorted(p for p in sweep.iterdir() if p.is_dir())] == ["completed"] * 6
-    assert again.stderr.count("resuming") == len(busy) == 2
+    assert stderr.count("resuming") == len(busy) == 2
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -336,12 +335,9 @@ def test_a_ctrl_c_while_joblib_starts_its_workers_stops_the_sweep_cleanly(tmp_pa
     un-serialize"), exit 1. The workers now hold the signal until their handler is in place: the
     sweep ends as stopped, exit 130, and no job starts."""
     sweep = tmp_path / "sweep"
-    args = [sys.executable, "-m", "auxrun", "mtl", "-m", "dataset=synthetic", "weighting=fixed", "seed=0,1,2",
-            "threads=1", "trainer.max_epochs=50", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-            f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    args = ["mtl", "-m", "dataset=synthetic", "weighting=fixed", "seed=0,1,2", "threads=1", "trainer.max_epochs=50",
+            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
+    proc = start_cli(*args, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not joblib_workers(proc.pid):
         time.sleep(0.01)

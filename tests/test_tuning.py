@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from auxrun.errors import AuxrunError
 from auxrun.tuning import space as sp
 from auxrun.tuning.study import Plan, tune
 
-from conftest import read_result
+from conftest import read_result, start_cli
 from processes import alive, joblib_workers
 
 # short planted runs: 4 epochs, so that the pruner (3 start-up trials, 2 warm-up epochs) can act
@@ -219,13 +218,12 @@ def test_a_tuning_stopped_by_a_signal_ends_in_one_message_and_resumes(tmp_path: 
     workers training), and the same command then finishes the tuning, resuming those trials."""
     parallel = stop.startswith("sigterm")
     strategies = ("none", "fixed") if parallel else ("fixed",)
-    args = [sys.executable, "-m", "auxrun", "tune", "mtl", "dataset=synthetic", f"weighting={','.join(strategies)}",
+    args = ["tune", "mtl", "dataset=synthetic", f"weighting={','.join(strategies)}",
             "trainer.max_epochs=60", "trainer.patience=0", "threads=1", "--trials", "1", "--seeds", "1",
             "--jobs", "2" if parallel else "1", "--out", str(tmp_path / "out")]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "COLUMNS": "300"}
     trials = [tmp_path / "out" / "trials" / s / "trial_000" for s in strategies]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = start_cli(*args, env=env)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not all(
             (t / "checkpoints" / "last.pt").exists() for t in trials):
@@ -249,9 +247,10 @@ def test_a_tuning_stopped_by_a_signal_ends_in_one_message_and_resumes(tmp_path: 
     time.sleep(1)
     assert not alive(workers), "a worker outlived the tuning"
     assert not (tmp_path / "out" / "final").exists()  # no final run started
-    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("resuming") == len(trials)
+    again = start_cli(*args, env=env)
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr[-3000:]
+    assert stderr.count("resuming") == len(trials)
     summary = json.loads((tmp_path / "out" / "final" / "tuning.json").read_text())
     for strategy in strategies:
         assert [(t["folder"], t["state"]) for t in summary["strategies"][strategy]["trials"]] == \
