@@ -89,13 +89,19 @@ def _cli_child(args: list[str], cwd: str | None, env: dict[str, str], out: str, 
 
 
 def _end_joblib_workers() -> None:
-    """End the joblib (loky) workers a command started, as the interpreter's exit would (a
-    forked child ends with ``os._exit``, which skips it: its workers would idle, torch loaded,
-    until loky's timeout, minutes after the tests)."""
-    reusable = sys.modules.get("joblib.externals.loky.reusable_executor")
-    executor = getattr(reusable, "_executor", None)  # loky's one reusable pool, if it was started
-    if executor is not None:
-        executor.shutdown(wait=True)
+    """End the joblib (loky) workers this command started, idle now: a forked child ends with
+    ``os._exit``, which skips the interpreter's exit that would end them (they would idle, torch
+    loaded, until loky's timeout, minutes after the tests). Killed, not asked to finish: that
+    would wait seconds for each to tear torch down."""
+    import signal
+
+    from processes import joblib_workers
+
+    for pid in joblib_workers(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # ended already
+            pass
 
 
 def _server_context():
