@@ -97,6 +97,8 @@ def _end_joblib_workers() -> None:
 
     from processes import joblib_workers
 
+    if "joblib.externals.loky.process_executor" not in sys.modules:  # no pool was started: skip reading /proc
+        return
     for pid in joblib_workers(os.getpid()):
         try:
             os.kill(pid, signal.SIGKILL)
