@@ -71,6 +71,28 @@ def test_compose_refuses_what_the_cli_refuses_with_its_message(overrides, messag
         assert cli.returncode == 2 and " ".join(cli.stderr.split()).count(message.replace("\\", "")[:20]) == 1
 
 
+@pytest.mark.parametrize(("command", "overrides", "read"), [
+    ("mtl", ["~aux.tasks.noise"], lambda c: list(c.aux.tasks) == ["helpful", "harmful"]),  # drops a task
+    ("mtl", ["+aux.tasks.again.kind=planted", "+aux.tasks.again.relation=noise"],
+     lambda c: list(c.aux.tasks)[-1] == "again" and c.aux.tasks.again.relation == "noise"),
+    ("mtl", ["++seed=3"], lambda c: c.seed == 3),  # ++ on a key the config has: a plain override
+    ("mtl", ["++trainer.grad_clip=1"], lambda c: c.trainer.grad_clip == 1),
+    ("mtl", ["+weighting.weights.helpful=0.5"], lambda c: c.weighting.weights.helpful == 0.5),
+    ("mtl", ["weighting=jd", "weighting.aggregator=cagrad", "+weighting.options.c=0.4"],
+     lambda c: c.weighting.options.c == 0.4),
+    ("mtl", ["+trainer.search.batch_size={choices:[16,32]}", "~trainer.search.lr"],
+     lambda c: list(c.trainer.search) == ["weight_decay", "batch_size"]),
+    ("finetune", ['+pretrain_overrides=["trainer.lr=0.01"]'],
+     lambda c: list(c.pretrain_overrides) == ["trainer.lr=0.01"]),
+    ("mtl", ["~experiment"], lambda c: c.command == "mtl"),
+])
+def test_keys_a_user_may_add_or_remove_compose_to_what_they_say(command, overrides, read):
+    """The other side of the refusals of added and removed keys (test_bad_input): what lies in
+    the mappings whose entries are the user's, keys the config has (``++``), and the root keys an
+    experiment declares are taken as given."""
+    assert read(auxrun.compose(command, overrides))
+
+
 def test_empty_and_missing_outputs(tmp_path):
     with pytest.raises(AuxrunError, match="does not exist"):
         auxrun.runs(tmp_path / "nowhere")

@@ -1,9 +1,11 @@
-"""Property: whatever value a user gives whatever key, auxrun either refuses it with one line
-(exit 2, :class:`~auxrun.errors.AuxrunError`) or finishes the run with finite metrics (or
-records that it diverged). A hypothesis fuzzer draws a command, a key of that command's
-composed config and a value from a pool of bad ones, and checks exactly that, in-process: the
-config is composed and checked as the CLI does (:func:`auxrun.overrides.precompose`), then run.
-``make test`` draws a bounded number of examples; ``-m slow`` many more."""
+"""Property: whatever value a user gives whatever key, and whatever key a user adds or
+removes, auxrun either refuses it with one line (exit 2, :class:`~auxrun.errors.AuxrunError`)
+or finishes the run with finite metrics (or records that it diverged). A hypothesis fuzzer
+draws a command, a key of that command's composed config, an edit of it (``key=value``,
+``++key=value``, ``+key.extra=value`` beside or below it, ``~key``) and a value from a pool
+of bad ones, and checks exactly that, in-process: the config is composed and checked as the CLI
+does (:func:`auxrun.overrides.check_group_overrides`, :func:`~auxrun.overrides.precompose`),
+then run. ``make test`` draws a bounded number of examples; ``-m slow`` many more."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from auxrun.overrides import precompose
+from auxrun.overrides import check_group_overrides, precompose
 from auxrun.configs import group_options
 from auxrun.errors import AuxrunError
 from auxrun.report.groups import flatten
@@ -57,11 +59,19 @@ def finite(metrics: dict) -> bool:
     return all(math.isfinite(v) for split in metrics.values() for v in split.values() if isinstance(v, float))
 
 
-def outcome(command: str, choice: str, key: str, value: str, folder) -> str:
+EDITS = {  # how an override edits the drawn key
+    "set": "{key}={value}", "force": "++{key}={value}", "beside": "+{parent}extra={value}",
+    "below": "+{key}.extra={value}", "remove": "~{key}",
+}
+
+
+def outcome(command: str, choice: str, key: str, value: str, folder, edit: str = "set") -> str:
     """``refused``, ``completed`` or ``diverged``; raises on anything else (the defect)."""
+    parent = key.rpartition(".")[0] + "." if "." in key else ""
     overrides = [*TINY[command], *([choice] if choice else []), *COMMON, f"paths.outputs={folder / 'outputs'}", f"paths.cache={folder / 'cache'}",
-                 f"{key}={value}"]
+                 EDITS[edit].format(key=key, value=value, parent=parent)]
     try:
+        check_group_overrides(overrides)
         cfg = precompose(command, overrides)
         if command == "zeroshot":
             from auxrun.transfer.zeroshot import run
@@ -86,7 +96,8 @@ def _fuzz(data, tmp_path_factory) -> None:
         return
     key = data.draw(st.sampled_from((*keys, *GROUPS[command])), label="key")  # a leaf, or a group itself
     value = data.draw(st.sampled_from(BAD), label="value")
-    outcome(command, choice, key, value, tmp_path_factory.mktemp("fuzz"))
+    edit = data.draw(st.sampled_from(("set", "set", *EDITS)), label="edit")  # a value given most often
+    outcome(command, choice, key, value, tmp_path_factory.mktemp("fuzz"), edit)
 
 
 def fuzz(examples: int) -> settings:

@@ -91,6 +91,57 @@ def option_keys(group: str) -> dict[str, frozenset[str]]:
             for f in sorted((CONF_DIR / group).glob("*.yaml"))}
 
 
+def _empty_mappings(tree: object, prefix: str = "") -> set[str]:
+    """The dotted keys of ``tree`` whose value is an empty mapping (``tasks: {}``)."""
+    out: set[str] = set()
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if value == {}:
+                out.add(f"{prefix}{key}")
+            out |= _empty_mappings(value, f"{prefix}{key}.")
+    return out
+
+
+@cache
+def open_mappings(group: str) -> frozenset[str]:
+    """The mappings under ``group`` whose entries are the user's to choose, not auxrun's, as
+    dotted keys under the group: those some option file of the group declares empty
+    (``aux.tasks``, ``weighting.weights``, ``weighting.options``), and the search spaces of
+    ``auxrun tune`` (``trainer.search``, ``weighting.search``: a user may search more keys).
+    What they hold is checked when the config is composed, each by the code that reads it."""
+    return frozenset().union({k for k in declared_keys(group) if k == "search"},
+                             *(_empty_mappings(option_settings(group, f.stem))
+                               for f in sorted((CONF_DIR / group).glob("*.yaml"))))
+
+
+@cache
+def root_keys(command: str) -> frozenset[str]:
+    """The dotted keys outside the config groups that some file may set for ``command``: the
+    command's own file and the root files in its defaults list (``common``), and the option
+    files in the global package (an experiment's ``pretrain_overrides``). Hydra's own and the
+    groups' keys are left out."""
+    groups = {d.name for d in CONF_DIR.iterdir() if d.is_dir()}
+    keys: set[str] = set()
+
+    def add(tree: dict) -> None:
+        keys.update(k for k in _keys({k: v for k, v in tree.items() if k not in groups and k != "defaults"}))
+
+    def root_file(name: str) -> None:
+        tree = yaml.safe_load((CONF_DIR / f"{name}.yaml").read_text()) or {}
+        for entry in tree.get("defaults") or []:
+            if isinstance(entry, str) and entry != "_self_" and (CONF_DIR / f"{entry}.yaml").is_file():
+                root_file(entry)
+        add(tree)
+
+    root_file(command)
+    for group in sorted(groups):
+        for f in sorted((CONF_DIR / group).glob("*.yaml")):
+            tree, is_global = option_file(group, f.stem)
+            if is_global:
+                add(tree)
+    return frozenset(keys)
+
+
 def sweep_params(group: str, option: str) -> dict[str, str]:
     """The ``hydra.sweeper.params`` an option file of ``group`` sets (an experiment's sweep):
     key -> its comma-separated values; empty if it sets none or does not exist."""

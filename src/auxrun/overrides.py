@@ -4,26 +4,27 @@ out of range are one line (:class:`~auxrun.errors.AuxrunError`), not Hydra's rep
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .configs import CONF_DIR, group_options
 from .errors import AuxrunError
 
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
                "-cd", "--experimental-rerun")
+_ABSENT = object()
 STRICT_GROUPS = ("trainer", "backbone", "dataset", "weighting", "aux", "transfer", "logger")
 
 
 def check_group_overrides(args: list[str]) -> None:
     """Reject ``group=option`` overrides (sweep lists included) naming no config file, with
-    one line listing the options, before Hydra prints its longer report; and ``+group.key``
-    additions that no config of the group declares (:func:`auxrun.schema.check_added_keys`)."""
-    from .configs import declared_keys
-    from .schema import check_added_keys
-
-    check_added_keys(args, {g: set(declared_keys(g)) for g in STRICT_GROUPS})
+    one line listing the options, before Hydra prints its longer report; and keys removed that
+    auxrun needs (:func:`check_removed_keys`; an added key is checked once composed, by
+    :func:`check_added_keys`)."""
+    check_removed_keys(args)
     for arg in args:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -33,6 +34,38 @@ def check_group_overrides(args: list[str]) -> None:
         for choice in value.split(","):
             if choice and choice not in options and not any(c in choice for c in "()[]{}$"):
                 raise AuxrunError(f"unknown {key} {choice!r}; available: {', '.join(options)}")
+
+
+def user_mappings() -> list[str]:
+    """The mappings whose entries are the user's to add and remove, as dotted keys, in every
+    strict group (:func:`auxrun.configs.open_mappings`)."""
+    from .configs import open_mappings
+
+    return sorted(f"{g}.{k}" for g in STRICT_GROUPS for k in open_mappings(g))
+
+
+def check_removed_keys(args: list[str]) -> None:
+    """Refuse ``~key`` (Hydra's deletion) for anything but what lies in a mapping whose entries
+    are the user's (:func:`auxrun.configs.open_mappings`: ``~aux.tasks.noise`` drops an
+    auxiliary task, ``~weighting.weights.helpful`` a weight; what is left there is checked once
+    composed, as a task's keys by :func:`auxrun.schema.check_aux_tasks`) or the choice of a group
+    outside :data:`STRICT_GROUPS` (``~experiment``): auxrun reads every other key its files
+    declare, and a run without one would fail inside, or a ``${...}`` that names it would not
+    resolve. Hydra's own keys (``hydra.*``, ``hydra/launcher``) are Hydra's to check."""
+    opened = user_mappings()
+    for arg in args:
+        if not arg.startswith("~"):
+            continue
+        key = arg[1:].partition("=")[0]
+        group, _, rest = key.partition(".")
+        if (group.startswith("hydra") or any(key.startswith(m + ".") for m in opened)
+                or (not rest and group not in STRICT_GROUPS and (CONF_DIR / group).is_dir())):
+            continue
+        whole = not rest and group in STRICT_GROUPS
+        instead = f"choose one of its options with {key}=NAME" if whole else f"give it a value with {key}=VALUE"
+        raise AuxrunError(f"~{key}: auxrun needs {f'the {key} group' if whole else key}, so it cannot be removed; "
+                          f"{instead} (only what lies in these mappings can: "
+                          f"{', '.join(f'{k}.NAME' for k in opened)})")
 
 
 SHAPES = {dict: "a mapping ({...})", list: "a list ([...])"}
@@ -52,7 +85,8 @@ def _merge_problem(cause: BaseException) -> str:
 def precompose(command: str, args: list[str]) -> DictConfig:
     """Compose the config the way Hydra will (each sweep at its first value), so that a key
     that does not exist, a malformed override or a missing option is one line and exit code 2
-    rather than Hydra's report; then check its values (:mod:`auxrun.schema`) before any job; returns the composed config."""
+    rather than Hydra's report; then check the keys it adds (:func:`check_added_keys`) and its
+    values (:mod:`auxrun.schema`) before any job; returns the composed config."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -113,6 +147,16 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             raise AuxrunError(unknown_key_message(command, key, given)) from None
         raise AuxrunError(f"{lines[0]}: {_merge_problem(exc.__cause__)}" if exc.__cause__ and lines
                           else " ".join(lines[:2])) from None
+    added = {o.lstrip("+").split("=", 1)[0]: o for o in overrides if o.startswith("+") and "=" in o}
+    added = {k: o for k, o in added.items() if not k.startswith("hydra") and not (CONF_DIR / k).is_dir()}
+    if added:
+        def base() -> DictConfig:  # the config without the additions, composed only if a check needs it
+            try:
+                with initialize_config_module("auxrun.conf", version_base="1.3"):
+                    return compose(config_name=command, overrides=[o for o in overrides if o not in added.values()])
+            except HydraException:  # another override sets what one adds: taken as there
+                return cfg
+        check_added_keys(command, base, added)
     validate(cfg)
     check_folders(cfg)
     given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
@@ -128,19 +172,70 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     return cfg
 
 
+def did_you_mean(command: str, key: str) -> str:
+    """`` (did you mean trainer.max_epochs?)`` for an unknown ``key`` of ``command``: the keys
+    ending in the same name (a key given at the wrong place: ``max_epochs``), else up to three
+    ending in the closest spellings of it (:func:`difflib.get_close_matches`, ratio at least
+    0.8: ``maxepochs``), among the root keys and every key an option of a group declares (a
+    tuning range's bounds left out); empty when none is near."""
+    from .configs import declared_keys, root_keys
+
+    known = {k for k in root_keys(command) | {f"{g}.{k}" for g in STRICT_GROUPS for k in declared_keys(g)}
+             if ".search." not in k and k != key}
+    leaf = key.rpartition(".")[2]
+    near = sorted(k for k in known if k.rpartition(".")[2] == leaf)[:3]
+    if not near:
+        close = difflib.get_close_matches(leaf, sorted({k.rpartition(".")[2] for k in known}), n=3, cutoff=0.8)
+        near = [k for name in close for k in sorted(known) if k.rpartition(".")[2] == name][:3]
+    return f" (did you mean {' or '.join(near)}?)" if near else ""
+
+
 def unknown_key_message(command: str, key: str, given: str) -> str:
     """One line for an override Hydra could not apply to ``key`` (given the value ``given``):
     a typo in a key says which keys there are, not how to add a new one."""
+    if given.lstrip().startswith("{") and key.partition(".")[0] in STRICT_GROUPS:  # the key exists: the value
+        return (f"{key}: a value with keys {key} does not have; add each with +{key}.KEY=VALUE "  # has keys it lacks
+                f"(e.g. +weighting.options.mu=0.5)")
+    return f"unknown key {key}{key_problem(command, key)}"
+
+
+def key_problem(command: str, key: str) -> str:
+    """Why ``command``'s config has no ``key``, to follow the key in a message: in a strict
+    group, the chosen option lacks a key other options of the group have, or the group's keys;
+    elsewhere the keys it may have meant (:func:`did_you_mean`)."""
     from .configs import declared_keys, declaring_options
 
     group, _, rest = key.partition(".")
     if group not in STRICT_GROUPS or not rest:
-        return f"unknown key {key}; `auxrun {command} --cfg job` shows every key"
-    if given.lstrip().startswith("{"):  # the key exists; the value brought keys it lacks
-        return (f"{key}: a value with keys {key} does not have; add each with +{key}.KEY=VALUE "
-                f"(e.g. +weighting.options.mu=0.5)")
-    if rest in declared_keys(group):  # a key of other options of the group
-        return (f"unknown key {key}: the chosen {group} option has no key {rest!r}; it belongs to "
-                f"{group}={', '.join(declaring_options(group, rest))} (and options built on them)")
+        return f"{did_you_mean(command, key)}; `auxrun {command} --cfg job` shows every key"
+    if rest in declared_keys(group):  # a key of other options of the group (private files' only if no other has it)
+        owners = declaring_options(group, rest)
+        owners = [o for o in owners if not o.startswith("_")] or owners
+        return (f": the chosen {group} option has no key {rest!r}; it belongs to "
+                f"{group}={', '.join(owners)} (and options built on them)")
     known = ", ".join(sorted(k for k in declared_keys(group) if "." not in k))
-    return f"unknown key {key}: {group} has no key {rest!r}; its keys: {known}"
+    return f": {group} has no key {rest!r}; its keys: {known}"
+
+
+def check_added_keys(command: str, base: Callable[[], DictConfig], added: dict[str, str]) -> None:
+    """Each key an override adds (``+key=value``, ``++key=value``; ``added`` maps key to
+    override) is one something reads, else one error. It is a key outside the groups that a
+    root file or an experiment declares (:func:`auxrun.configs.root_keys`:
+    ``+pretrain_overrides=[...]``); or a key that ``base()``, the config composed without the
+    additions, already has (which ``++`` merely sets); or what lies in a mapping whose entries
+    are the user's (:func:`auxrun.configs.open_mappings`: ``+weighting.options.c=0.4``,
+    ``+aux.tasks.NAME.kind=edge_pred``) where ``base()`` has that mapping. A misspelt
+    ``+trainer.max_epoch=5`` would otherwise run 100 epochs in silence, and a key of another
+    option of the group (``+weighting.lr`` with ``weighting=fixed``) be ignored."""
+    from .configs import root_keys
+
+    opened = user_mappings()
+    without = None
+    for key, override in added.items():
+        if key in root_keys(command):
+            continue
+        without = base() if without is None else without
+        needed = next((m for m in opened if key.startswith(m + ".")), key)  # an entry needs its mapping in the run
+        if OmegaConf.select(without, needed, default=_ABSENT, throw_on_missing=False) is _ABSENT:
+            raise AuxrunError(f"{override.split('=', 1)[0]} adds a key that nothing would read"
+                              f"{key_problem(command, needed)}")

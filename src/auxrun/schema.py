@@ -14,9 +14,10 @@ they are read, ``weighting.options`` by the torchjd class that takes them; and c
 relate a key to the data or the model live with the code that needs them (a sampling fanout
 per backbone layer).
 
-``+key=value`` on the command line may add keys to a group; :func:`check_added_keys` refuses
-an added key no config of that group declares, since nothing would read it (a typo such as
-``+trainer.max_epoch=5`` would otherwise run 100 epochs in silence).
+Keys added (``+key=value``) or removed (``~key``) on the command line are checked before
+Hydra composes, by :func:`auxrun.overrides.check_key_edits`: an added key nothing reads (a
+typo such as ``+trainer.max_epoch=5`` would otherwise run 100 epochs in silence) and a removed
+key the code reads are refused.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ def validate(cfg: DictConfig) -> None:
         why = spec.problem(value)
         if why:
             raise AuxrunError(f"{key}={value!r}: {why}; expected {spec.describe()}")
+    check_aux_tasks(plain)
     check_task_names(plain)
     check_option_names(plain)
     check_heads(plain)
@@ -267,16 +269,45 @@ def check_option_names(plain: dict[str, Any]) -> None:
     """Each key of :data:`OPTION_KEYS` that is set names an option of its group."""
     from .configs import group_options
 
-    leaves = flat(plain)
     for key, group in OPTION_KEYS.items():
-        value = leaves.get(key)
-        if value is None and key in leaves and key != "dataset.pretrain_dataset":  # null there: the run's own dataset
+        section, _, name = key.partition(".")
+        holder = plain.get(section)
+        if not isinstance(holder, dict) or name not in holder:
+            continue
+        value = holder[name]
+        if value is None and key != "dataset.pretrain_dataset":  # null there: the run's own dataset
             raise AuxrunError(f"{key}=null: name an option of {group} ({', '.join(group_options(group))})")
         if value is None:
             continue
         options = group_options(group)
-        if str(value) not in options:
+        if isinstance(value, (dict, list)) or str(value) not in options:
             raise AuxrunError(f"{key}={value!r}: not an option of {group}; expected one of {', '.join(options)}")
+
+
+def check_aux_tasks(plain: dict[str, Any]) -> None:
+    """Each ``aux.tasks.<name>`` is a mapping with a ``kind`` and the keys that kind reads
+    (:data:`auxrun.tasks.SPEC_KEYS`), all of them needed and no other: a missing one would fail
+    when the task is built, and a misspelt or foreign one (``mask_rat``, or ``path`` on an
+    ``edge_gen`` task) would be ignored in silence. The kind's own value is the schema's."""
+    from .tasks import COMMON_SPEC_KEYS, SPEC_KEYS
+
+    aux = plain.get("aux")
+    tasks = aux.get("tasks") if isinstance(aux, dict) else None
+    for name, spec in (tasks.items() if isinstance(tasks, dict) else ()):
+        where = f"aux.tasks.{name}"
+        if not isinstance(spec, dict):
+            raise AuxrunError(f"{where}={spec!r}: expected a task, a mapping with its kind, e.g. "
+                              f"+{where}.kind=edge_pred; kinds: {', '.join(SPEC_KEYS)}")
+        kind = spec.get("kind")
+        if kind not in SPEC_KEYS:
+            raise AuxrunError(f"{where} has no kind: add +{where}.kind=KIND, one of {', '.join(SPEC_KEYS)}"
+                              if kind is None else f"{where}.kind={kind!r}: expected one of {', '.join(SPEC_KEYS)}")
+        needed, optional = SPEC_KEYS[kind]
+        if missing := sorted(needed - spec.keys()):
+            raise AuxrunError(f"{where} ({kind}) needs {', '.join(missing)}: add +{where}.{missing[0]}=VALUE")
+        if foreign := sorted(spec.keys() - needed - optional - COMMON_SPEC_KEYS):
+            raise AuxrunError(f"{where}.{foreign[0]}: a {kind} task has no key {foreign[0]!r}, so nothing would "
+                              f"read it; its keys: {', '.join(sorted(needed | optional | COMMON_SPEC_KEYS))}")
 
 
 def check_task_names(plain: dict[str, Any]) -> None:
@@ -294,21 +325,6 @@ def check_task_names(plain: dict[str, Any]) -> None:
         if name not in tasks:
             raise AuxrunError(f"weighting.weights.{name}: aux={aux.get('name')} has no task {name!r}, so nothing would "
                               f"read this weight; its tasks: {', '.join(tasks)}")
-
-
-def check_added_keys(args: list[str], declared: dict[str, set[str]]) -> None:
-    """Refuse ``+group.key=value`` for a key that no config of ``group`` declares
-    (``declared[group]``: every dotted key under the group in any of its option files)."""
-    for arg in args:
-        if not arg.startswith("+") or arg.startswith("++") or "=" not in arg:
-            continue
-        key = arg[1:].split("=", 1)[0]
-        group, _, rest = key.partition(".")
-        if group in declared and rest and rest not in declared[group] and \
-                not any(rest.startswith(d + ".") for d in declared[group]):
-            known = ", ".join(sorted(k for k in declared[group] if "." not in k))
-            raise AuxrunError(f"+{key}: {group} has no key {rest!r}, so nothing would read it; "
-                              f"its keys: {known}")
 
 
 def check_folder(key: str, path: Any) -> None:

@@ -15,12 +15,14 @@ kind           spec keys                                        class
 ``gpt_edge``   ``relation``, optional ``negatives`` (GPT-GNN)   :class:`GenerativeEdges`
 ``attr_mask``  optional ``mask_rate`` (molecules)               :class:`AttributeMasking`
 ``edge_pred``  (molecules)                                      :class:`EdgePrediction`
-``context``    optional ``context_layers`` (molecules)          :class:`ContextPrediction`
+``context``    optional ``context_layers``, ``num_layers``,     :class:`ContextPrediction`
+               ``dropout`` (molecules)
 ``infograph``  (molecules)                                      :class:`InfoGraph`
 ``motif``      (molecules)                                      :class:`MotifPrediction`
 =============  ===============================================  ==========================
 
 Every spec may set ``loss_scale`` (default 1), which multiplies the task's per-example losses.
+:data:`SPEC_KEYS` holds the same table for the checks made when the config is composed.
 """
 
 from __future__ import annotations
@@ -41,8 +43,24 @@ from .node import AttributeGeneration, MultiLabelRanking, NodeClassification
 from .molecular import AttributeMasking, ContextPrediction, EdgePrediction, GraphPrediction, InfoGraph, MotifPrediction
 from .pairs import PairTask, EdgeGeneration, LinkPrediction, MetaPathPrediction, PlantedPairs
 
+# kind -> (the spec keys it needs, those it may have) besides kind and loss_scale: what _build_one reads
+SPEC_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    kind: (frozenset(needed), frozenset(optional)) for kind, needed, optional in (
+        ("planted", {"relation"}, ()),
+        ("metapath", {"path"}, {"max_pairs", "max_density", "min_count"}),
+        ("edge_gen", {"relation"}, ()),
+        ("attr_gen", {"node_type"}, ()),
+        ("gpt_attr", {"node_type"}, ()),
+        ("gpt_edge", {"relation"}, {"negatives"}),
+        ("attr_mask", (), {"mask_rate"}),
+        ("context", (), {"context_layers", "num_layers", "dropout"}),
+        ("edge_pred", (), ()),
+        ("infograph", (), ()),
+        ("motif", (), ()),
+    )}
+COMMON_SPEC_KEYS = frozenset({"kind", "loss_scale"})
 MOL_KINDS = ("attr_mask", "context", "edge_pred", "infograph", "motif")
-AUX_KINDS = ("planted", "metapath", "edge_gen", "attr_gen", "gpt_attr", "gpt_edge", *MOL_KINDS)
+AUX_KINDS = tuple(SPEC_KEYS)
 
 
 def molecular(data: GraphData | MolData) -> bool:
@@ -144,4 +162,4 @@ def _build_molecular(name: str, kind: str, spec: Any, data: GraphData | MolData,
                       f"use one of {', '.join(MOL_KINDS)}")
 
 
-__all__ = ["Task", "TargetTask", "build_target", "build_aux", "AUX_KINDS"]
+__all__ = ["Task", "TargetTask", "build_target", "build_aux", "AUX_KINDS", "SPEC_KEYS", "COMMON_SPEC_KEYS"]
