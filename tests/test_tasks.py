@@ -129,3 +129,19 @@ def test_edge_generation_uses_heldout_edges_and_unknown_kinds_fail():
         build_aux(aux_cfg({"x": {"kind": "edge_gen", "relation": "user-likes-item"}}), tiny_graph(), 4, 0)
     with pytest.raises(AuxrunError, match="no planted relation"):
         build_aux(aux_cfg({"x": {"kind": "planted", "relation": "harmful"}}), tiny_graph(), 4, 0)
+
+
+def test_the_table_of_task_keys_holds_every_key_the_builders_read():
+    """``SPEC_KEYS`` (checked when a config is composed) and the builders cannot drift apart: every
+    key the builders read from a spec (``spec.get("k")``, ``spec.k``) is in the table, and every
+    key of the table is read."""
+    import inspect
+    import re
+
+    import auxrun.tasks as tasks
+
+    source = inspect.getsource(tasks)
+    read = set(re.findall(r"spec\.get\(\"(\w+)\"", source)) | set(re.findall(r"spec\.(\w+)\b(?!\()", source))
+    table = set(tasks.COMMON_SPEC_KEYS).union(*(needed | optional for needed, optional in tasks.SPEC_KEYS.values()))
+    assert read == table
+    assert tasks.AUX_KINDS == tuple(tasks.SPEC_KEYS) and set(tasks.MOL_KINDS) <= set(tasks.SPEC_KEYS)
