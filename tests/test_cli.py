@@ -96,6 +96,18 @@ def test_help_lists_config_groups_and_options():
         assert text in proc.stdout, text
 
 
+def test_help_starts_without_torch():
+    """``auxrun --help`` and each command's ``--help`` answer without importing torch, which takes
+    about 2 s to import and tear down here: the CLI module imports nothing that does."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.argv = ['auxrun', 'tune', '--help']\nfrom auxrun.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--trials" in proc.stdout, proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

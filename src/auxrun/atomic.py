@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 
 
 def _umask() -> int:
@@ -61,7 +60,10 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def save_torch(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically ``torch.save`` an object. torch's zip writer turns a failed write (a full
     disk) into a ``RuntimeError``; the ``OSError`` behind it is raised instead, so callers see
-    one kind of storage error."""
+    one kind of storage error. torch is imported here, not with the module: the commands
+    that write no tensor (``--help``, ``compare``) start without it."""
+    import torch
+
     def write(fh: IO[bytes]) -> None:
         try:
             torch.save(obj, fh)
