@@ -1,4 +1,4 @@
-"""Survey of the config fuzzer: draw many (command, option, key, bad value) inputs at random,
+"""Survey of the config fuzzer: draw many (command, option, key, edit, bad value) inputs at random,
 run each as :func:`test_fuzz.outcome` does, and count what happened instead of stopping at the
 first defect as hypothesis does. What reliability reports quote::
 
@@ -27,22 +27,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_fuzz import BAD, TINY, choices, keys_of, outcome  # noqa: E402
+from test_fuzz import BAD, EDITS, TINY, choices, keys_of, outcome  # noqa: E402
 
 
-def draw(rng: random.Random) -> tuple[str, str, str, str]:
+def draw(rng: random.Random) -> tuple[str, str, str, str, str]:
+    """A command, an option, a key, a bad value and an edit, drawn as :func:`test_fuzz._fuzz` does."""
     command = rng.choice(sorted(TINY))
     choice = rng.choice(choices(command))
     keys = keys_of(command, choice)
     if not keys:
-        return command, choice, "seed", "0"
-    return command, choice, rng.choice(keys), rng.choice(BAD)
+        return command, choice, "seed", "0", "set"
+    return command, choice, rng.choice(keys), rng.choice(BAD), rng.choice(("set", "set", *EDITS))
 
 
-def classify(command: str, choice: str, key: str, value: str, folder: Path) -> tuple[str, str]:
+def classify(command: str, choice: str, key: str, value: str, folder: Path, edit: str = "set") -> tuple[str, str]:
     """The outcome's kind and, for a defect, its one-line reason."""
     try:
-        return outcome(command, choice, key, value, folder), ""
+        return outcome(command, choice, key, value, folder, edit), ""
     except AssertionError as exc:
         text = str(exc).splitlines()[0]
         return ("multiline" if "not one line" in text else "silent"), text
@@ -107,15 +108,15 @@ def main() -> None:
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.draws):
-            command, choice, key, value = draw(rng)
+            command, choice, key, value, edit = draw(rng)
             folder = Path(tmp) / f"d{i}"
             folder.mkdir()
-            kind, why = classify(command, choice, key, value, folder)
+            kind, why = classify(command, choice, key, value, folder, edit)
             counts[kind] += 1
             if why:
-                defects.append({"command": command, "choice": choice, "key": key, "value": value, "kind": kind,
-                                "why": why})
-                print(f"[{i}] {kind}: auxrun {command} {choice} {key}={value}: {why}", flush=True)
+                defects.append({"command": command, "choice": choice, "key": key, "value": value, "edit": edit,
+                                "kind": kind, "why": why})
+                print(f"[{i}] {kind}: auxrun {command} {choice} {edit}: {key}={value}: {why}", flush=True)
             if (i + 1) % 50 == 0:
                 print(f"{i + 1}/{args.draws} in {time.time() - start:.0f} s: {dict(counts)}", flush=True)
     summary = {"draws": args.draws, "seed": args.seed, "seconds": round(time.time() - start), "outcomes": dict(counts),
