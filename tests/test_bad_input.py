@@ -152,6 +152,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl +aux.tasks.extra=1", "aux.tasks.extra=1: expected a task, a mapping with its kind"),
     ("mtl +aux.tasks.extra.relation=noise", "aux.tasks.extra has no kind: add +aux.tasks.extra.kind=KIND"),
     ("mtl +aux.tasks.helpful.mask_rate=0.5", "aux.tasks.helpful.mask_rate: a planted task has no key 'mask_rate'"),
+    ("mtl command=finetune", "command='finetune' is set by the command you run (here `auxrun mtl`), not a setting"),
     ("finetune dataset.pretrain_aux={{a:1}}", "dataset.pretrain_aux={'a': 1}: not an option of aux"),
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "
                                            "none: use weighting=none"),  # trained rcgrad with nothing to weigh

@@ -147,6 +147,9 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             raise AuxrunError(unknown_key_message(command, key, given)) from None
         raise AuxrunError(f"{lines[0]}: {_merge_problem(exc.__cause__)}" if exc.__cause__ and lines
                           else " ".join(lines[:2])) from None
+    if cfg.get("command") != command:  # each command's file sets it, and the run reads it to choose what it trains
+        raise AuxrunError(f"command={cfg.get('command')!r} is set by the command you run (here `auxrun {command}`), not "
+                          "a setting; to run another, call it: auxrun mtl, pretrain, finetune or zeroshot")
     added = {o.lstrip("+").split("=", 1)[0]: o for o in overrides if o.startswith("+") and "=" in o}
     added = {k: o for k, o in added.items() if not k.startswith("hydra") and not (CONF_DIR / k).is_dir()}
     if added:
