@@ -14,10 +14,11 @@ they are read, ``weighting.options`` by the torchjd class that takes them; and c
 relate a key to the data or the model live with the code that needs them (a sampling fanout
 per backbone layer).
 
-Keys added (``+key=value``) or removed (``~key``) on the command line are checked before
-Hydra composes, by :func:`auxrun.overrides.check_key_edits`: an added key nothing reads (a
-typo such as ``+trainer.max_epoch=5`` would otherwise run 100 epochs in silence) and a removed
-key the code reads are refused.
+Keys added (``+key=value``, ``++key=value``) or removed (``~key``) on the command line are
+checked by :mod:`auxrun.overrides` (:func:`~auxrun.overrides.check_added_keys` once composed,
+:func:`~auxrun.overrides.check_removed_keys` before): an added key nothing reads (a typo such
+as ``+trainer.max_epoch=5`` would otherwise run 100 epochs in silence) and a removed key the
+code reads are refused.
 """
 
 from __future__ import annotations
