@@ -47,6 +47,26 @@ def test_mean_std_n_and_avg_gain(tmp_path):
     assert r"\pm" in render(c, "latex")
 
 
+def test_avg_gain_sets_a_strategy_beside_the_baseline_on_the_seeds_both_have(tmp_path):
+    """A sweep that is not finished (gcs has seeds 0 and 1, none 0, 1 and 2) on a target whose
+    seeds differ widely (BACE's scaffold split): the gain is that of gcs's mean over seeds 0 and
+    1 against none's over the same seeds, as the paired test does, not against none's mean over
+    all three, which would turn a gain of +1.37% into a loss of 3.90%. The cells still show
+    each strategy's mean over all its seeds."""
+    for seed, value in enumerate([0.82, 0.64, 0.85]):
+        put(tmp_path, f"n{seed}", "none", seed, value)
+    for seed, value in enumerate([0.78, 0.70]):
+        put(tmp_path, f"g{seed}", "gcs", seed, value)
+    c = compare(tmp_path)
+    assert c.gains["gcs"] == pytest.approx((0.74 - 0.73) / 0.73 * 100)
+    md = render(c, "md")
+    assert "| none | **0.7700 ± 0.1136 (3)** | - |" in md and "| gcs | 0.7400 ± 0.0566 (2) | +1.37% |" in md
+    put(tmp_path, "g2", "gcs", 2, 0.0, status="diverged")  # a diverged seed leaves the pairing as it was
+    assert compare(tmp_path).gains["gcs"] == pytest.approx(c.gains["gcs"])
+    put(tmp_path, "g2", "gcs", 2, 0.81)  # all three seeds: the cells' own means
+    assert compare(tmp_path).gains["gcs"] == pytest.approx((0.7633333 - 0.77) / 0.77 * 100, rel=1e-5)
+
+
 def test_aux_sets_become_row_labels_and_none_counts_once_per_seed(tmp_path):
     for aux in ("helpful", "harmful"):
         put(tmp_path, f"none-{aux}", "none", 0, 0.7, aux=aux)
@@ -191,7 +211,8 @@ def test_runs_of_different_configs_are_never_pooled(tmp_path):
     assert cell("fixed [trainer.patience=30]")["mean"] == pytest.approx(0.82)
     assert cell("none [trainer.lr=0.005]")["n"] == 2 and cell("none [trainer.lr=0.005]")["mean"] == pytest.approx(0.72)
     assert cell("fixed [trainer.patience=30]")["baseline"] == "none [trainer.lr=0.005]"
-    assert c.gains == {"fixed [trainer.patience=30]": pytest.approx((0.82 - 0.72) / 0.72 * 100)}  # never vs lr=1e6
+    # never vs lr=1e6; on the one seed both cells have (0), not their means over seeds {0, -1} and {0, 1}
+    assert c.gains == {"fixed [trainer.patience=30]": pytest.approx((0.80 - 0.70) / 0.70 * 100)}
     assert len(c.cells) == 6 and set(c.cells.n) == {1, 2}
     console = Console(width=400, record=True, file=io.StringIO())
     console.print(render(c, "rich"))

@@ -49,8 +49,9 @@ COUNTED = ("completed", "diverged")  # a diverged run counts, as diverged, never
 class Comparison:
     """Aggregated results: ``cells`` has one row per (strategy row, column) with
     ``mean``/``std``/``n`` over the completed runs' distinct seeds, ``diverged`` (distinct
-    seeds that diverged), the distinguishing ``keys`` and the ``baseline`` row it is compared
-    with."""
+    seeds that diverged), the distinguishing ``keys``, the ``baseline`` row it is compared
+    with and its ``gain`` over it on the seeds both have (:func:`cell_gains`); ``gains`` is
+    each row's Avg. Gain (:func:`row_gains`)."""
 
     cells: pd.DataFrame
     rows: list[str]
@@ -269,13 +270,14 @@ def compare(root: Path, split: str = "test", found: list[tuple[Path, dict[str, A
     assert (cells.groups == 1).all(), "a cell holds one configuration"
     cells["keys"] = [", ".join(k for k in pair if k) for pair in zip(cells.row_keys, cells.column_keys)]
     cells["baseline"] = _baselines(cells)
+    cells["gain"] = cell_gains(cells, df)
     rows = sort_rows(cells.row.unique())
     columns = sorted(cells.column.unique())
     order = {r: i for i, r in enumerate(rows)}
     cells = (cells.drop(columns=["setting", "groups"])
              .sort_values(["row", "column"], key=lambda v: v.map(order) if v.name == "row" else v)
              .reset_index(drop=True))
-    return Comparison(cells=cells, rows=rows, columns=columns, gains=_gains(cells), unfinished=unfinished,
+    return Comparison(cells=cells, rows=rows, columns=columns, gains=row_gains(cells), unfinished=unfinished,
                       runs=df[["row", "column", "seed", "status", "value", "metrics", "history", "run_dir", "dataset",
                                "scheme", "backbone", "weighting", "aux", "loss_scales", "row_unscaled"]]
                       .reset_index(drop=True))
@@ -324,14 +326,34 @@ def relative_gain(mean: float, baseline: float, higher_is_better: bool) -> float
     return (1 if higher_is_better else -1) * (mean - baseline) / abs(baseline) * 100
 
 
-def _gains(cells: pd.DataFrame) -> dict[str, float]:
-    """Avg. Gain of every row over its cells' ``none`` baselines, across the columns that have both."""
-    means = {(r, c): m for r, c, m, n in zip(cells.row, cells.column, cells["mean"], cells.n) if n > 0}
-    rel: dict[str, list[float]] = {}
+def cell_gains(cells: pd.DataFrame, runs: pd.DataFrame) -> list[float]:
+    """Each cell's gain over its baseline cell (:func:`relative_gain`), both means taken over
+    the seeds the two cells share with a finished run (``runs``: ``row``, ``column``, ``seed``,
+    ``status``, ``value``), so that, like the paired tests, it sets a strategy beside the
+    baseline on the same seeds. A seed only one of them has (not yet run, failed or diverged)
+    would otherwise compare means of different seeds, and where seeds differ as much as on a
+    scaffold split (BACE: 0.64 to 0.85 for plain fine-tuning) that can turn the sign. With the
+    same seeds these are the cells' own means. NaN where a cell has no baseline or no seed in
+    common with it."""
+    done = runs[(runs.status == "completed") & runs.value.map(lambda v: math.isfinite(v))]
+    by_cell = {key: dict(zip(group.seed, group.value)) for key, group in done.groupby(["row", "column"], sort=False)}
+    out = []
     for r, c, base, higher in zip(cells.row, cells.column, cells.baseline, cells.higher_is_better):
-        m, m0 = means.get((r, c)), means.get((base, c))
-        if base is not None and m is not None and m0 is not None and m0 != 0:
-            rel.setdefault(r, []).append(relative_gain(m, m0, higher))
+        mine, theirs = by_cell.get((r, c), {}), by_cell.get((base, c), {}) if base is not None else {}
+        shared = [seed for seed in mine if seed in theirs]
+        m0 = sum(theirs[seed] for seed in shared) / len(shared) if shared else 0.0
+        out.append(relative_gain(sum(mine[seed] for seed in shared) / len(shared), m0, higher) if m0 else math.nan)
+    return out
+
+
+def row_gains(cells: pd.DataFrame) -> dict[str, float]:
+    """Avg. Gain of every row of ``cells`` (a whole comparison, or one block of a paper's
+    table): the mean of its cells' ``gain`` (:func:`cell_gains`) over the columns where it has
+    one."""
+    rel: dict[str, list[float]] = {}
+    for r, gain in zip(cells.row, cells.gain):
+        if not math.isnan(gain):
+            rel.setdefault(r, []).append(gain)
     return {r: sum(v) / len(v) for r, v in rel.items()}
 
 

@@ -23,9 +23,10 @@ def published() -> dict[str, Any]:
 
 def block_gains(means: dict[str, dict[str, float]], strategies: list[str], higher: bool = True,
                 baseline: dict[str, str | None] | None = None) -> dict[str, float]:
-    """Avg. Gain per strategy of one block; ``means[gnn][strategy]``. Each strategy is compared
-    with its ``baseline`` row (``none`` unless given; ``None``: no baseline). Only GNNs with
-    both count; strategies with none of them are left out."""
+    """Avg. Gain per strategy of one block of a published table, from its means alone
+    (``means[gnn][strategy]``; ours are paired by seed: :func:`auxrun.report.compare.row_gains`).
+    Each strategy is compared with its ``baseline`` row (``none`` unless given; ``None``: no
+    baseline). Only GNNs with both count; strategies with none of them are left out."""
     out = {}
     for s in strategies:
         base = (baseline or {}).get(s, "none")

@@ -27,9 +27,9 @@ def grid(c: Comparison) -> tuple[list[list[str]], str]:
     ``gain_c(s) = (m_{s,c} - m_{direct,c}) / m_{direct,c} * 100%``.
     """
     from ...errors import AuxrunError
-    from ..compare import GAIN, sort_rows
+    from ..compare import GAIN, row_gains, sort_rows
     from ..marks import cell_texts
-    from ..paper import backbone_key, block_gains, published
+    from ..paper import backbone_key, published
 
     pub = published()["ktn"]
     cells = c.cells[c.cells.scheme == "zeroshot"]
@@ -41,9 +41,7 @@ def grid(c: Comparison) -> tuple[list[list[str]], str]:
                .sort_values(["dataset", "direction", "gnn", "column"]))
     labels = [f"{d} {dirn} / {b.upper()}" + (f" [{k}]" if k else "")
               for d, dirn, b, k in zip(columns.dataset, columns.direction, columns.backbone, columns.column_keys)]
-    by_column = [cells[cells.column == col].set_index("row") for col in columns.column]
-    gains = [block_gains({"c": {s: float(col.at[s, "mean"]) for s in col.index if col.at[s, "n"] > 0}}, rows, True,
-                         {s: col.at[s, "baseline"] for s in col.index}) for col in by_column]
+    gains = [row_gains(cells[cells.column == col]) for col in columns.column]  # each against direct, same seeds
     texts = cell_texts(c)
     grid = [["method", *labels, *(f"{r['task']} (published)" for r in pub["rows"]), f"{GAIN} vs direct"]]
     for r in rows:

@@ -28,7 +28,7 @@ def fits(c: Comparison) -> bool:
 
 def grid(c: Comparison) -> tuple[list[list[str]], str]:
     """Header plus rows of the Table 3 layout, and a caption naming sources and caveats."""
-    from ..compare import GAIN, sort_rows
+    from ..compare import GAIN, row_gains, sort_rows
     from ..marks import cell_texts
     from ..paper import SCHEMES, backbone_key, block_gains, published
 
@@ -39,18 +39,12 @@ def grid(c: Comparison) -> tuple[list[list[str]], str]:
     blocks_measured = sorted(cells.groupby(["dataset", "scheme", "metric"]),
                              key=lambda kv: (kv[0][0], list(SCHEMES).index(kv[0][1]) if kv[0][1] in SCHEMES else 9))
     for (dataset, scheme, metric), block in blocks_measured:  # MTL before P&F, as the paper
-        higher = bool(block.higher_is_better.iloc[0])
-        means: dict[str, dict[str, float]] = {}
         columns = block.drop_duplicates("column").sort_values("backbone", key=lambda b: b.map(backbone_key))
         for column, backbone, keys in zip(columns.column, columns.backbone, columns.column_keys):
             gnn = backbone.upper() + (f" [{keys}]" if keys else "")
-            rows = block[block.column == column].set_index("row")
-            means[gnn] = {s: float(rows.at[s, "mean"]) for s in strategies
-                          if s in rows.index and rows.at[s, "n"] > 0}
             grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), gnn,
                          *(texts.get((s, column), "-") for s in strategies)])
-        baseline = dict(zip(block.row, block.baseline))
-        gains = block_gains(means, strategies, higher, baseline)
+        gains = row_gains(block)  # over the block's GNNs, each cell against its baseline on the seeds both have
         grid.append([f"{dataset} ({metric})", SCHEMES.get(scheme, scheme), GAIN,
                      *(f"{gains[s]:+.2f}%" if s in gains else "-" for s in strategies)])
     blocks: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
