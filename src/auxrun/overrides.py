@@ -92,7 +92,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from .schema import check_folder, check_folders, check_job_folders, validate
+    from .schema import COMMAND_KINDS, check_folder, check_folders, check_job_folders, validate
 
     plain, skip = [], False
     for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
@@ -149,7 +149,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
                           else " ".join(lines[:2])) from None
     if cfg.get("command") != command:  # each command's file sets it, and the run reads it to choose what it trains
         raise AuxrunError(f"command={cfg.get('command')!r} is set by the command you run (here `auxrun {command}`), not "
-                          "a setting; to run another, call it: auxrun mtl, pretrain, finetune or zeroshot")
+                          f"a setting; to run another, call it: auxrun {' | '.join(COMMAND_KINDS)}")
     added = {o.lstrip("+").split("=", 1)[0]: o for o in overrides if o.startswith("+") and "=" in o}
     added = {k: o for k, o in added.items() if not k.startswith("hydra") and not (CONF_DIR / k).is_dir()}
     if added:
