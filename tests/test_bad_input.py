@@ -153,6 +153,7 @@ CASES: list[tuple[str, str]] = [
     ("mtl +aux.tasks.extra.relation=noise", "aux.tasks.extra has no kind: add +aux.tasks.extra.kind=KIND"),
     ("mtl +aux.tasks.helpful.mask_rate=0.5", "aux.tasks.helpful.mask_rate: a planted task has no key 'mask_rate'"),
     ("mtl command=finetune", "command='finetune' is set by the command you run (here `auxrun mtl`), not a setting"),
+    ("finetune ~command", "~command is set by the command you run, not a setting; to run another, call it: auxrun "),
     ("finetune dataset.pretrain_aux={{a:1}}", "dataset.pretrain_aux={'a': 1}: not an option of aux"),
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "
                                            "none: use weighting=none"),  # trained rcgrad with nothing to weigh

@@ -44,6 +44,16 @@ def user_mappings() -> list[str]:
     return sorted(f"{g}.{k}" for g in STRICT_GROUPS for k in open_mappings(g))
 
 
+def command_not_a_setting(given: str, command: str | None = None) -> str:
+    """The message for an override of ``command`` (``command=OTHER``, ``~command``): each
+    command's file sets it, and the run reads it to choose what it trains."""
+    from .schema import COMMAND_KINDS
+
+    here = f" (here `auxrun {command}`)" if command else ""
+    return (f"{given} is set by the command you run{here}, not a setting; to run another, call it: "
+            f"auxrun {' | '.join(COMMAND_KINDS)}")
+
+
 def check_removed_keys(args: list[str]) -> None:
     """Refuse ``~key`` (Hydra's deletion) for anything but what lies in a mapping whose entries
     are the user's (:func:`auxrun.configs.open_mappings`: ``~aux.tasks.noise`` drops an
@@ -58,6 +68,8 @@ def check_removed_keys(args: list[str]) -> None:
             continue
         key = arg[1:].partition("=")[0]
         group, _, rest = key.partition(".")
+        if key == "command":
+            raise AuxrunError(command_not_a_setting("~command"))
         if (group.startswith("hydra") or any(key.startswith(m + ".") for m in opened)
                 or (not rest and group not in STRICT_GROUPS and (CONF_DIR / group).is_dir())):
             continue
@@ -92,7 +104,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from .schema import COMMAND_KINDS, check_folder, check_folders, check_job_folders, validate
+    from .schema import check_folder, check_folders, check_job_folders, validate
 
     plain, skip = [], False
     for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
@@ -148,8 +160,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
         raise AuxrunError(f"{lines[0]}: {_merge_problem(exc.__cause__)}" if exc.__cause__ and lines
                           else " ".join(lines[:2])) from None
     if cfg.get("command") != command:  # each command's file sets it, and the run reads it to choose what it trains
-        raise AuxrunError(f"command={cfg.get('command')!r} is set by the command you run (here `auxrun {command}`), not "
-                          f"a setting; to run another, call it: auxrun {' | '.join(COMMAND_KINDS)}")
+        raise AuxrunError(command_not_a_setting(f"command={cfg.get('command')!r}", command))
     added = {o.lstrip("+").split("=", 1)[0]: o for o in overrides if o.startswith("+") and "=" in o}
     added = {k: o for k, o in added.items() if not k.startswith("hydra") and not (CONF_DIR / k).is_dir()}
     if added:
