@@ -120,3 +120,56 @@ def test_a_really_full_disk_ends_in_one_line_and_keeps_the_finished_result(tmp_p
         assert not list((disk / "r").rglob(".*.tmp"))
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+# holds a run folder's lock as the process running its job does, until its stdin closes
+HOLDER = """
+import sys
+from filelock import FileLock
+from auxrun.run_folder import RunFolder
+lock = FileLock(str(RunFolder(sys.argv[1]).lock), timeout=0)
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_folder_another_process_runs_is_left_alone_by_a_second_launch(tmp_path):
+    """A second launch of a run or sweep whose job is running in another process (simulated by a
+    process that holds the folder's lock) stops there in one line, exit 2, and touches nothing:
+    not the other's temporary files (which a start removes as a killed write's), nor its
+    checkpoint, nor its record. A sweep runs its other jobs and lists that one as not run."""
+    from conftest import run_cli
+
+    quick = ["trainer=fast", "trainer.max_epochs=1", "trainer.progress=false", f"paths.outputs={tmp_path / 'out'}"]
+    single, job = tmp_path / "single", tmp_path / "sweep" / "0"
+    files = {}
+    for folder in (single, job):
+        (folder / "checkpoints").mkdir(parents=True)
+        files[folder] = {folder / "checkpoints" / ".last.pt.abc123.tmp": b"being written",
+                         folder / "checkpoints" / "last.pt": b"the other's checkpoint"}
+        for path, data in files[folder].items():
+            path.write_bytes(data)
+    holders = [subprocess.Popen([sys.executable, "-c", HOLDER, str(f)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True) for f in (single, job)]
+    try:
+        assert all(h.stdout.readline().strip() == "held" for h in holders)
+        one = run_cli("mtl", *quick, f"hydra.run.dir={single}", cwd=tmp_path)
+        many = run_cli("mtl", "-m", "seed=0,1", *quick, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                       "hydra.sweep.subdir=${hydra.job.num}", cwd=tmp_path)
+    finally:
+        for h in holders:
+            h.communicate("")
+    text = " ".join(one.stderr.split())
+    assert one.returncode == 2 and "Traceback" not in text, text
+    assert [line for line in one.stderr.splitlines() if line.startswith("error:")] == [
+        line for line in one.stderr.splitlines() if "another auxrun process is running this job now" in line]
+    sweep_text = " ".join(many.stderr.split())
+    assert many.returncode == 2 and "1 job(s) of the sweep failed or were not run" in sweep_text, sweep_text
+    assert f"{job}: another auxrun process is running this job now" in sweep_text
+    for folder in (single, job):
+        assert all(path.read_bytes() == data for path, data in files[folder].items())
+        assert not (folder / "result.json").exists()
+    assert read_result(tmp_path / "sweep" / "1")["status"] == "completed"
+    again = run_cli("mtl", *quick, f"hydra.run.dir={single}", "rerun=true", cwd=tmp_path)  # released: it runs
+    assert again.returncode == 0 and read_result(single)["status"] == "completed", again.stderr

@@ -13,7 +13,8 @@ escapes lands here:
   ``AUXRUN_DEBUG=1`` lets the traceback through instead.
 
 Inside a sweep a job that fails does not stop the others: the job records ``status: failed``
-in its ``result.json`` (unless the folder holds a finished result, which is never replaced),
+in its ``result.json`` (unless the folder holds a finished result, which is never replaced, or
+another process is running the folder's job: :class:`~auxrun.errors.FolderInUse`),
 notes one line in the command's shared folder (:func:`auxrun.sweep.note_failure`) and returns;
 the sweep's command then lists the failed jobs and exits with the highest of their codes. A single run
 records ``status: failed`` for an internal error; its bad input is the one line only.

@@ -26,7 +26,7 @@ from rich.markup import escape
 from . import boundary, sweep
 from .configs import CONF_DIR, group_options
 from .overrides import check_group_overrides, precompose
-from .errors import AuxrunError
+from .errors import AuxrunError, FolderInUse
 from .report import layouts
 
 err = Console(stderr=True)
@@ -89,8 +89,9 @@ def _job(cfg: DictConfig) -> None:
         if boundary.debug() and not isinstance(exc, AuxrunError):
             raise
         message, code = boundary.describe(exc, run_dir)
-        if multirun or not isinstance(exc, AuxrunError):  # a single run's bad input is its one line only
-            boundary.record_failure(cfg, run_dir, exc, start)
+        if (multirun or not isinstance(exc, AuxrunError)) and not isinstance(exc, FolderInUse):
+            boundary.record_failure(cfg, run_dir, exc, start)  # a single run's bad input is its one line only,
+            # and a folder another process runs is that one's to write
         err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
         if not multirun:
             sys.exit(code)
@@ -188,8 +189,9 @@ def _hydra(command: str, args: list[str]) -> None:
             stopped = stop_signal() if here else None
         failed = sweep.failures()
     if failed:
-        err.print(f"[bold red]{len(failed)} job(s) of the sweep failed[/] (each recorded status: failed in its "
-                  "result.json; relaunching the sweep runs them again and skips the finished ones):", soft_wrap=True)
+        err.print(f"[bold red]{len(failed)} job(s) of the sweep failed or were not run[/] (a failed one records "
+                  "status: failed in its result.json; relaunching the sweep runs them again and skips the finished "
+                  "ones):", soft_wrap=True)
         for _, folder, message in failed:
             err.print(f"  {escape(folder)}: {escape(message)}", soft_wrap=True)
     if stopped is not None:

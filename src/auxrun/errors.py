@@ -19,3 +19,8 @@ class StorageError(AuxrunError):
     but still one message without a traceback; exit code 1."""
 
     exit_code: int = 1
+
+
+class FolderInUse(AuxrunError):
+    """Another process is running a job in the run folder now (a second launch of the same run
+    or sweep): this one leaves the folder as it is, and records nothing there."""

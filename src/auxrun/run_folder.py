@@ -11,6 +11,7 @@
       encoder.pt            pretrain's encoder           auxrun.train.pretrained
       tensorboard/          logger=tensorboard           auxrun.train.loggers
       error.txt             an internal error's traceback auxrun.boundary
+      .running.lock         held while a process runs it  auxrun.train.runner
 
 Every other module reads these paths from :class:`RunFolder` instead of spelling a name.
 """
@@ -29,6 +30,7 @@ BEST = "best.pt"
 ENCODER = "encoder.pt"
 TENSORBOARD = "tensorboard"
 ERROR = "error.txt"
+LOCK = ".running.lock"
 # trace.csv's columns: one row per step and task; weight_std and cos empty where a strategy has none
 TRACE_FIELDS = ("step", "epoch", "task", "loss", "weight", "weight_std", "cos")
 
@@ -79,3 +81,8 @@ class RunFolder:
     @property
     def error(self) -> Path:
         return self.path / ERROR
+
+    @property
+    def lock(self) -> Path:
+        """Locked (``flock``) by the process that runs the folder's job, for as long as it does."""
+        return self.path / LOCK

@@ -12,6 +12,13 @@ config's finished result (unless ``rerun=true``), build the job, train it with t
 * a result that cannot be written (a full disk): its metrics in the log, then
   :class:`~auxrun.errors.StorageError`.
 
+One process at a time runs a folder's job: it holds the folder's lock (:func:`occupy`) from
+before it looks for a finished result until its result is written, and another process that
+comes to the folder meanwhile (a second launch of the same run or sweep) stops with
+:class:`~auxrun.errors.FolderInUse` and writes nothing there, so neither removes the other's
+temporary files, resumes from the other's checkpoint halfway or replaces its record. The lock
+is the kernel's (``flock``), so a process that dies, even killed, leaves none behind.
+
 What differs between commands is a :class:`Scheme`: how a config is checked and built into a
 job, what a completed run leaves beside its result (pre-training's encoder), and the one line
 that reports it.
@@ -24,6 +31,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import torch
@@ -31,8 +39,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.markup import escape
 
-from ..errors import StorageError
+from ..errors import FolderInUse, StorageError
 from ..report.results import finished, start_run, write_failure, write_result
+from ..run_folder import RunFolder
 from .loggers import make_logger
 from .loop import Job, fit
 from .resume import Interrupted
@@ -63,6 +72,32 @@ def run_job(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) ->
     result, or the finished one already there."""
     scheme.validate(cfg)
     run_dir = Path(run_dir)
+    with occupy(run_dir):
+        return _run(cfg, run_dir, scheme, console)
+
+
+@contextlib.contextmanager
+def occupy(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock (:attr:`~auxrun.run_folder.RunFolder.lock`, created with the
+    folder) for the body; :class:`~auxrun.errors.FolderInUse` at once if another process holds it."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(RunFolder(run_dir).lock), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderInUse(f"{run_dir}: another auxrun process is running this job now (the same run or sweep "
+                          "launched twice?); this one leaves it alone. Wait for that one to finish, or stop it "
+                          "(its checkpoint is kept) and launch again") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) -> dict[str, Any]:
+    """:func:`run_job` in the folder it holds."""
     config, done = start_run(cfg, run_dir, console)
     if done is not None:
         return done
