@@ -153,6 +153,12 @@ CASES: list[tuple[str, str]] = [
     ("mtl +aux.tasks.extra.relation=noise", "aux.tasks.extra has no kind: add +aux.tasks.extra.kind=KIND"),
     ("mtl +aux.tasks.helpful.mask_rate=0.5", "aux.tasks.helpful.mask_rate: a planted task has no key 'mask_rate'"),
     ("mtl command=finetune", "command='finetune' is set by the command you run (here `auxrun mtl`), not a setting"),
+    ("mtl seed=0,1", "seed=0,1 lists several values, which only a sweep runs: `auxrun mtl -m seed=0,1 ...`"),
+    ("mtl seed=range(0,3)", "seed=range(0,3) lists several values, which only a sweep runs"),
+    ("mtl -m seed=range(0,0)", "seed=range(0,0) holds no value, so the sweep would run no job"),
+    ("mtl -m seed=interval(0,1)", "interval() is a range to draw from, which only a tuning sweeper does"),
+    ("mtl -m weighting=glob(nosuch*)", "weighting=glob(nosuch*) matches no weighting option; available: arml"),
+    ("mtl -m seed=glob(*)", "glob() picks options of a config group, and seed is not one"),
     ("finetune ~command", "~command is set by the command you run, not a setting; to run another, call it: auxrun "),
     ("finetune dataset.pretrain_aux={{a:1}}", "dataset.pretrain_aux={'a': 1}: not an option of aux"),
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "

@@ -31,7 +31,8 @@ TINY = {  # a run of a second or two per command, overridden by the drawn key
 }
 COMMON = ["trainer.max_epochs=2", "trainer.progress=false", "trainer.checkpoint=false", "threads=1"]
 BAD = ["abc", "nan", "inf", "-inf", "1e308", "-1e308", "-1", "0", "-0.5", "0.5", "2", "''", "[]", "[1,2]",
-       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "{}", "{a:1}", "{a:{b:[1]}}", "null", "true", "ü", "'[/x]'", "' '"]
+       "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", "{}", "{a:1}", "{a:{b:[1]}}", "null", "true", "ü", "'[/x]'",
+       "' '", "0,1", "range(0,0)", "interval(0,1)", "glob(*)"]  # the last four: Hydra's sweep syntax, without -m
 SKIP = ("hydra.", "paths.", "logger.", "dataset.data_dir", "dataset.download")  # where files go: test_bad_input
 
 

@@ -101,16 +101,7 @@ def compose(command: str, overrides: list[str] | tuple[str, ...] = ()) -> DictCo
     commands = ("mtl", "pretrain", "finetune", "zeroshot")
     if command not in commands:
         raise AuxrunError(f"unknown command {command!r}; one of {', '.join(commands)}")
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    args = [str(o) for o in overrides]
-    try:
-        sweeps = [o.input_line for o in OverridesParser.create().parse_overrides(args) if o.is_sweep_override()]
-    except HydraException as exc:
-        raise AuxrunError(f"cannot parse the overrides: {str(exc).splitlines()[0]}") from None
-    if sweeps:
-        raise AuxrunError(f"{sweeps[0]}: compose() builds one job; run a sweep with `auxrun {command} -m ...`")
+    args = [str(o) for o in overrides]  # one job: a list of values is refused (overrides.first_of_sweep)
     check_group_overrides(args)
     return precompose(command, args)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -94,6 +95,43 @@ def _merge_problem(cause: BaseException) -> str:
     return detail
 
 
+def is_multirun(args: list[str]) -> bool:
+    """Whether Hydra runs ``args`` as a sweep: ``-m``/``--multirun``, or ``hydra.mode=MULTIRUN``."""
+    return any(a in ("-m", "--multirun") or a.lstrip("+") == "hydra.mode=MULTIRUN" for a in args)
+
+
+def first_of_sweep(o: Any, command: str, multirun: bool) -> str:
+    """The first value of the sweep override ``o`` (Hydra's parsed override), which the
+    config is composed with before any job. One line where Hydra would print its report, fail
+    inside or run nothing in silence: several values without ``-m``; an empty sweep
+    (``range(0,0)``); ``interval()``, which only a tuning sweeper can draw from; ``glob()``
+    outside a config group, or matching none of its options (Hydra can expand a glob only
+    where it loads the group's options)."""
+    from hydra.core.override_parser.types import Glob, IntervalSweep
+
+    key = o.get_key_element()
+    if not multirun:
+        raise AuxrunError(f"{o.input_line} lists several values, which only a sweep runs: "
+                          f"`auxrun {command} -m {o.input_line} ...`; a single run takes one value")
+    value = o.value()
+    if isinstance(value, IntervalSweep):
+        raise AuxrunError(f"{o.input_line}: interval() is a range to draw from, which only a tuning sweeper does; "
+                          f"list the values ({key}=A,B,C or range(START,STOP,STEP)), or tune with `auxrun tune`")
+    if isinstance(value, Glob):
+        group = key.lstrip("+~")
+        if "." in group or "/" in group or not (CONF_DIR / group).is_dir():
+            raise AuxrunError(f"{o.input_line}: glob() picks options of a config group, and {key} is not one; "
+                              f"list the values ({key}=A,B,C)")
+        chosen = value.filter(group_options(group))
+        if not chosen:
+            raise AuxrunError(f"{o.input_line} matches no {group} option; available: {', '.join(group_options(group))}")
+        return chosen[0]
+    first = next(iter(o.sweep_string_iterator()), None)
+    if first is None:
+        raise AuxrunError(f"{o.input_line} holds no value, so the sweep would run no job")
+    return first
+
+
 def precompose(command: str, args: list[str]) -> DictConfig:
     """Compose the config the way Hydra will (each sweep at its first value), so that a key
     that does not exist, a malformed override or a missing option is one line and exit code 2
@@ -106,6 +144,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
 
     from .schema import check_folder, check_folders, check_job_folders, validate
 
+    multirun = is_multirun(args)
     plain, skip = [], False
     for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
         if skip:
@@ -139,10 +178,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             raise AuxrunError(f"{o.input_line}: {group} takes the name of one option "
                               f"({', '.join(group_options(group))}){keys}")
         if o.is_sweep_override():
-            first = next(iter(o.sweep_string_iterator()), None)
-            if first is None:
-                continue
-            overrides.append(f"{key}={first}")
+            overrides.append(f"{key}={first_of_sweep(o, command, multirun)}")
         else:
             overrides.append(o.input_line)
     if GlobalHydra.instance().is_initialized():
