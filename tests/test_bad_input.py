@@ -159,6 +159,10 @@ CASES: list[tuple[str, str]] = [
     ("mtl -m seed=interval(0,1)", "interval() is a range to draw from, which only a tuning sweeper does"),
     ("mtl -m weighting=glob(nosuch*)", "weighting=glob(nosuch*) matches no weighting option; available: arml"),
     ("mtl -m seed=glob(*)", "glob() picks options of a config group, and seed is not one"),
+    ("mtl -cn pretrain", "-cn is Hydra's, and auxrun does not take it: auxrun mtl runs mtl's own config"),
+    ("finetune --config-dir=conf", "--config-dir is Hydra's, and auxrun does not take it: auxrun finetune runs"),
+    ("mtl --experimental-rerun x.pickle", "--experimental-rerun is Hydra's, and auxrun does not take it"),
+    ("mtl --shell-completion", "installed with `auxrun --install-completion`"),
     ("finetune ~command", "~command is set by the command you run, not a setting; to run another, call it: auxrun "),
     ("finetune dataset.pretrain_aux={{a:1}}", "dataset.pretrain_aux={'a': 1}: not an option of aux"),
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "

@@ -282,3 +282,12 @@ def test_a_run_folder_with_rich_markup_in_its_name_runs_and_is_printed_as_it_is(
     again = run_cli("mtl", "trainer=fast", "trainer.max_epochs=1", "trainer.progress=false",
                     f"paths.outputs={tmp_path / 'out'}", f"hydra.run.dir='{folder}'", cwd=tmp_path)
     assert again.returncode == 0 and f"{folder}: already completed" in " ".join(again.stderr.split())
+
+
+def test_hydras_info_flag_takes_its_topic_and_the_overrides_after_it():
+    """``--info TOPIC`` is one flag with its value (it was read as an override named
+    ``defaults``); the overrides after it are still composed and checked."""
+    shown = run_cli("mtl", "--info", "defaults", "backbone=gat")
+    assert shown.returncode == 0 and "backbone/gat" in shown.stdout, shown.stderr
+    bad = run_cli("mtl", "--info", "defaults", "backbone=nosuch")
+    assert bad.returncode == 2 and "unknown backbone 'nosuch'" in bad.stderr

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from . import boundary, sweep
 from .configs import CONF_DIR, group_options
-from .overrides import check_group_overrides, is_multirun, precompose
+from .overrides import check_flags, check_group_overrides, is_multirun, precompose
 from .errors import AuxrunError, FolderInUse
 from .report import layouts
 
@@ -172,6 +172,7 @@ def _hydra(command: str, args: list[str]) -> None:
 
     from .train.resume import SweepSignals, stop_signal
 
+    check_flags(command, args)
     check_group_overrides(args)
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r",
                                       "--shell-completion", "-sc")]

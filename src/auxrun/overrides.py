@@ -16,8 +16,29 @@ from .errors import AuxrunError
 
 VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir",
                "-cd", "--experimental-rerun")
+INFO_FLAGS, INFO_TOPICS = ("--info", "-i"), ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+# Hydra's flags that would run another config than the command's, or that do not fit a command
+# of auxrun's, and what to do instead
+REFUSED_FLAGS = {
+    ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"):
+        "auxrun {command} runs {command}'s own config, which auxrun checks before any job; choose the command, "
+        "and the options with GROUP=OPTION",
+    ("--experimental-rerun",): "run the command again with the run's overrides and hydra.run.dir=DIR: a finished "
+                               "run is skipped, an interrupted one resumes, rerun=true runs it again",
+    ("--shell-completion", "-sc"): "completion of auxrun's commands is installed with `auxrun --install-completion`",
+}
 _ABSENT = object()
 STRICT_GROUPS = ("trainer", "backbone", "dataset", "weighting", "aux", "transfer", "logger")
+
+
+def check_flags(command: str, args: list[str]) -> None:
+    """Refuse Hydra's flags of :data:`REFUSED_FLAGS` (``--flag VALUE`` or ``--flag=VALUE``) with
+    one line saying what to do instead."""
+    for arg in args:
+        for flags, instead in REFUSED_FLAGS.items():
+            if arg in flags or arg.split("=", 1)[0] in flags and "=" in arg and arg.startswith("-"):
+                raise AuxrunError(f"{arg.split('=', 1)[0]} is Hydra's, and auxrun does not take it: "
+                                  f"{instead.format(command=command)}")
 
 
 def check_group_overrides(args: list[str]) -> None:
@@ -145,14 +166,15 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     from .schema import check_folder, check_folders, check_job_folders, validate
 
     multirun = is_multirun(args)
-    plain, skip = [], False
+    plain, skip, after_info = [], False, False
     for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
-        if skip:
-            skip = False
+        if skip or (after_info and arg in INFO_TOPICS):  # --info takes a topic, or none
+            skip = after_info = False
         elif arg.startswith("-"):
-            skip = arg in VALUE_FLAGS
+            skip, after_info = arg in VALUE_FLAGS, arg in INFO_FLAGS
         else:
             plain.append(arg)
+            after_info = False
     try:
         parsed = OverridesParser.create().parse_overrides(plain)
     except HydraException as exc:
