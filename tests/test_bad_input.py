@@ -163,6 +163,10 @@ CASES: list[tuple[str, str]] = [
     ("finetune --config-dir=conf", "--config-dir is Hydra's, and auxrun does not take it: auxrun finetune runs"),
     ("mtl --experimental-rerun x.pickle", "--experimental-rerun is Hydra's, and auxrun does not take it"),
     ("mtl --shell-completion", "installed with `auxrun --install-completion`"),
+    ("mtl dataset.relation_names={{a:1}}", "unknown key dataset.relation_names: the chosen dataset option has no key "
+                                          "'relation_names'; it belongs to dataset=bookcrossing, lastfm"),
+    ("mtl weighting.weights={{zz:1}}", "a value with keys weighting.weights does not have (zz); add each with "
+                                     "+weighting.weights.KEY=VALUE"),
     ("finetune ~command", "~command is set by the command you run, not a setting; to run another, call it: auxrun "),
     ("finetune dataset.pretrain_aux={{a:1}}", "dataset.pretrain_aux={'a': 1}: not an option of aux"),
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "

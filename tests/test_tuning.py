@@ -130,6 +130,8 @@ def test_every_strategys_declared_space_is_valid() -> None:
     (["tune", "mtl", "aux=mixed"], "weighting=a,b"),
     (["tune", "mtl", "weighting=none,nope"], "unknown weighting 'nope'"),
     (["tune", "mtl", "weighting=none", "seed=0,1"], "one value"),
+    (["tune", "mtl", "weighting=none", "seed=range(0,2)"], "seed=range(0,2): auxrun tune sweeps the strategies only"),
+    (["tune", "mtl", "weighting=glob(non*)"], "weighting=glob(non*): auxrun tune takes the strategies as a list"),
     (["tune", "mtl", "weighting=none", "-m"], "without Hydra's -m"),
     (["tune", "mtl", "weighting=none", "--trials", "0"], "trials"),
 ])

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from . import boundary, sweep
 from .configs import CONF_DIR, group_options
-from .overrides import check_flags, check_group_overrides, is_multirun, precompose
+from .overrides import check_flags, check_group_overrides, is_multirun, is_sweep, precompose
 from .errors import AuxrunError, FolderInUse
 from .report import layouts
 
@@ -273,12 +273,14 @@ def tune(
     picked = [a for a in args if a.split("=", 1)[0] == "weighting"]
     if len(picked) != 1:
         raise AuxrunError("name the strategies to tune once, as weighting=a,b,... (e.g. weighting=none,fixed,auxts)")
+    if "(" in picked[0]:  # Hydra's range(), glob(), choice(), ...: the strategies are named one by one here
+        raise AuxrunError(f"{picked[0]}: auxrun tune takes the strategies as a list, weighting=a,b,...")
     strategies = tuple(dict.fromkeys(s for s in picked[0].split("=", 1)[1].split(",") if s))
     base = tuple(a for a in args if a not in picked)
     check_group_overrides([*base, picked[0]])
-    for arg in base:
-        if "," in arg.split("=", 1)[-1] and not any(c in arg for c in "[]{}()"):
-            raise AuxrunError(f"{arg}: auxrun tune sweeps the strategies only; give every other key one value")
+    swept = next((a for a in base if is_sweep(a)), None)
+    if swept is not None:
+        raise AuxrunError(f"{swept}: auxrun tune sweeps the strategies only; give every other key one value")
     check_folder("--out", out)
     if launcher not in ("joblib", "local", "slurm"):
         raise AuxrunError(f"--launcher {launcher}: use joblib, local or slurm")

@@ -121,6 +121,18 @@ def is_multirun(args: list[str]) -> bool:
     return any(a in ("-m", "--multirun") or a.lstrip("+") == "hydra.mode=MULTIRUN" for a in args)
 
 
+def is_sweep(arg: str) -> bool:
+    """Whether the override ``arg`` lists several values (``a,b``, ``range()``, ``glob()``, ...),
+    as Hydra's parser reads it; a malformed one is not (:func:`precompose` reports it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(arg).is_sweep_override()
+    except HydraException:
+        return False
+
+
 def first_of_sweep(o: Any, command: str, multirun: bool) -> str:
     """The first value of the sweep override ``o`` (Hydra's parsed override), which the
     config is composed with before any job. One line where Hydra would print its report, fail
@@ -214,7 +226,8 @@ def precompose(command: str, args: list[str]) -> DictConfig:
         if unknown:
             key = unknown.group(1)
             given = next((x.split("=", 1)[1] for x in overrides if x.split("=", 1)[0].lstrip("+~") == key), "")
-            raise AuxrunError(unknown_key_message(command, key, given)) from None
+            raise AuxrunError(unknown_key_message(command, key, given, getattr(exc.__cause__, "full_key", None))) \
+                from None
         raise AuxrunError(f"{lines[0]}: {_merge_problem(exc.__cause__)}" if exc.__cause__ and lines
                           else " ".join(lines[:2])) from None
     if cfg.get("command") != command:  # each command's file sets it, and the run reads it to choose what it trains
@@ -262,12 +275,15 @@ def did_you_mean(command: str, key: str) -> str:
     return f" (did you mean {' or '.join(near)}?)" if near else ""
 
 
-def unknown_key_message(command: str, key: str, given: str) -> str:
-    """One line for an override Hydra could not apply to ``key`` (given the value ``given``):
-    a typo in a key says which keys there are, not how to add a new one."""
-    if given.lstrip().startswith("{") and key.partition(".")[0] in STRICT_GROUPS:  # the key exists: the value
-        return (f"{key}: a value with keys {key} does not have; add each with +{key}.KEY=VALUE "  # has keys it lacks
-                f"(e.g. +weighting.options.mu=0.5)")
+def unknown_key_message(command: str, key: str, given: str, missing: str | None = None) -> str:
+    """One line for an override Hydra could not apply to ``key`` (given the value ``given``;
+    ``missing``: the full key OmegaConf did not find, where it says): a typo in a key says which
+    keys there are, not how to add a new one; a mapping given to a key that exists, with keys
+    it lacks, says how to add them."""
+    if (given.lstrip().startswith("{") and key.partition(".")[0] in STRICT_GROUPS
+            and missing and missing.startswith(key + ".")):
+        return (f"{key}: a value with keys {key} does not have ({missing.removeprefix(key + '.')}); add each "
+                f"with +{key}.KEY=VALUE")
     return f"unknown key {key}{key_problem(command, key)}"
 
 
