@@ -262,3 +262,11 @@ def test_download_help_names_exactly_the_datasets_with_published_files():
     text = inspect.signature(cli.data_download).parameters["name"].default.help
     named = set(re.findall(r"\b[a-z][a-z0-9_]+\b", text.split("e.g.", 1)[1]))
     assert named - {"and", "s"} == {n for n, s in SOURCES.items() if s.kind == "download"}
+
+
+@pytest.mark.parametrize("mirror", ["notaurl", "ftp://127.0.0.1/x", "http://", "127.0.0.1:8000/files"])
+def test_a_mirror_that_is_not_an_http_address_is_refused_before_any_transfer(mirror, tmp_path):
+    """It was tried as a URL, and requests' refusal read as a checksum mismatch."""
+    with pytest.raises(AuxrunError, match=r"expected the http:// or https:// address of a folder"):
+        download("bbbp", tmp_path / "bbbp", retries=0, progress=False, mirror=mirror)
+    assert not (tmp_path / "bbbp").exists()

@@ -102,6 +102,10 @@ def download(name: str, folder: str | Path, retries: int = 3, progress: bool = T
 
     src = source(name)
     folder = Path(folder).expanduser()
+    address = urlparse(mirror or "")
+    if mirror is not None and (address.scheme not in ("http", "https") or not address.netloc):
+        raise AuxrunError(f"mirror {mirror!r}: expected the http:// or https:// address of a folder that holds the "
+                          "files under their published names")
     if src.kind == "manual":
         raise AuxrunError(f"dataset={name} cannot be downloaded automatically: {src.how} ({folder}/"
                           f"{', '.join(needed(src))}). Source: {src.origin}")
