@@ -99,3 +99,16 @@ def test_empty_and_missing_outputs(tmp_path):
     assert len(empty) == 0 and list(empty.columns[:2]) == ["run_dir", "status"]
     with pytest.raises(AuxrunError, match="no finished runs"):
         auxrun.compare(empty)
+
+
+def test_the_api_refuses_what_it_would_misread(tmp_path, monkeypatch):
+    """One string of overrides was read one character at a time; a plain dict ended in an
+    AttributeError inside the run; an empty folder name ran in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AuxrunError, match=r"overrides: a list of strings \(\['seed=1'\]\), not one string"):
+        auxrun.compose("mtl", "seed=1")
+    with pytest.raises(AuxrunError, match="run\\(\\) takes the config that compose\\(\\) returns, not dict"):
+        auxrun.run({"command": "mtl"}, tmp_path / "r")
+    with pytest.raises(AuxrunError, match="run_dir='': an empty folder name"):
+        auxrun.run(auxrun.compose("mtl", ["trainer.max_epochs=1"]), "")
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]  # compose() checks that paths.outputs can be made

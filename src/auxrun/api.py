@@ -101,6 +101,8 @@ def compose(command: str, overrides: list[str] | tuple[str, ...] = ()) -> DictCo
     commands = ("mtl", "pretrain", "finetune", "zeroshot")
     if command not in commands:
         raise AuxrunError(f"unknown command {command!r}; one of {', '.join(commands)}")
+    if isinstance(overrides, str):  # iterated, it would be one override per character
+        raise AuxrunError(f"overrides: a list of strings ([{overrides!r}]), not one string")
     args = [str(o) for o in overrides]  # one job: a list of values is refused (overrides.first_of_sweep)
     check_group_overrides(args)
     return precompose(command, args)
@@ -110,11 +112,16 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run one composed config in ``run_dir`` (created if needed) and return its result record,
     as ``auxrun COMMAND`` does: a folder that holds a finished run of the same config is not
     run again, one with a checkpoint of it resumes."""
+    from omegaconf import DictConfig
+
+    from .errors import AuxrunError
+    from .schema import check_folder
     from .train.runner import run_command
 
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return run_command(cfg, folder)
+    if not isinstance(cfg, DictConfig) or "command" not in cfg:
+        raise AuxrunError(f"run() takes the config that compose() returns, not {type(cfg).__name__}")
+    check_folder("run_dir", str(run_dir))  # an empty name would be the working folder
+    return run_command(cfg, Path(run_dir))
 
 
 __all__ = ["compare", "compose", "run", "runs", "table", "tests"]
