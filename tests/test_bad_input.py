@@ -167,6 +167,10 @@ CASES: list[tuple[str, str]] = [
                                           "'relation_names'; it belongs to dataset=bookcrossing, lastfm"),
     ("mtl weighting.weights={{zz:1}}", "a value with keys weighting.weights does not have (zz); add each with "
                                      "+weighting.weights.KEY=VALUE"),
+    ("mtl hydra/launcher=nosuch", "hydra/launcher takes the name of one of its options: basic, joblib, slurm"),
+    ("mtl hydra/launcher=null", "hydra/launcher takes the name of one of its options: basic, joblib, slurm"),
+    ("mtl hydra/nosuch=x", "Hydra has no group hydra/nosuch; its groups are hydra/env"),
+    ("mtl hydra.job.chdir=true", "leave hydra.job.chdir at false"),
     ("finetune ~command", "~command is set by the command you run, not a setting; to run another, call it: auxrun "),
     ("finetune dataset.pretrain_aux={{a:1}}", "dataset.pretrain_aux={'a': 1}: not an option of aux"),
     ("finetune aux=none weighting=rcgrad", "weighting=rcgrad weighs auxiliary tasks against the target, and aux=none has "

@@ -291,3 +291,22 @@ def test_hydras_info_flag_takes_its_topic_and_the_overrides_after_it():
     assert shown.returncode == 0 and "backbone/gat" in shown.stdout, shown.stderr
     bad = run_cli("mtl", "--info", "defaults", "backbone=nosuch")
     assert bad.returncode == 2 and "unknown backbone 'nosuch'" in bad.stderr
+
+
+def test_overrides_after_a_flag_are_applied():
+    """Hydra's parser takes the overrides as one run of arguments: ``seed=4 --cfg job
+    trainer.lr=0.5`` was refused there after auxrun had checked it."""
+    proc = run_cli("mtl", "seed=4", "--cfg", "job", "trainer.lr=0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "\nseed: 4\n" in proc.stdout and "\n  lr: 0.5\n" in proc.stdout
+
+
+def test_another_job_logging_option_replaces_auxruns(tmp_path):
+    """auxrun's log records are its own option of hydra/job_logging, so Hydra's options replace
+    it whole (``disabled`` ended in a traceback while auxrun patched Hydra's default in place)."""
+    run_dir = tmp_path / "run"
+    proc = run_cli("mtl", "trainer=fast", "trainer.max_epochs=1", "trainer.progress=false", "hydra/job_logging=disabled",
+                   f"paths.outputs={tmp_path / 'out'}", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert " - epoch " not in proc.stderr and not (run_dir / "mtl.log").exists()
+    assert read_result(run_dir)["status"] == "completed"

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from . import boundary, sweep
 from .configs import CONF_DIR, group_options
-from .overrides import check_flags, check_group_overrides, is_multirun, is_sweep, precompose
+from .overrides import check_flags, check_group_overrides, is_multirun, is_sweep, precompose, split_args
 from .errors import AuxrunError, FolderInUse
 from .report import layouts
 
@@ -181,7 +181,7 @@ def _hydra(command: str, args: list[str]) -> None:
     check_single_job(command, args)
     check_launcher(args)
     precompose(command, args)
-    sys.argv = [f"auxrun-{command}", *args]
+    sys.argv = [f"auxrun-{command}", *(a for part in split_args(args) for a in part)]
     here = is_multirun(args) and (launcher_option(args) or "basic") in LOCAL_LAUNCHERS
     with sweep.shared():  # the sweep's jobs, in any worker process, note failures there and read the stop
         # joblib's workers start inside the launcher: they hold a Ctrl-C until they can take it (shield)

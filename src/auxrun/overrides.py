@@ -31,6 +31,25 @@ _ABSENT = object()
 STRICT_GROUPS = ("trainer", "backbone", "dataset", "weighting", "aux", "transfer", "logger")
 
 
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """A command line's overrides, and Hydra's flags with their values (``--cfg job``,
+    ``--info [TOPIC]``), each in their order. Hydra's parser takes the overrides as one run of
+    arguments, so an override after a flag (``seed=1 --cfg job trainer.lr=0.1``) would be
+    refused there: the command line is handed on as overrides, then flags."""
+    plain, flags, skip, after_info = [], [], False, False
+    for arg in args:
+        if skip or (after_info and arg in INFO_TOPICS):  # --info takes a topic, or none
+            flags.append(arg)
+            skip = after_info = False
+        elif arg.startswith("-"):
+            flags.append(arg)
+            skip, after_info = arg in VALUE_FLAGS, arg in INFO_FLAGS
+        else:
+            plain.append(arg)
+            after_info = False
+    return plain, flags
+
+
 def check_flags(command: str, args: list[str]) -> None:
     """Refuse Hydra's flags of :data:`REFUSED_FLAGS` (``--flag VALUE`` or ``--flag=VALUE``) with
     one line saying what to do instead."""
@@ -165,6 +184,31 @@ def first_of_sweep(o: Any, command: str, multirun: bool) -> str:
     return first
 
 
+def check_hydra_choices(parsed: list[Any]) -> None:
+    """The options chosen for Hydra's own groups (``hydra/launcher=joblib``) exist, each a
+    name, among the options Hydra finds (its plugins' and auxrun's ``conf/hydra``); called
+    where Hydra is initialised. Hydra would print a report, or a traceback for ``null``."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    for o in parsed:
+        group = o.get_key_element().lstrip("+~")
+        if not group.startswith("hydra/") or o.is_delete():
+            continue
+        loader = GlobalHydra.instance().config_loader()
+        options = loader.get_group_options(group)
+        if not options:
+            raise AuxrunError(f"{o.input_line}: Hydra has no group {group}; its groups are "
+                              f"{', '.join(sorted('hydra/' + g for g in loader.list_groups('hydra')))}")
+        try:
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        except Exception:  # noqa: BLE001 - a glob: Hydra expands it against the same options
+            continue
+        for value in values:
+            if not isinstance(value, str) or value not in options:
+                raise AuxrunError(f"{o.input_line}: {group} takes the name of one of its options: "
+                                  f"{', '.join(options)}")
+
+
 def precompose(command: str, args: list[str]) -> DictConfig:
     """Compose the config the way Hydra will (each sweep at its first value), so that a key
     that does not exist, a malformed override or a missing option is one line and exit code 2
@@ -178,15 +222,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     from .schema import check_folder, check_folders, check_job_folders, validate
 
     multirun = is_multirun(args)
-    plain, skip, after_info = [], False, False
-    for arg in args:  # overrides only: Hydra's flags and their values stay Hydra's
-        if skip or (after_info and arg in INFO_TOPICS):  # --info takes a topic, or none
-            skip = after_info = False
-        elif arg.startswith("-"):
-            skip, after_info = arg in VALUE_FLAGS, arg in INFO_FLAGS
-        else:
-            plain.append(arg)
-            after_info = False
+    plain, _ = split_args(args)  # overrides only: Hydra's flags and their values stay Hydra's
     try:
         parsed = OverridesParser.create().parse_overrides(plain)
     except HydraException as exc:
@@ -203,6 +239,10 @@ def precompose(command: str, args: list[str]) -> DictConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value == 0 or abs(value) > 4096:
                 raise AuxrunError(f"hydra.launcher.n_jobs={value!r}: expected a number of parallel jobs, 1 to 4096 "
                                   "(or -1 for one per core)")
+        if key == "hydra.job.chdir" and o.value() not in (False, "false", None):
+            raise AuxrunError(f"{o.input_line}: auxrun reads its paths (paths.data, paths.outputs, pretrained=PATH) "
+                              "from the folder it is started in, and writes into the run folder without entering it; "
+                              "leave hydra.job.chdir at false")
         group = key.lstrip("+~")
         if group.startswith("hydra"):
             continue  # Hydra's own settings (launcher, run and sweep folders) are Hydra's to check
@@ -219,6 +259,7 @@ def precompose(command: str, args: list[str]) -> DictConfig:
         GlobalHydra.instance().clear()
     try:
         with initialize_config_module("auxrun.conf", version_base="1.3"):
+            check_hydra_choices(parsed)
             cfg = compose(config_name=command, overrides=overrides)
     except HydraException as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
