@@ -169,6 +169,7 @@ CASES: list[tuple[str, str]] = [
                                      "+weighting.weights.KEY=VALUE"),
     ("mtl hydra/launcher=nosuch", "hydra/launcher takes the name of one of its options: basic, joblib, slurm"),
     ("mtl hydra/launcher=null", "hydra/launcher takes the name of one of its options: basic, joblib, slurm"),
+    ("mtl -m seed=0 hydra/launcher=joblib,basic", "Hydra's own settings take one value (it cannot sweep them)"),
     ("mtl hydra/nosuch=x", "Hydra has no group hydra/nosuch; its groups are hydra/env"),
     ("mtl hydra.job.chdir=true", "leave hydra.job.chdir at false"),
     ("finetune ~command", "~command is set by the command you run, not a setting; to run another, call it: auxrun "),

@@ -55,7 +55,7 @@ def check_flags(command: str, args: list[str]) -> None:
     one line saying what to do instead."""
     for arg in args:
         for flags, instead in REFUSED_FLAGS.items():
-            if arg in flags or arg.split("=", 1)[0] in flags and "=" in arg and arg.startswith("-"):
+            if arg.split("=", 1)[0] in flags:
                 raise AuxrunError(f"{arg.split('=', 1)[0]} is Hydra's, and auxrun does not take it: "
                                   f"{instead.format(command=command)}")
 
@@ -199,14 +199,8 @@ def check_hydra_choices(parsed: list[Any]) -> None:
         if not options:
             raise AuxrunError(f"{o.input_line}: Hydra has no group {group}; its groups are "
                               f"{', '.join(sorted('hydra/' + g for g in loader.list_groups('hydra')))}")
-        try:
-            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-        except Exception:  # noqa: BLE001 - a glob: Hydra expands it against the same options
-            continue
-        for value in values:
-            if not isinstance(value, str) or value not in options:
-                raise AuxrunError(f"{o.input_line}: {group} takes the name of one of its options: "
-                                  f"{', '.join(options)}")
+        if not isinstance(o.value(), str) or o.value() not in options:  # one value: precompose refuses a sweep
+            raise AuxrunError(f"{o.input_line}: {group} takes the name of one of its options: {', '.join(options)}")
 
 
 def precompose(command: str, args: list[str]) -> DictConfig:
@@ -230,7 +224,10 @@ def precompose(command: str, args: list[str]) -> DictConfig:
     overrides = []
     for o in parsed:
         key = o.get_key_element()
-        if key in ("hydra.run.dir", "hydra.sweep.dir") and not o.is_sweep_override():
+        if key.lstrip("+~").startswith("hydra") and o.is_sweep_override():
+            raise AuxrunError(f"{o.input_line}: Hydra's own settings take one value (it cannot sweep them); run one "
+                              "sweep per value")
+        if key in ("hydra.run.dir", "hydra.sweep.dir"):
             check_folder(key, o.value())
             if key == "hydra.sweep.dir":
                 check_job_folders(key, o.value())
