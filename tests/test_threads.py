@@ -37,6 +37,24 @@ def test_single_runs_use_every_core_and_slurm_and_explicit_settings_win():
     assert plan(3, {**JOBLIB, "n_jobs": 4}, multirun=True, cores=2, env={}).threads == 3
 
 
+def test_more_threads_at_once_than_cores_is_a_warning_and_auto_never_gives_one():
+    """``threads=N`` above the cores, or more parallel jobs than cores, oversubscribes them;
+    ``threads=auto`` with at most one job per core never does."""
+    assert "999 thread(s) per job x 1 job(s) at once = 999 threads on 2 core(s)" in \
+        plan(999, None, multirun=False, cores=2, env={}).oversubscribed(2)
+    assert "2 thread(s) per job x 2 job(s) at once = 4 threads" in \
+        plan(2, {**JOBLIB, "n_jobs": 2}, multirun=True, cores=2, env={}).oversubscribed(2)
+    assert "x 4 job(s) at once" in plan("auto", {**JOBLIB, "n_jobs": 4}, multirun=True, cores=2, env={}).oversubscribed(2)
+    assert plan(1, {**JOBLIB, "n_jobs": 2}, multirun=True, cores=2, env={}).oversubscribed(2) is None
+    assert plan(2, {**JOBLIB, "n_jobs": 2}, multirun=False, cores=2, env={}).oversubscribed(2) is None  # one run
+    for cores in range(1, 33):
+        for n_jobs in (-1, -2, -cores, 1, 2, 3, cores, None):
+            got = plan("auto", {**JOBLIB, "n_jobs": n_jobs}, multirun=True, cores=cores, env={})
+            fits = joblib_parallel(n_jobs, cores) <= cores  # else more jobs than cores: warned, rightly
+            assert (got.oversubscribed(cores) is None) == fits, (cores, n_jobs)
+            assert not fits or got.threads * got.jobs <= cores
+
+
 def test_each_job_of_a_joblib_sweep_gets_its_share(tmp_path):
     """Two jobs at once on this machine: each records cores // 2 threads (at least 1)."""
     import os

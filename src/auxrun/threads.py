@@ -34,6 +34,17 @@ class ThreadPlan:
 
     threads: int
     reason: str
+    jobs: int = 1  # jobs of the same sweep that run at once on this machine, each with ``threads``
+
+    def oversubscribed(self, cores: int) -> str | None:
+        """A warning where the jobs running at once use more threads than the ``cores``
+        (``threads=N`` set above them, or more parallel jobs than cores); else ``None``."""
+        total = self.threads * self.jobs
+        if total <= cores:
+            return None
+        return (f"{self.threads} thread(s) per job x {self.jobs} job(s) at once = {total} threads on {cores} "
+                f"core(s): threads beyond the cores wait for each other, which is slower, not faster "
+                f"(threads=auto shares the cores among the jobs)")
 
 
 def available_cores() -> int:
@@ -59,15 +70,17 @@ def plan(setting: Any, launcher: Mapping | None, multirun: bool, cores: int | No
     """The thread count for ``threads=setting`` under ``launcher`` (Hydra's launcher config)."""
     env = os.environ if env is None else env
     cores = available_cores() if cores is None else cores
+    target = str((launcher or {}).get("_target_", ""))
+    joblib = multirun and target.endswith("JoblibLauncher")
+    jobs = joblib_parallel((launcher or {}).get("n_jobs", -1), cores) if joblib else 1
     if str(setting) != "auto":
-        return ThreadPlan(int(setting), f"threads={setting}")
+        return ThreadPlan(int(setting), f"threads={setting}", jobs)
     slurm = env.get("SLURM_CPUS_PER_TASK", "")
     if slurm.isdigit() and int(slurm) > 0:
         return ThreadPlan(min(cores, int(slurm)), f"SLURM_CPUS_PER_TASK={slurm}")
-    target = str((launcher or {}).get("_target_", ""))
-    if multirun and target.endswith("JoblibLauncher"):
-        jobs = joblib_parallel((launcher or {}).get("n_jobs", -1), cores)
-        return ThreadPlan(max(1, cores // jobs), f"{cores} cores shared by {jobs} parallel jobs (hydra.launcher.n_jobs)")
+    if joblib:
+        return ThreadPlan(max(1, cores // jobs), f"{cores} cores shared by {jobs} parallel jobs (hydra.launcher.n_jobs)",
+                          jobs)
     cpus = (launcher or {}).get("cpus_per_task") if multirun and "submitit" in target else None
     if cpus:
         return ThreadPlan(min(cores, int(cpus)), f"hydra.launcher.cpus_per_task={cpus}")
@@ -99,4 +112,6 @@ def configure(setting: Any) -> ThreadPlan:
     chosen = plan(setting, launcher, multirun)  # type: ignore[arg-type]
     apply(chosen.threads)
     log.info("threads: %d per job (%s)", chosen.threads, chosen.reason)
+    if (warning := chosen.oversubscribed(available_cores())) is not None:
+        log.warning(warning)
     return chosen
