@@ -30,8 +30,8 @@ import contextlib
 import json
 import logging
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
