@@ -174,8 +174,8 @@ def _hydra(command: str, args: list[str]) -> None:
 
     check_flags(command, args)
     check_group_overrides(args)
-    modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r",
-                                      "--shell-completion", "-sc")]
+    modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r")]
+    # (--shell-completion, Hydra's fifth mode, is refused by check_flags above)
     if len({m.lstrip("-")[0] for m in modes}) > 1:  # Hydra would raise a ValueError with a traceback
         raise AuxrunError(f"{' and '.join(modes)} cannot be combined: use one of --multirun, --cfg, --info")
     check_single_job(command, args)
