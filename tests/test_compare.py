@@ -236,22 +236,30 @@ def test_a_repeated_seed_warns_with_both_folders_and_only_the_newest_counts(tmp_
 
 
 def test_runs_that_name_one_encoder_but_started_from_different_files_warn(tmp_path, caplog):
-    """The RCGrad slice's case: ``pretrained=auto``'s folder was pre-trained again (lost with a
-    session's outputs) and came out different, so seed 0's ``none`` and ``fixed`` runs did not
-    start from the same weights."""
-    same = {"pretrained": "outputs/pretrain/auto/x-seed0"}
-    put_run(tmp_path, "n0", config("none", seed=0), 0.70, pretrained_sha256="a" * 64, **same)
-    put_run(tmp_path, "f0", config(seed=0), 0.80, pretrained_sha256="a" * 64, **same)
-    put_run(tmp_path, "f1", config(seed=1), 0.80, pretrained="outputs/pretrain/auto/x-seed1", pretrained_sha256="c" * 64)
+    """The RCGrad slice's case: ``pretrained=auto``'s encoder was pre-trained again (lost with a
+    session's outputs, or made on another machine) and came out different, so seed 0's ``none``
+    and ``fixed`` runs did not start from the same weights. Where the file lies does not matter
+    (an ``outputs/`` moved elsewhere is the same setting); the setting, dataset and seed do."""
+    def auto(weighting="fixed", seed=0, **keys):
+        return {**config(weighting, seed=seed, **keys), "pretrained": "auto"}
+
+    put_run(tmp_path, "n0", auto("none"), 0.70, pretrained="outputs/pretrain/auto/x-seed0", pretrained_sha256="a" * 64)
+    put_run(tmp_path, "f0", auto(), 0.80, pretrained="elsewhere/pretrain/auto/x-seed0", pretrained_sha256="a" * 64)
+    put_run(tmp_path, "f1", auto(seed=1), 0.80, pretrained="outputs/pretrain/auto/x-seed1", pretrained_sha256="c" * 64)
+    put_run(tmp_path, "n1", auto("none", seed=1), 0.70, pretrained="outputs/pretrain/auto/x-seed1",
+            pretrained_sha256="c" * 64)
+    put_run(tmp_path, "p0", {**config(seed=0, patience=7), "pretrained": "x.pt"}, 0.80, pretrained="x.pt",
+            pretrained_sha256="d" * 64)  # another setting: another start, rightly
     with caplog.at_level(logging.WARNING):
         compare(tmp_path)
-    assert "different files" not in caplog.text
-    put_run(tmp_path, "g0", config(seed=0, patience=5), 0.75, pretrained_sha256="b" * 64, **same)
+    assert "different encoder files" not in caplog.text
+    put_run(tmp_path, "g0", auto(patience=5), 0.75, pretrained="elsewhere/pretrain/auto/x-seed0",
+            pretrained_sha256="b" * 64)
     with caplog.at_level(logging.WARNING):
         compare(tmp_path)
     said = " ".join(caplog.text.split())
-    assert "outputs/pretrain/auto/x-seed0 started from 2 different files" in said
-    assert str(tmp_path / "g0") in said and "x-seed1" not in said
+    assert "runs on synthetic/gcn seed 0 (pretrained=auto) started from 2 different encoder files" in said
+    assert str(tmp_path / "g0") in said and str(tmp_path / "n0") in said and "seed 1" not in said
 
 
 def test_diverged_runs_are_counted_never_averaged(tmp_path):

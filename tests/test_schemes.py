@@ -7,6 +7,7 @@ import hashlib
 import pytest
 import torch
 
+from conftest import read_result, run_cli
 from omegaconf import OmegaConf
 
 from auxrun.errors import AuxrunError
@@ -130,3 +131,85 @@ def test_the_automatic_pretraining_folder_is_one_per_pretraining_config(make_cfg
     others = [folder("seed=1"), folder("backbone=gin"), folder("+pretrain_overrides=['trainer.lr=0.01']"),
               folder("dataset.homophily=0.9")]
     assert len({base, *others}) == 5
+
+
+def test_a_job_whose_encoder_is_not_its_finished_siblings_file_stops_before_it_trains(make_cfg, tmp_path, monkeypatch):
+    """In a sweep, the finished jobs of one dataset, backbone, seed and ``pretrained`` setting
+    all loaded one file; a job that loads another stops with both files named, before its first
+    step and without a result. Jobs of another seed or setting are not its pairs, nor unfinished
+    ones; outside a sweep nothing is checked."""
+    import auxrun.data as datasets
+    import auxrun.train.runner as runner
+    from auxrun.models import build_encoder
+    from auxrun.report.results import write_result
+    from auxrun.train.pretrained import save_encoder
+
+    sweep, encoder = tmp_path / "sweep", tmp_path / "encoder.pt"
+    cfg = make_cfg("finetune", *SMALL, f"pretrained={encoder}")  # seed 0
+    schema = datasets.load(cfg.dataset, 0, None).schema()
+    save_encoder(encoder, build_encoder(cfg.backbone, schema), cfg.backbone, schema)
+    digest = hashlib.sha256(encoder.read_bytes()).hexdigest()
+    sibling = {"status": "completed", "command": "finetune", "dataset": "synthetic", "backbone": "gcn", "seed": 0,
+               "aux": "x", "weighting": "none", "metrics": {"test": {}}, "config": {"pretrained": str(encoder)},
+               "pretrained": str(encoder), "pretrained_sha256": "a" * 64}
+    write_result(sweep / "0_other_seed", {**sibling, "seed": 1})
+    write_result(sweep / "1_other_setting", {**sibling, "config": {"pretrained": "auto"}})
+    write_result(sweep / "2_unfinished", {**sibling, "status": "failed"})
+    write_result(sweep / "3_same_file", {**sibling, "pretrained_sha256": digest})
+
+    class Trains(Exception):
+        """The job reached its training loop."""
+
+    def fit(job, trainer, run_dir, *rest):
+        raise Trains(run_dir)
+
+    monkeypatch.setattr(runner, "fit", fit)
+    monkeypatch.setattr(runner, "current_sweep_dir", lambda: sweep)
+    with pytest.raises(Trains):  # no finished pair that loaded another file
+        run(cfg, sweep / "4_job")
+    write_result(sweep / "5_pair", sibling)
+    with pytest.raises(AuxrunError) as err:
+        run(cfg, sweep / "6_job")
+    said = " ".join(str(err.value).split())
+    assert f"(SHA-256 {digest[:12]}), is not the file that finished jobs of this sweep on synthetic/gcn seed 0 " \
+           f"(pretrained={encoder}) started from ({'a' * 12}, in {encoder}; {sweep / '5_pair'})" in said
+    assert not (sweep / "6_job" / "result.json").exists()
+    monkeypatch.setattr(runner, "current_sweep_dir", lambda: None)  # a single run
+    with pytest.raises(Trains):
+        run(cfg, tmp_path / "single")
+
+
+@pytest.mark.slow
+def test_a_sweep_job_that_would_start_from_another_encoder_is_refused(tmp_path):
+    """``pretrained=auto``'s encoder made again between two launches of one sweep, and not the
+    same file (another machine, other library releases: here its weights nudged by hand): the
+    relaunched job stops before it trains instead of pairing with runs that started elsewhere;
+    ``rerun=true`` runs the sweep again from the new file."""
+    out, sweep = tmp_path / "outputs", tmp_path / "sweep"
+    args = ["finetune", "-m", "weighting=none,fixed", "seed=0", "trainer.max_epochs=2", "trainer.progress=false",
+            "trainer.checkpoint=false", f"paths.outputs={out}", f"hydra.sweep.dir={sweep}"]
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = {read_result(p.parent)["weighting"]: p.parent for p in sweep.glob("*/result.json")}
+    old = read_result(runs["none"])["pretrained_sha256"]
+    assert read_result(runs["fixed"])["pretrained_sha256"] == old
+    (encoder,) = out.rglob(FILENAME)
+    saved = torch.load(encoder, weights_only=True)
+    first_weight = next(k for k, v in saved["state_dict"].items() if v.is_floating_point())
+    saved["state_dict"][first_weight] += 1e-3
+    torch.save(saved, encoder)
+    new = hashlib.sha256(encoder.read_bytes()).hexdigest()
+    (runs["fixed"] / "result.json").unlink()  # the job still to run when the sweep is launched again
+
+    again = run_cli(*args, cwd=tmp_path)
+    said = " ".join(again.stderr.split())
+    assert again.returncode != 0
+    assert f"SHA-256 {new[:12]}), is not the file that finished jobs of this sweep on synthetic/gcn seed 0 " \
+           f"(pretrained=auto) started from ({old[:12]}" in said, said[-3000:]
+    assert read_result(runs["fixed"])["status"] == "failed" and "rerun=true" in said
+    assert read_result(runs["none"])["pretrained_sha256"] == old  # the finished job is left as it was
+
+    fresh = run_cli(*args, "rerun=true", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert {read_result(p)["pretrained_sha256"] for p in runs.values()} == {new}
+    assert {read_result(p)["status"] for p in runs.values()} == {"completed"}

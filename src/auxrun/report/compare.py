@@ -39,6 +39,7 @@ from ..errors import AuxrunError
 from .groups import RunKey, describe, run_key, varying
 from ..run_folder import CONFIG, RunFolder
 from .results import find_results
+from .starts import describe_start, differing_starts, start_key
 
 log = logging.getLogger(__name__)
 GAIN = "Avg. Gain"
@@ -135,7 +136,7 @@ def collect(root: Path, split: str = "test",
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
             "metrics": dict(r["metrics"].get(split, {})), "history": list(r.get("val_history") or []),
             "loss_scales": loss_scales(r.get("config") or {}),
-            "pretrained": r.get("pretrained"), "pretrained_sha256": r.get("pretrained_sha256"),
+            "pretrained": r.get("pretrained"), "pretrained_sha256": r.get("pretrained_sha256"), "start": start_key(r),
         })
     if not any(rec["status"] == "completed" for rec in records):
         extra = f" ({len(unfinished) + len(records)} unfinished, diverged or failed runs skipped)" \
@@ -177,19 +178,14 @@ def _newest_per_seed(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _warn_on_remade_encoders(df: pd.DataFrame) -> None:
-    """Runs that name one encoder (``pretrained``, e.g. ``pretrained=auto``'s folder) but
-    started from files of different content: the encoder was pre-trained again between them (a
-    session's lost ``outputs/``, another thread count), so the strategies a table pairs by seed
-    did not start from the same weights. A warning per encoder, naming a run of each file."""
-    files: dict[str, dict[str, str]] = {}
-    for name, digest, run_dir in zip(df.pretrained, df.pretrained_sha256, df.run_dir):
-        if isinstance(name, str) and isinstance(digest, str):
-            files.setdefault(name, {}).setdefault(digest, run_dir)
-    for name, runs in files.items():
-        if len(runs) > 1:
-            log.warning("runs that start from encoder %s started from %d different files (it was pre-trained again "
-                        "between them), e.g. %s: runs paired by seed did not share their start; rerun the older ones",
-                        name, len(runs), " and ".join(runs.values()))
+    """Runs a table pairs by seed that name one encoder (:func:`~.starts.start_key`: one dataset,
+    backbone, seed and ``pretrained`` setting) but started from files of different content: the
+    encoder was pre-trained again between them (a session's lost ``outputs/``, another machine),
+    so they did not start from the same weights. A warning per such key, naming a run of each file."""
+    for key, runs in differing_starts(zip(df.run_dir, df.start, df.pretrained_sha256)).items():
+        log.warning("runs on %s started from %d different encoder files (it was pre-trained again between "
+                    "them), e.g. %s: runs paired by seed did not share their start; rerun the older ones",
+                    describe_start(key), len(runs), " and ".join(map(str, runs.values())))
 
 
 def _column_labels(df: pd.DataFrame) -> tuple[dict, dict]:

@@ -9,6 +9,9 @@ config's finished result (unless ``rerun=true``), build the job, train it with t
 * stopped by SIGINT or SIGTERM: ``status: interrupted`` with empty metrics, then
   :class:`~auxrun.train.resume.Interrupted` (exit ``128 + signal``); the same command resumes;
 * any error: ``status: failed`` with the error, and the error goes on to the boundary;
+* a sweep's job whose pre-trained encoder is not the file that the sweep's finished jobs of its
+  dataset, backbone, seed and ``pretrained`` setting loaded: stopped before it trains
+  (:func:`~auxrun.report.starts.refuse_another_start`), unless ``rerun=true``;
 * a result that cannot be written (a full disk): its metrics in the log, then
   :class:`~auxrun.errors.StorageError`.
 
@@ -41,6 +44,7 @@ from rich.markup import escape
 
 from ..errors import FolderInUse, StorageError
 from ..report.results import finished, start_run, write_failure, write_result
+from ..report.starts import current_sweep_dir, refuse_another_start
 from ..run_folder import RunFolder
 from .loggers import make_logger
 from .loop import Job, fit
@@ -104,6 +108,8 @@ def _run(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) -> di
     start = time.time()
     job, base = scheme.build(cfg)
     base = {**base, "threads": torch.get_num_threads(), "config": config}
+    if not cfg.get("rerun", False):  # rerun=true replaces the sweep's runs, the ones that differ among them
+        refuse_another_start(base, run_dir, current_sweep_dir())
     try:
         out = fit(job, cfg.trainer, run_dir, config, make_logger(cfg, run_dir), console)
     except Exception as exc:
