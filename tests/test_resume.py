@@ -148,6 +148,47 @@ def test_a_checkpoint_of_another_config_is_not_resumed_and_rerun_starts_over(mak
     assert read_result(tmp_path / "whole")["steps"] == other["steps"]
 
 
+def test_a_checkpoint_of_a_run_that_started_from_another_encoder_file_is_not_resumed(make_cfg, tmp_path, monkeypatch,
+                                                                                      caplog):
+    """``pretrained=auto`` made its encoder again between two attempts of a finetune run, and
+    not the same file (another machine, other library releases; here the weights are nudged by
+    hand). The config is the same, but the checkpoint's run started from other weights: the run
+    starts over from the file it now loads, as its record says, and ends as a run from that
+    file does. With the same file it resumes."""
+    import auxrun.data as datasets
+    from auxrun.models import build_encoder
+    from auxrun.train.pretrained import save_encoder
+
+    encoder = tmp_path / "encoder.pt"
+    overrides = ["trainer=fast", "trainer.max_epochs=3", "trainer.patience=0", f"pretrained={encoder}"]
+    cfg = make_cfg("finetune", *overrides)
+    schema = datasets.load(cfg.dataset, 0, None).schema()
+    save_encoder(encoder, build_encoder(cfg.backbone, schema), cfg.backbone, schema)
+
+    def interrupted(folder):
+        with monkeypatch.context() as m:
+            m.setattr(runner, "make_logger", lambda cfg, run_dir: SignalAt(1, signal.SIGTERM))
+            with pytest.raises(Interrupted):
+                schemes.run(cfg, folder)
+
+    interrupted(tmp_path / "same")
+    with caplog.at_level("WARNING"):
+        schemes.run(cfg, tmp_path / "same")
+    assert "resuming" in caplog.text and "other weights" not in caplog.text
+    interrupted(tmp_path / "r")
+    saved = torch.load(encoder, weights_only=True)
+    name = next(k for k, v in saved["state_dict"].items() if v.is_floating_point())
+    saved["state_dict"][name] += 1e-2
+    torch.save(saved, encoder)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = schemes.run(cfg, tmp_path / "r")
+    assert "its run started from other weights" in caplog.text and "resuming" not in caplog.text
+    fresh = schemes.run(cfg, tmp_path / "fresh")
+    assert again["pretrained_sha256"] == fresh["pretrained_sha256"] != read_result(tmp_path / "same")["pretrained_sha256"]
+    assert again["metrics"] == fresh["metrics"] and again["steps"] == fresh["steps"]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_the_same_command_resumes_from_the_last_epoch_and_matches(tmp_path):
     """A killed process writes nothing more: the rerun continues from the last epoch's checkpoint."""

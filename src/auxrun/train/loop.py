@@ -168,9 +168,10 @@ class Loop:
     """One run of a :class:`Job` in a run folder (see the module docstring)."""
 
     def __init__(self, job: Job, trainer: Any, run_dir: Path, config: dict[str, Any] | None = None,
-                 logger: RunLogger | None = None, console: Console | None = None) -> None:
+                 logger: RunLogger | None = None, console: Console | None = None,
+                 start: dict[str, Any] | None = None) -> None:
         self.job, self.trainer, self.folder = job, trainer, RunFolder(run_dir)
-        self.config, self.logger = config, logger or NoLogger()
+        self.config, self.logger, self.start = config, logger or NoLogger(), start
         self.console = console or Console(stderr=True)
         self.keep = bool(trainer.checkpoint) and config is not None  # whole-state checkpoints
         self.state = RunState()
@@ -269,16 +270,17 @@ class Loop:
         return True
 
     def checkpoint(self) -> None:
-        """The whole run state to ``checkpoints/last.pt`` (with ``trainer.checkpoint`` and a config)."""
+        """The whole run state to ``checkpoints/last.pt`` (with ``trainer.checkpoint`` and a config),
+        with the config and what the run started from, which a resumed run must share."""
         if self.keep:
             self.state.wall_seconds = self.earlier + time.time() - self.started
-            payload = {"config": self.config, "job": self.job.state_dict(), "best_model": self.best,
-                       "state": asdict(self.state), "rng": rng_states(self.job.gen)}
+            payload = {"config": self.config, "start": self.start, "job": self.job.state_dict(),
+                       "best_model": self.best, "state": asdict(self.state), "rng": rng_states(self.job.gen)}
             tolerant(lambda: save_run_state(self.folder.last, payload), "the checkpoint")
 
     def resume(self) -> None:
         """Load this config's checkpoint from the run folder, if there is one."""
-        saved = load_run_state(self.folder.last, self.config) if self.keep else None
+        saved = load_run_state(self.folder.last, self.config, self.start) if self.keep else None
         if saved is None:
             return
         self.job.load_state_dict(saved["job"])
@@ -307,9 +309,12 @@ class Loop:
 
 
 def fit(job: Job, trainer: Any, run_dir: Path, config: dict[str, Any] | None = None,
-        logger: RunLogger | None = None, console: Console | None = None) -> FitResult:
-    """Train ``job`` in ``run_dir`` (:class:`Loop`)."""
-    return Loop(job, trainer, run_dir, config, logger, console).run()
+        logger: RunLogger | None = None, console: Console | None = None,
+        start: dict[str, Any] | None = None) -> FitResult:
+    """Train ``job`` in ``run_dir`` (:class:`Loop`). ``start``: what the run's weights came
+    from beyond its config (a pre-trained encoder file's SHA-256), which a checkpoint must share
+    to be resumed."""
+    return Loop(job, trainer, run_dir, config, logger, console, start).run()
 
 
 def tolerant(write: Any, what: str) -> None:

@@ -248,10 +248,14 @@ def save_run_state(path: Path, payload: dict[str, Any]) -> Path:
     return save_torch(path, {"format": FORMAT, "version": VERSION, **payload})
 
 
-def load_run_state(path: Path, config: dict[str, Any] | None) -> dict[str, Any] | None:
+def load_run_state(path: Path, config: dict[str, Any] | None,
+                   start: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The checkpoint at ``path`` when it was written by a run of ``config`` (up to keys that never
-    change a run's numbers, :func:`~auxrun.report.results.config_differences`); ``None``
-    (with a warning where one exists but does not fit) otherwise."""
+    change a run's numbers, :func:`~auxrun.report.results.config_differences`) that started
+    from ``start`` (the SHA-256 of its pre-trained encoder file: ``pretrained=auto`` may have
+    made that file again, differently, since the checkpoint was written; a checkpoint that does
+    not say is taken as it is); ``None`` (with a warning where one exists but does not fit)
+    otherwise."""
     if config is None or not path.is_file():
         return None
     try:
@@ -265,4 +269,13 @@ def load_run_state(path: Path, config: dict[str, Any] | None) -> dict[str, Any] 
     if config_differences(state.get("config"), config):
         log.warning("ignoring checkpoint %s: written by a run of another config; starting from the first epoch", path)
         return None
+    if state.get("start") is not None and state["start"] != start:
+        log.warning("ignoring checkpoint %s: its run started from other weights (%s; this run: %s), so it cannot "
+                    "go on as this run; starting from the first epoch", path, _said(state["start"]), _said(start))
+        return None
     return state
+
+
+def _said(start: dict[str, Any] | None) -> str:
+    """``pretrained_sha256 1a2b3c4d5e6f`` for a checkpoint's ``start``."""
+    return ", ".join(f"{k} {str(v)[:12]}" for k, v in (start or {}).items()) or "nothing pre-trained"

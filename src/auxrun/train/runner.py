@@ -111,7 +111,8 @@ def _run(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) -> di
     if not cfg.get("rerun", False):  # rerun=true replaces the sweep's runs, the ones that differ among them
         refuse_another_start(base, run_dir, current_sweep_dir())
     try:
-        out = fit(job, cfg.trainer, run_dir, config, make_logger(cfg, run_dir), console)
+        weights = {"pretrained_sha256": base["pretrained_sha256"]} if "pretrained_sha256" in base else None
+        out = fit(job, cfg.trainer, run_dir, config, make_logger(cfg, run_dir), console, weights)
     except Exception as exc:
         with contextlib.suppress(OSError):  # a full disk must not hide the error itself
             if finished(run_dir) is None:  # a failed rerun (rerun=true) keeps the result it was to replace
