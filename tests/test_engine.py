@@ -27,6 +27,21 @@ def test_early_stopping_reports_the_best_validation_epoch(make_cfg, tmp_path):
     assert int(rows[-1]["epoch"]) == r["epochs_run"] - 1
 
 
+def test_a_record_says_what_it_ran_on(make_cfg, tmp_path):
+    """The processor, the vector instructions torch's kernels use and the library releases:
+    what can change a run's numbers when its config does not."""
+    import platform
+    from importlib.metadata import version
+
+    env = run(make_cfg("mtl", "trainer=fast", "trainer.checkpoint=false"), tmp_path)["environment"]
+    assert json.loads((tmp_path / "result.json").read_text())["environment"] == env
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["machine"] == platform.machine()
+    assert env["packages"]["torch"] == torch.__version__ == version("torch")
+    assert env["packages"]["torch_geometric"] == version("torch_geometric") and env["python"] == platform.python_version()
+    with open("/proc/cpuinfo") as fh:
+        assert any(line.startswith("model name") and line.split(":", 1)[1].strip() == env["device_name"] for line in fh)
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "result.json"
     write_json(path, {"a": 1})

@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 
 from .anchors import ANCHORS, AnchorStep
 from .atomic import write_json
+from .environment import device_name
 
 AUX_SETS = {
     2: {"helpful": {"kind": "planted", "relation": "helpful"},
@@ -383,17 +384,6 @@ def summarise(rows: list[dict], pairs: dict | None = None) -> dict:
             summary["targets"]["jvp_no_more_memory_than_unrolled"] = jvp["peak_mib"] <= unrolled["peak_mib"]
         out[f"K={k}"] = summary
     return out
-
-
-def device_name(device: str) -> str:
-    """The accelerator's name (``torch.cuda.get_device_name``), or the CPU's from /proc."""
-    if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "cpu")
-    except OSError:
-        return platform.processor() or "cpu"
 
 
 def main(argv: list[str] | None = None) -> None:

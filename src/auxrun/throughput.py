@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from rich.console import Console
 
-    from .bench import device_name
+    from .environment import device_name
 
     console = Console()
     cores = available_cores()

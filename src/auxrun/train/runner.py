@@ -42,6 +42,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.markup import escape
 
+from ..environment import environment
 from ..errors import FolderInUse, StorageError
 from ..report.results import finished, start_run, write_failure, write_result
 from ..report.starts import current_sweep_dir, refuse_another_start
@@ -107,7 +108,8 @@ def _run(cfg: DictConfig, run_dir: Path, scheme: Scheme, console: Console) -> di
         return done
     start = time.time()
     job, base = scheme.build(cfg)
-    base = {**base, "threads": torch.get_num_threads(), "config": config}
+    base = {**base, "threads": torch.get_num_threads(), "environment": environment(base.get("device", "cpu")),
+            "config": config}
     if not cfg.get("rerun", False):  # rerun=true replaces the sweep's runs, the ones that differ among them
         refuse_another_start(base, run_dir, current_sweep_dir())
     try:
