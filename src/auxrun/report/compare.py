@@ -136,7 +136,7 @@ def collect(root: Path, split: str = "test",
             "finished": _finished_at(run_dir, r), "key": run_key(r.get("config") or {}, r["weighting"]),
             "metrics": dict(r["metrics"].get(split, {})), "history": list(r.get("val_history") or []),
             "loss_scales": loss_scales(r.get("config") or {}),
-            "pretrained": r.get("pretrained"), "pretrained_sha256": r.get("pretrained_sha256"), "start": start_key(r),
+            "pretrained_sha256": r.get("pretrained_sha256"), "start": start_key(r),
         })
     if not any(rec["status"] == "completed" for rec in records):
         extra = f" ({len(unfinished) + len(records)} unfinished, diverged or failed runs skipped)" \
